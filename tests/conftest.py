@@ -1,0 +1,29 @@
+"""Shared fixtures: the real ASSIST2015 data from ../shared when it is there, small simulated data always."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gainakt.data import Dataset, load_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIST2015 = REPO.parent / "shared" / "data" / "assist2015"
+
+
+@pytest.fixture(scope="session")
+def assist_dir() -> Path:
+    if not (ASSIST2015 / "train_valid.csv").is_file():
+        pytest.skip(f"real data not found at {ASSIST2015} (only the project's own checkout has ../shared)")
+    return ASSIST2015
+
+
+@pytest.fixture(scope="session")
+def assist(assist_dir: Path) -> Dataset:
+    return load_dataset(assist_dir)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic() -> Dataset:
+    return load_dataset("synthetic:students=300,concepts=20,seed=3")
