@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return handler(args) or 0
     except UserError as err:
@@ -41,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _add_data(commands)
+    _add_train(commands)
+    _add_eval(commands)
+    _add_check(commands)
     return parser
 
 
@@ -102,6 +107,106 @@ def format_summary(summary: dict) -> str:
             f"Bayes-optimal AUC {summary['bayes_auc']:.4f} (true probabilities, validation fold {summary['bayes_auc_fold']})"
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- train, eval
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    from gainakt.train import PRESETS
+
+    train = commands.add_parser(
+        "train",
+        help="train one GainAKT2Exp run",
+        description="Train one GainAKT2Exp run. Settings come from the preset, then the TOML file, then --set, "
+        "later winning. The run folder receives metrics_epoch.csv (a row per epoch), best.pt (best validation "
+        "AUC), last.pt (for --resume) and results.json.",
+    )
+    train.add_argument("--data", help="dataset folder, CSV file or synthetic[:key=value,...] (default: synthetic)")
+    train.add_argument("--preset", default="cpu-small", choices=list(PRESETS), help="starting settings (default cpu-small)")
+    train.add_argument("--config", metavar="FILE.toml", help="TOML file of settings (tables [model] and [weights])")
+    train.add_argument(
+        "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting, e.g. --set epochs=5 --set model.gains=linear --set weights.sparsity=0.01",
+    )
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt if it has one (a finished run just reports)")
+    train.add_argument("--wandb", choices=["off", "offline", "online"], help="log to Weights & Biases (default off)")
+    train.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from gainakt.train import make_config, train
+
+    values = {"out": args.out}
+    if args.data is not None:
+        values["data"] = args.data
+    if args.wandb is not None:
+        values["wandb"] = args.wandb
+    config = make_config(args.preset, args.config, args.assignments, **values)
+    results = train(config, resume=args.resume)
+    best = results["best"] or {}
+    print(
+        f"best epoch {results['best_epoch']} of {results['epochs_run']}: auc {best.get('auc', float('nan')):.4f}, "
+        f"mastery_corr {best.get('mastery_corr', float('nan')):.3f}, neg_gain_rate {best.get('neg_gain_rate', float('nan')):.3f}"
+    )
+    print(f"run folder: {args.out}")
+    return 0
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    ev = commands.add_parser(
+        "eval",
+        help="every metric of a run's best.pt on a split",
+        description="Load RUN_DIR/best.pt and compute every metric of DESIGN.md on the validation fold it was "
+        "trained against, or on the test split.",
+    )
+    ev.add_argument("run_dir", metavar="RUN_DIR")
+    ev.add_argument("--data", help="dataset (default: the one the run was trained on)")
+    ev.add_argument("--split", choices=["valid", "test"], default="valid")
+    ev.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    ev.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from gainakt.data import BatchPlan, load_dataset
+    from gainakt.evaluate import evaluate
+    from gainakt.train import load_run
+    from gainakt.errors import DataError
+
+    model, config, state = load_run(args.run_dir)
+    dataset = load_dataset(args.data or config.data, state["num_concepts"])
+    if dataset.num_concepts != state["num_concepts"]:
+        raise DataError(f"{dataset.source}: {dataset.num_concepts} concepts, but the run was trained on {state['num_concepts']}")
+    windows = dataset.split(config.fold)[1] if args.split == "valid" else dataset.test_windows()
+    metrics = evaluate(model, BatchPlan(windows, 256, "bucketed", shuffle=False)).as_dict()
+    out = {"run": args.run_dir, "split": args.split, "epoch": state["epoch"], "data": dataset.source, **metrics}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{args.run_dir} best.pt (epoch {state['epoch']}) on {dataset.source}, {args.split}:")
+        for name, value in metrics.items():
+            print(f"  {name:<28} {value:.4f}" if isinstance(value, float) else f"  {name:<28} {value}")
+    return 0
+
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser(
+        "check",
+        help="quick setup test: one OK or FAIL line per component",
+        description="Build a tiny model in each mode, run one training step on simulated data, and print one OK "
+        "or FAIL line per component. Exit code 1 if anything fails.",
+    )
+    check.set_defaults(handler=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from gainakt.selfcheck import run_checks
+
+    results = run_checks()
+    for result in results:
+        print(f"{'OK  ' if result.ok else 'FAIL'}  {result.name:<22} {result.detail}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":

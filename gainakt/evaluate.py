@@ -1,0 +1,134 @@
+"""From model states to DESIGN.md's metrics: what each metric looks at, gathered batch by batch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+from . import metrics
+from .data import Batch, BatchPlan
+from .model import GainAKT2Exp, States
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Per-position arrays over real positions of one or more batches."""
+
+    prob: np.ndarray  # p[t]
+    next_response: np.ndarray  # r[t+1]
+    next_mastery: np.ndarray  # m[t, c[t+1]]
+    student: np.ndarray  # student of each position
+    practised_gain: np.ndarray  # g[t, c[t]]
+    response: np.ndarray  # r[t]
+    mastery_before: np.ndarray  # m[t-1, c[t]], positions with a real t-1
+    mastery_after: np.ndarray  # m[t, c[t]], same positions
+    correct_after: np.ndarray  # r[t], same positions
+    negative_gains: int  # entries g[t, k] < 0
+    gain_entries: int
+    next_true_mastery: np.ndarray | None = None  # simulator only
+
+    @classmethod
+    def of(cls, states: States, batch: Batch) -> Observations:
+        with torch.no_grad():
+            mask = batch.mask
+            gains, mastery = states.gains.detach().float(), states.mastery.detach().float()
+            at = lambda x, idx: x.gather(-1, idx.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+            pairs = mask[:, 1:] & mask[:, :-1]
+            answered = batch.concepts[:, 1:]
+            students = batch.students.unsqueeze(1).expand_as(mask)
+            real_gains = gains[mask]
+            numpy = lambda x: x.cpu().numpy()  # noqa: E731
+            return cls(
+                prob=numpy(torch.sigmoid(states.logits.detach().float())[mask]),
+                next_response=numpy(batch.next_responses[mask]),
+                next_mastery=numpy(at(mastery, batch.next_concepts)[mask]),
+                student=numpy(students[mask]),
+                practised_gain=numpy(at(gains, batch.concepts)[mask]),
+                response=numpy(batch.responses[mask]),
+                mastery_before=numpy(at(mastery[:, :-1], answered)[pairs]),
+                mastery_after=numpy(at(mastery[:, 1:], answered)[pairs]),
+                correct_after=numpy(batch.responses[:, 1:][pairs]),
+                negative_gains=int((real_gains < 0).sum()),
+                gain_entries=real_gains.numel(),
+                next_true_mastery=None if batch.next_true_mastery is None else numpy(batch.next_true_mastery[mask]),
+            )
+
+    @classmethod
+    def concat(cls, parts: list[Observations]) -> Observations:
+        merged = {}
+        for f in fields(cls):
+            values = [getattr(p, f.name) for p in parts]
+            if f.name in ("negative_gains", "gain_entries"):
+                merged[f.name] = sum(values)
+            elif any(v is None for v in values):
+                merged[f.name] = None
+            else:
+                merged[f.name] = np.concatenate(values)
+        return cls(**merged)
+
+    def interpretability(self) -> dict[str, float]:
+        """The four interpretability metrics the monitor follows."""
+        return {
+            "mastery_corr": metrics.pearson(self.next_mastery, self.next_response),
+            "gain_corr": metrics.pearson(self.practised_gain, self.response),
+            "neg_gain_rate": self.negative_gains / self.gain_entries if self.gain_entries else float("nan"),
+            "monotonicity_violation_rate": metrics.monotonicity_violation_rate(
+                self.mastery_before, self.mastery_after, self.correct_after
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    """Every metric of DESIGN.md on one evaluation split (NaN where undefined)."""
+
+    loss: float
+    auc: float
+    acc: float
+    mastery_corr: float
+    pred_corr: float
+    mastery_corr_student: float
+    gain_corr: float
+    neg_gain_rate: float
+    monotonicity_violation_rate: float
+    mastery_recovery: float
+    positions: int
+
+    @classmethod
+    def from_observations(cls, obs: Observations) -> EvalMetrics:
+        eps = 1e-7
+        p = np.clip(obs.prob.astype(np.float64), eps, 1 - eps)
+        y = obs.next_response
+        loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if y.size else float("nan")
+        recovery = float("nan")
+        if obs.next_true_mastery is not None:
+            recovery = metrics.pearson(obs.next_mastery, obs.next_true_mastery)
+        return cls(
+            loss=loss,
+            auc=metrics.roc_auc(y, obs.prob),
+            acc=metrics.accuracy(y, obs.prob),
+            pred_corr=metrics.pearson(obs.prob, y),
+            mastery_corr_student=metrics.per_student_pearson(obs.next_mastery, y, obs.student),
+            mastery_recovery=recovery,
+            positions=int(y.size),
+            **obs.interpretability(),
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(model: GainAKT2Exp, plan: BatchPlan, device: torch.device | str = "cpu") -> EvalMetrics:
+    """All metrics of the model on every window of `plan` (in eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    parts = []
+    for batch in plan.batches(0):
+        batch = batch.to(device)
+        parts.append(Observations.of(model.forward_with_states(batch), batch))
+    model.train(was_training)
+    return EvalMetrics.from_observations(Observations.concat(parts))
+

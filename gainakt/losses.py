@@ -1,0 +1,117 @@
+"""The prediction loss, the six auxiliary interpretability losses, and how they add up.
+
+Every auxiliary loss is a non-negative scalar (a mean of relu or absolute values)
+over real positions only, so the total `bce + sum_k w_k L_k` is never below the
+prediction loss and every logged share lies in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from .data import Batch
+from .errors import ConfigError
+from .model import States
+
+GAIN_MARGIN = 0.1  # gains after a correct answer should exceed those after a wrong one by this much
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each auxiliary loss in the total; 0 switches a loss off."""
+
+    non_negative: float = 0.0
+    monotonicity: float = 0.0
+    mastery_performance: float = 0.0
+    gain_performance: float = 0.0
+    sparsity: float = 0.0
+    consistency: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, value in self.items():
+            if not value >= 0:  # also rejects NaN
+                raise ConfigError(f"weights.{name} must be >= 0, got {value}")
+
+    def items(self) -> list[tuple[str, float]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+
+AUX_NAMES: tuple[str, ...] = tuple(f.name for f in fields(LossWeights))
+
+
+def prediction_loss(states: States, batch: Batch, positions_per_batch: float | None = None) -> torch.Tensor:
+    """Binary cross-entropy of the logits against r[t+1] on real positions.
+
+    With `positions_per_batch`, the sum is divided by that fixed count, so every real
+    position weighs the same whatever the batch's length; otherwise the mean.
+    """
+    mask = batch.mask
+    total = F.binary_cross_entropy_with_logits(
+        states.logits[mask], batch.next_responses[mask].float(), reduction="sum"
+    )
+    return total / (positions_per_batch if positions_per_batch else mask.sum().clamp(min=1))
+
+
+def auxiliary_losses(states: States, batch: Batch, mastery_step: float) -> dict[str, torch.Tensor]:
+    """The six unweighted auxiliary losses, each a non-negative scalar over real positions."""
+    mask = batch.mask  # [B, T]
+    gains, mastery = states.gains, states.mastery  # [B, T, C]
+    practised = F.one_hot(batch.concepts, gains.shape[-1]).bool()  # [B, T, C], concept of interaction t
+    correct = batch.responses.bool()
+    gain_here = gains.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T]
+    mastery_here = mastery.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T]
+    pairs = mask[:, 1:] & mask[:, :-1]  # consecutive real positions (t-1, t)
+    change = mastery[:, 1:] - mastery[:, :-1]  # [B, T-1, C]
+
+    return {
+        "non_negative": _mean(F.relu(-gains)[mask]),
+        "monotonicity": _mean(F.relu(-change)[pairs]),
+        "mastery_performance": _mean(torch.where(correct, 1 - mastery_here, mastery_here)[mask]),
+        "gain_performance": _gain_order_hinge(gain_here[mask], correct[mask]),
+        "sparsity": _mean(gains.abs()[mask.unsqueeze(-1) & ~practised]),  # concepts not practised at t
+        "consistency": _mean((change - mastery_step * gains[:, 1:]).abs()[pairs]),
+    }
+
+
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean of the selected entries, 0 (with a gradient path) when there are none."""
+    return values.mean() if values.numel() else values.sum()
+
+
+def _gain_order_hinge(gain: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+    """relu(margin - (mean gain after correct - mean gain after wrong)); 0 when one kind is missing."""
+    if correct.all() or not correct.any():
+        return gain.sum() * 0.0
+    return F.relu(GAIN_MARGIN - (gain[correct].mean() - gain[~correct].mean()))
+
+
+def warmup_factor(epoch: int, warmup_epochs: int) -> float:
+    """Share of the auxiliary weights in force at a 0-based epoch: linear up to 1 over `warmup_epochs`."""
+    return min(1.0, (epoch + 1) / (warmup_epochs + 1))
+
+
+@dataclass(frozen=True)
+class Composition:
+    """The total for backward and, for logging, each weighted component and its share of the total."""
+
+    total: torch.Tensor
+    components: dict[str, torch.Tensor]  # "bce" and each weighted auxiliary loss, all >= 0
+
+    def shares(self) -> dict[str, float]:
+        total = float(self.total.detach())
+        if total <= 0:
+            return {name: float(name == "bce") for name in self.components}
+        return {name: float(value.detach()) / total for name, value in self.components.items()}
+
+
+def compose(bce: torch.Tensor, aux: Mapping[str, torch.Tensor], weights: LossWeights, factor: float = 1.0) -> Composition:
+    """total = bce + sum_k factor * w_k * L_k; the value that reaches backward holds every term."""
+    components = {"bce": bce}
+    for name, weight in weights.items():
+        components[name] = (factor * weight) * aux[name]
+    total = torch.stack(list(components.values())).sum()
+    return Composition(total=total, components=components)

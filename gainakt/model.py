@@ -1,0 +1,182 @@
+"""GainAKT2Exp: a two-stream causal transformer with per-concept learning gains and mastery.
+
+Shapes: B batch, T positions, D d_model, H heads, C concepts.
+Interaction token `c + C * r`; the context stream feeds queries and keys, the value
+stream feeds values. The model predicts r[t+1] from interactions 0..t and c[t+1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Batch
+from .errors import ConfigError
+
+Attention = Literal["legacy", "intrinsic"]
+GainActivation = Literal["relu", "softplus", "linear"]
+MasteryMode = Literal["cumulative", "direct"]
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Architecture of GainAKT2Exp (the number of concepts comes from the data)."""
+
+    d_model: int = 128
+    heads: int = 8
+    blocks: int = 2
+    d_ff: int = 256
+    dropout: float = 0.2
+    max_len: int = 200
+    attention: Attention = "legacy"
+    gains: GainActivation = "relu"
+    mastery: MasteryMode = "cumulative"
+    mastery_step: float = 0.1  # s in m[t] = clip(m[t-1] + s * g[t], 0, 1)
+
+    def __post_init__(self) -> None:
+        if self.heads >= 1 and self.d_model % self.heads:
+            raise ConfigError(f"model.heads={self.heads} does not divide model.d_model={self.d_model}")
+        for name in ("d_model", "heads", "blocks", "d_ff", "max_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not self.mastery_step > 0:
+            raise ConfigError(f"model.mastery_step must be > 0, got {self.mastery_step}")
+
+
+@dataclass(frozen=True)
+class States:
+    """Everything one forward pass exposes, in every mode."""
+
+    logits: torch.Tensor  # [B, T], of r[t+1]
+    mastery: torch.Tensor  # [B, T, C] in [0, 1], after interaction t
+    gains: torch.Tensor  # [B, T, C], learning gain credited by interaction t
+    context: torch.Tensor  # [B, T, D]
+    value: torch.Tensor  # [B, T, D]
+
+
+def _activate(x: torch.Tensor, kind: GainActivation) -> torch.Tensor:
+    if kind == "relu":
+        return F.relu(x)
+    if kind == "softplus":
+        return F.softplus(x)
+    return x
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
+        super().__init__(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+
+
+class Block(nn.Module):
+    """Causal attention with Q, K from the context stream and V from the value stream.
+
+    Legacy: values are the D-wide value stream; the attention output updates both
+    streams. Intrinsic: values are the C-wide gains; each head aggregates them with
+    its own non-negative per-concept scale, and the aggregate is the next gains.
+    """
+
+    def __init__(self, cfg: ModelOptions, num_concepts: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, c = cfg.d_model, num_concepts
+        self.query_key = nn.Linear(d, 2 * d)
+        if cfg.attention == "legacy":
+            self.value = nn.Linear(d, d)
+            self.out = nn.Linear(d, d)
+            self.norm_value = nn.LayerNorm(d)
+        else:
+            self.gain_scale = nn.Parameter(torch.zeros(cfg.heads, 1, c))  # softplus(0) ~ 0.69 per head
+            self.out = nn.Linear(c, d)
+        self.norm_attn = nn.LayerNorm(d)
+        self.ff = FeedForward(d, cfg.d_ff, cfg.dropout)
+        self.norm_ff = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, context: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, d = context.shape
+        h = self.cfg.heads
+        q, k = self.query_key(context).view(b, t, 2, h, d // h).permute(2, 0, 3, 1, 4)  # each [B, H, T, D/H]
+        p = self.cfg.dropout if self.training else 0.0
+        if self.cfg.attention == "legacy":
+            v = self.value(value).view(b, t, h, d // h).transpose(1, 2)  # [B, H, T, D/H]
+            attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            update = self.drop(self.out(attended.transpose(1, 2).reshape(b, t, d)))
+            value = self.norm_value(value + update)
+        else:
+            v = value.unsqueeze(1) * F.softplus(self.gain_scale)  # [B, H, T, C]
+            value = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True).mean(1)  # [B, T, C]
+            update = self.drop(self.out(value))
+        context = self.norm_attn(context + update)
+        context = self.norm_ff(context + self.drop(self.ff(context)))
+        return context, value
+
+
+class GainAKT2Exp(nn.Module):
+    def __init__(self, cfg: ModelOptions, num_concepts: int) -> None:
+        super().__init__()
+        if num_concepts < 1:
+            raise ValueError(f"num_concepts must be at least 1, got {num_concepts}")
+        self.cfg = cfg
+        self.num_concepts = num_concepts
+        d, c = cfg.d_model, num_concepts
+        self.context_embedding = nn.Embedding(2 * c, d)
+        value_width = d if cfg.attention == "legacy" else c
+        self.value_embedding = nn.Embedding(2 * c, value_width)
+        self.context_position = nn.Embedding(cfg.max_len, d)
+        self.value_position = nn.Embedding(cfg.max_len, value_width)
+        self.concept_embedding = nn.Embedding(c, d)
+        self.blocks = nn.ModuleList(Block(cfg, c) for _ in range(cfg.blocks))
+        self.head = nn.Sequential(
+            nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d // 2), nn.GELU(), nn.Linear(d // 2, 1)
+        )
+        if cfg.attention == "legacy":
+            self.gain_head = nn.Linear(d, c)
+        else:
+            self.gain_projection = nn.Linear(c, d)  # gains -> the value input of the prediction head
+        if cfg.mastery == "cumulative":
+            self.initial_mastery = nn.Linear(d, c)
+        else:
+            self.mastery_head = nn.Linear(d, c)
+
+    def forward_with_states(self, batch: Batch) -> States:
+        return self(batch.concepts, batch.responses, batch.next_concepts)
+
+    def forward(self, concepts: torch.Tensor, responses: torch.Tensor, next_concepts: torch.Tensor) -> States:
+        """concepts, responses, next_concepts: long [B, T] -> States."""
+        cfg = self.cfg
+        t = concepts.shape[1]
+        if t > cfg.max_len:
+            raise ValueError(f"{t} positions exceed the model's max_len {cfg.max_len}")
+        tokens = concepts + self.num_concepts * responses  # [B, T]
+        positions = torch.arange(t, device=concepts.device)
+        context = self.context_embedding(tokens) + self.context_position(positions)  # [B, T, D]
+        value = self.value_embedding(tokens) + self.value_position(positions)  # [B, T, D or C]
+        if cfg.attention == "intrinsic":
+            value = _activate(value, cfg.gains)
+        for block in self.blocks:
+            context, value = block(context, value)
+
+        if cfg.attention == "legacy":
+            gains = _activate(self.gain_head(value), cfg.gains)  # [B, T, C]
+        else:
+            gains = value  # the last block's aggregated gains, returned up the stack
+            value = self.gain_projection(gains)  # [B, T, D]
+        mastery = self._mastery(context, gains)
+
+        head_input = torch.cat([context, value, self.concept_embedding(next_concepts)], dim=-1)  # [B, T, 3D]
+        logits = self.head(head_input).squeeze(-1)  # [B, T]
+        return States(logits=logits, mastery=mastery, gains=gains, context=context, value=value)
+
+    def _mastery(self, context: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        if self.cfg.mastery == "direct":
+            return torch.sigmoid(self.mastery_head(context))
+        # m[t] = clip(m[-1] + s * sum_{k<=t} g[k], 0, 1): the recursion m[t] = clip(m[t-1] + s g[t], 0, 1)
+        # without a loop over time; the two agree whenever gains are non-negative.
+        initial = torch.sigmoid(self.initial_mastery(context[:, :1]))  # [B, 1, C], from interaction 0
+        return torch.clamp(initial + self.cfg.mastery_step * torch.cumsum(gains, dim=1), 0.0, 1.0)

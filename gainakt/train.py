@@ -1,0 +1,412 @@
+"""One training run of GainAKT2Exp: configuration, presets, the loop, checkpoints and resume.
+
+The run folder holds `metrics_epoch.csv` (one row per epoch), `best.pt` (weights of
+the best validation AUC), `last.pt` (everything needed to resume exactly) and
+`results.json`. The outside world hears of each epoch through `on_epoch(row, run_dir)`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .config import build, merge, read_toml, with_assignments
+from .data import BatchPlan, Dataset, Padding, load_dataset
+from .errors import ConfigError
+from .evaluate import EvalMetrics, evaluate
+from .losses import AUX_NAMES, LossWeights, auxiliary_losses, compose, prediction_loss, warmup_factor
+from .model import GainAKT2Exp, ModelOptions
+from .monitor import Monitor, log_sink
+from .wandb_sink import WandbMode, WandbSink
+
+Scheduler = Literal["step", "plateau", "none"]
+log = logging.getLogger("gainakt.train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one run needs; validated at construction."""
+
+    data: str = "synthetic"
+    fold: int = 0
+    num_concepts: int | None = None
+    epochs: int = 12
+    batch_size: int = 64
+    padding: Padding = "bucketed"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    scheduler: Scheduler = "plateau"
+    step_size: int = 5  # step scheduler: epochs between decays
+    gamma: float = 0.5  # both schedulers: learning-rate factor per decay
+    patience: int = 3  # early stopping after this many epochs without a better validation AUC; 0 never stops
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    model: ModelOptions = field(default_factory=ModelOptions)
+    weights: LossWeights = field(default_factory=LossWeights)
+    warmup_epochs: int = 0  # auxiliary weights grow linearly to full over this many epochs
+    monitor_interval: int = 25
+    wandb: WandbMode = "off"
+    wandb_project: str = "gainakt"
+    wandb_group: str | None = None
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "monitor_interval", "step_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"'{name}' must be at least 1, got {getattr(self, name)}")
+        for name in ("fold", "patience", "seed", "threads", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"'{name}' must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "clip_norm"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"'{name}' must be > 0, got {getattr(self, name)}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"'weight_decay' must be >= 0, got {self.weight_decay}")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"'gamma' must be in (0, 1], got {self.gamma}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"'device' must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sized for a two-core CPU.
+    "cpu-small": {},
+    # The monitored trainer's published setting.
+    "monitored": {
+        "epochs": 15,
+        "scheduler": "step",
+        "model": {"d_model": 256, "heads": 8, "blocks": 4, "d_ff": 512},
+        "weights": {"non_negative": 0.1, "consistency": 0.05},
+        "monitor_interval": 25,
+    },
+    # The original's training script.
+    "paper": {
+        "model": {"d_model": 512, "heads": 8, "blocks": 6, "d_ff": 1024, "dropout": 0.2},
+        "lr": 1.74e-4,
+        "weight_decay": 1.76e-5,
+        "batch_size": 64,
+    },
+}
+
+
+def make_config(
+    preset: str = "cpu-small", file: str | Path | None = None, assignments: Sequence[str] = (), **values: Any
+) -> TrainConfig:
+    """A preset, then a TOML file, then `key=value` assignments, then keyword values; later wins."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    merged = merge(PRESETS[preset], read_toml(file) if file else {})
+    merged = merge(with_assignments(merged, assignments), values)
+    return build(TrainConfig, merged)
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """The figures of one epoch, flattened by `flat()` into `metrics_epoch.csv` columns."""
+
+    epoch: int  # 1-based
+    train_loss: float
+    components: dict[str, float]  # bce and each weighted auxiliary loss (epoch means)
+    shares: dict[str, float]  # each component over the total; >= 0, sums to 1
+    valid: EvalMetrics
+    monitor: dict[str, float]  # means of the monitor's samples
+    lr: float
+    seconds: float
+    interactions_per_s: float
+
+    def flat(self) -> dict[str, float]:
+        row: dict[str, float] = {"epoch": self.epoch, "train_loss": self.train_loss}
+        row.update({f"loss_{k}": v for k, v in self.components.items()})
+        row.update({f"share_{k}": v for k, v in self.shares.items()})
+        valid = self.valid.as_dict()
+        row["val_loss"] = valid.pop("loss")
+        row.update(valid)
+        row.update({f"monitor_{k}": v for k, v in self.monitor.items()})
+        row.update(lr=self.lr, seconds=self.seconds, interactions_per_s=self.interactions_per_s)
+        return row
+
+
+EpochCallback = Callable[[EpochRow, Path], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch finds no CUDA GPU")
+    return torch.device(name)
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Trains one run; `run()` goes from the first (or resumed) epoch to the end or early stop."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset | None = None, on_epoch: EpochCallback | None = None) -> None:
+        if config.out is None:
+            raise ConfigError("'out' (the run folder) is required")
+        self.config = config
+        self.out = Path(config.out)
+        self.on_epoch = on_epoch
+        self.dataset = dataset if dataset is not None else load_dataset(config.data, config.num_concepts)
+        train_windows, valid_windows = self.dataset.split(config.fold)
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.model = GainAKT2Exp(config.model, self.dataset.num_concepts).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = self._make_scheduler()
+        self.train_plan = BatchPlan(train_windows, config.batch_size, config.padding, shuffle=True, seed=config.seed)
+        self.valid_plan = BatchPlan(valid_windows, max(config.batch_size, 128), "bucketed", shuffle=False)
+        # Every real position weighs the same: a batch's summed loss over a fixed expected count.
+        self.positions_per_batch = config.batch_size * float((train_windows.lengths - 1).mean())
+        self.wandb = WandbSink(
+            config.wandb, config.wandb_project, config.to_dict(), str(self.out), group=config.wandb_group
+        )
+        self.monitor = Monitor(config.monitor_interval, [log_sink, self.wandb])
+        self.epoch = 0  # epochs done
+        self.step = 0  # batches done
+        self.best_auc = -math.inf
+        self.best_epoch = 0
+        self.stale_epochs = 0
+        self.stopped_early = False
+
+    def _make_scheduler(self) -> Any:
+        c = self.config
+        if c.scheduler == "step":
+            return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.step_size, gamma=c.gamma)
+        if c.scheduler == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=c.gamma, patience=1)
+        return None
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train to the end; with `resume`, continue from `last.pt` in the run folder if it has one."""
+        last = self.out / "last.pt"
+        if resume and last.is_file():
+            self._load_last(last)
+        elif last.is_file():
+            raise ConfigError(f"{self.out}: already holds a run (last.pt); resume it or choose another folder")
+        self.out.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        while self.epoch < self.config.epochs and not self.stopped_early:
+            self._record(self._train_epoch())
+            if self.stopped_early:
+                log.info("early stop after epoch %d: no better validation AUC for %d epochs", self.epoch, self.stale_epochs)
+        results = self._results(time.time() - started)
+        (self.out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+        self.wandb.finish()
+        return results
+
+    def _train_epoch(self) -> EpochRow:
+        c = self.config
+        self.model.train()
+        factor = warmup_factor(self.epoch, c.warmup_epochs) if c.warmup_epochs else 1.0
+        sums = {name: 0.0 for name in ("bce", *AUX_NAMES)}
+        total = 0.0
+        batches = 0
+        interactions = 0
+        started = time.perf_counter()
+        for batch in _progress(self.train_plan.batches(self.epoch), len(self.train_plan), f"epoch {self.epoch + 1}"):
+            batch = batch.to(self.device)
+            states = self.model.forward_with_states(batch)
+            bce = prediction_loss(states, batch, self.positions_per_batch)
+            aux = auxiliary_losses(states, batch, c.model.mastery_step)
+            composition = compose(bce, aux, c.weights, factor)
+            if not torch.isfinite(composition.total):
+                raise FloatingPointError(f"loss is {float(composition.total)} at epoch {self.epoch + 1}, batch {batches + 1}")
+            self.optimizer.zero_grad(set_to_none=True)
+            composition.total.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
+            self.optimizer.step()
+            self.step += 1
+            self.monitor.after_batch(self.step, states, batch)
+            for name, value in composition.components.items():
+                sums[name] += float(value.detach())
+            total += float(composition.total.detach())
+            batches += 1
+            interactions += batch.num_real
+        seconds = time.perf_counter() - started
+        valid = evaluate(self.model, self.valid_plan, self.device)
+        components = {name: value / batches for name, value in sums.items()}
+        mean_total = total / batches
+        shares = {name: (value / mean_total if mean_total > 0 else float(name == "bce")) for name, value in components.items()}
+        lr = self.optimizer.param_groups[0]["lr"]
+        self._step_scheduler(valid.auc)
+        self.epoch += 1
+        return EpochRow(
+            epoch=self.epoch,
+            train_loss=mean_total,
+            components=components,
+            shares=shares,
+            valid=valid,
+            monitor=self.monitor.epoch_means(),
+            lr=lr,
+            seconds=seconds,
+            interactions_per_s=interactions / seconds if seconds > 0 else float("nan"),
+        )
+
+    def _step_scheduler(self, auc: float) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(auc if not math.isnan(auc) else -math.inf)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+
+    def _record(self, row: EpochRow) -> None:
+        """CSV row, best.pt when better, last.pt, then the callback: in that order, so a resume is exact."""
+        flat = row.flat()
+        _append_csv(self.out / "metrics_epoch.csv", flat)
+        auc = row.valid.auc
+        if not math.isnan(auc) and auc > self.best_auc:
+            self.best_auc, self.best_epoch, self.stale_epochs = auc, row.epoch, 0
+            weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            _save_atomic(
+                {"model": weights, "config": self.config.to_dict(), "num_concepts": self.dataset.num_concepts,
+                 "epoch": row.epoch, "metrics": flat, "fingerprint": self.dataset.fingerprint, "version": __version__},
+                self.out / "best.pt",
+            )
+        else:
+            self.stale_epochs += 1
+        self.stopped_early = 0 < self.config.patience <= self.stale_epochs
+        _save_atomic(self._last_state(), self.out / "last.pt")
+        self.wandb.log({k: v for k, v in flat.items() if k != "epoch"} | {"epoch": row.epoch}, step=self.step)
+        log.info(
+            "epoch %d/%d  loss %.4f  val auc %.4f  mastery_corr %.3f  neg_gain_rate %.3f  %.0f interactions/s",
+            row.epoch, self.config.epochs, row.train_loss, auc, row.valid.mastery_corr, row.valid.neg_gain_rate,
+            row.interactions_per_s,
+        )
+        if self.on_epoch is not None:
+            self.on_epoch(row, self.out)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _last_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_auc": self.best_auc,
+            "best_epoch": self.best_epoch,
+            "stale_epochs": self.stale_epochs,
+            "stopped_early": self.stopped_early,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "config": self.config.to_dict(),
+            "fingerprint": self.dataset.fingerprint,
+        }
+
+    def _load_last(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["fingerprint"] != self.dataset.fingerprint:
+            raise ConfigError(f"{path}: was trained on other data (fingerprint {state['fingerprint']})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.best_auc, self.best_epoch, self.stale_epochs = state["best_auc"], state["best_epoch"], state["stale_epochs"]
+        self.stopped_early = state["stopped_early"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        _truncate_csv(self.out / "metrics_epoch.csv", self.epoch)
+        log.info("resumed %s after epoch %d", self.out, self.epoch)
+
+    def _results(self, seconds: float) -> dict[str, Any]:
+        best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=False) if (self.out / "best.pt").is_file() else None
+        return {
+            "best_epoch": self.best_epoch,
+            "best": best["metrics"] if best else None,
+            "epochs_run": self.epoch,
+            "stopped_early": self.stopped_early,
+            "seconds": seconds,
+            "data": self.dataset.source,
+            "fingerprint": self.dataset.fingerprint,
+            "version": __version__,
+            "device": str(self.device),
+            "config": self.config.to_dict(),
+        }
+
+
+def train(config: TrainConfig, dataset: Dataset | None = None, on_epoch: EpochCallback | None = None, resume: bool = False) -> dict[str, Any]:
+    return Trainer(config, dataset, on_epoch).run(resume=resume)
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[GainAKT2Exp, TrainConfig, dict[str, Any]]:
+    """The best model of a run folder, its configuration and the stored checkpoint."""
+    path = Path(run_dir) / "best.pt"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no best.pt (not a finished or started run folder)")
+    state = torch.load(path, map_location=device, weights_only=False)
+    config = build(TrainConfig, state["config"])
+    model = GainAKT2Exp(config.model, state["num_concepts"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config, state
+
+
+def _append_csv(path: Path, row: dict[str, float]) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_csv(path: Path, epochs: int) -> None:
+    """Keep the rows of the first `epochs` epochs (a crash may have written one more)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [r for r in rows if int(r["epoch"]) <= epochs]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, path)
+
+
+def _progress(items: Any, total: int, desc: str) -> Any:
+    if not sys.stderr.isatty():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, leave=False, unit="batch")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

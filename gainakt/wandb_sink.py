@@ -1,0 +1,53 @@
+"""Optional Weights & Biases logging: imported only when asked for, and never allowed to stop training."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+WandbMode = Literal["off", "offline", "online"]
+log = logging.getLogger("gainakt.wandb")
+
+
+class WandbSink:
+    """Logs dicts to a wandb run; the first failure is logged once and turns the sink off."""
+
+    def __init__(self, mode: WandbMode, project: str, config: dict[str, Any], run_dir: str, **init: Any) -> None:
+        self._run = None
+        if mode == "off":
+            return
+        try:
+            import wandb
+
+            self._run = wandb.init(project=project, mode=mode, config=config, dir=run_dir, reinit="create_new", **init)
+        except Exception as err:  # wandb must never stop training
+            self._fail(err)
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    def log(self, values: dict[str, Any], step: int | None = None) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.log(values, step=step)
+        except Exception as err:
+            self._fail(err)
+
+    def __call__(self, step: int, values: dict[str, float]) -> None:
+        """As a monitor sink."""
+        self.log({f"monitor/{k}": v for k, v in values.items()}, step=step)
+
+    def finish(self) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.finish()
+        except Exception as err:
+            self._fail(err)
+        self._run = None
+
+    def _fail(self, err: Exception) -> None:
+        log.warning("wandb logging is off for this run: %s: %s", type(err).__name__, err)
+        self._run = None
