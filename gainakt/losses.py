@@ -33,8 +33,8 @@ class LossWeights:
 
     def __post_init__(self) -> None:
         for name, value in self.items():
-            if not value >= 0:  # also rejects NaN
-                raise ConfigError(f"weights.{name} must be >= 0, got {value}")
+            if not 0 <= value < float("inf"):  # also rejects NaN
+                raise ConfigError(f"weights.{name} must be >= 0 and finite, got {value}")
 
     def items(self) -> list[tuple[str, float]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]

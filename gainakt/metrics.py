@@ -34,7 +34,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation; NaN with fewer than two points or a constant series."""
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
-    if x.size < 2:
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:  # the mean of a constant may round off it
         return float("nan")
     dx, dy = x - x.mean(), y - y.mean()
     denominator = np.sqrt((dx * dx).sum() * (dy * dy).sum())

@@ -120,8 +120,8 @@ class _World:
     @classmethod
     def draw(cls, config: SyntheticConfig, rng: np.random.Generator) -> _World:
         return cls(
-            ability=rng.normal(0.0, 1.0, config.students + config.test_students),
-            difficulty=rng.normal(0.0, 1.0, config.concepts),
+            ability=rng.normal(0.0, 0.6, config.students + config.test_students),
+            difficulty=rng.normal(0.0, 1.3, config.concepts),
             learn_rate=rng.uniform(0.05, 0.3, config.concepts),
             popularity=rng.dirichlet(np.full(config.concepts, 0.7)),
         )

@@ -1,0 +1,346 @@
+"""DESIGN.md's metrics, each checked against a hand computation on tiny arrays.
+
+Every expected value below is worked out in a comment from the definitions in
+DESIGN.md ("Metrics"), not taken from running the code. A constant series has no
+correlation, so it must give NaN, never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+
+import numpy as np
+import pytest
+import torch
+
+from gainakt import metrics
+from gainakt.data import Batch
+from gainakt.evaluate import EvalMetrics, Observations
+from gainakt.model import States
+
+
+def textbook_pearson(x: list[float], y: list[float]) -> float:
+    """r = (n Sxy - Sx Sy) / sqrt((n Sxx - Sx^2)(n Syy - Sy^2)), written independently of metrics.py."""
+    n = len(x)
+    sx, sy = sum(x), sum(y)
+    sxy = sum(a * b for a, b in zip(x, y))
+    sxx, syy = sum(a * a for a in x), sum(b * b for b in y)
+    return (n * sxy - sx * sy) / math.sqrt((n * sxx - sx * sx) * (n * syy - sy * sy))
+
+
+# ---------------------------------------------------------------------------- roc_auc
+
+
+def test_auc_with_a_tie_counts_the_tied_pair_as_half() -> None:
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.8, 0.4, 0.4, 0.2])
+    # positives 0.8, 0.4; negatives 0.4, 0.2. Pairs (pos, neg):
+    # (0.8, 0.4) = 1, (0.8, 0.2) = 1, (0.4, 0.4) = 1/2 (tie), (0.4, 0.2) = 1  ->  3.5 / 4
+    assert metrics.roc_auc(labels, scores) == pytest.approx(0.875)
+
+
+def test_auc_hand_counted_without_ties_and_order_free() -> None:
+    labels = np.array([0, 1, 1, 0, 1])
+    scores = np.array([0.9, 0.7, 0.3, 0.1, 0.5])
+    # positives 0.7, 0.3, 0.5; negatives 0.9, 0.1. Pairs won by the positive:
+    # 0.7: beats 0.1 only -> 1; 0.3: beats 0.1 -> 1; 0.5: beats 0.1 -> 1. 3 of 6 pairs.
+    assert metrics.roc_auc(labels, scores) == pytest.approx(3 / 6)
+    perm = np.array([4, 2, 0, 3, 1])
+    assert metrics.roc_auc(labels[perm], scores[perm]) == pytest.approx(0.5)
+
+
+def test_auc_perfect_inverted_and_all_tied() -> None:
+    labels = np.array([0, 0, 1, 1])
+    assert metrics.roc_auc(labels, np.array([0.1, 0.2, 0.3, 0.4])) == pytest.approx(1.0)
+    assert metrics.roc_auc(labels, np.array([0.4, 0.3, 0.2, 0.1])) == pytest.approx(0.0)
+    # every pair is a tie: 4 pairs of 1/2 each
+    assert metrics.roc_auc(labels, np.full(4, 0.6)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("labels", [[1, 1, 1], [0, 0, 0, 0], []])
+def test_auc_with_a_single_class_is_nan(labels: list[int]) -> None:
+    scores = np.linspace(0.1, 0.9, len(labels))
+    assert math.isnan(metrics.roc_auc(np.array(labels), scores))
+
+
+# ---------------------------------------------------------------------------- accuracy
+
+
+def test_accuracy_threshold_half_counts_as_positive() -> None:
+    labels = np.array([1, 0, 1, 0])
+    probs = np.array([0.5, 0.49, 0.2, 0.7])
+    # predictions p >= 0.5: 1, 0, 0, 1  vs labels 1, 0, 1, 0  -> 2 of 4 right
+    assert metrics.accuracy(labels, probs) == pytest.approx(0.5)
+    assert metrics.accuracy(np.array([1, 0, 0]), np.array([0.9, 0.1, 0.4999])) == pytest.approx(1.0)
+
+
+def test_accuracy_empty_is_nan() -> None:
+    assert math.isnan(metrics.accuracy(np.array([]), np.array([])))
+
+
+# ---------------------------------------------------------------------------- pearson
+
+
+def test_pearson_on_four_numbers() -> None:
+    x, y = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 5.0, 9.0]
+    # dx = -1.5 -0.5 0.5 1.5, dy = -3 -1 0 4: Sxy = 4.5+0.5+0+6 = 11, Sxx = 5, Syy = 26
+    expected = 11 / math.sqrt(5 * 26)
+    assert textbook_pearson(x, y) == pytest.approx(expected)
+    assert metrics.pearson(np.array(x), np.array(y)) == pytest.approx(expected)
+
+
+def test_pearson_on_three_numbers_sign_and_symmetry() -> None:
+    # dx = -1 0 1, dy = -1 1 0: Sxy = 1, Sxx = Syy = 2  ->  0.5
+    assert metrics.pearson(np.array([1, 2, 3]), np.array([1, 3, 2])) == pytest.approx(0.5)
+    assert metrics.pearson(np.array([1, 3, 2]), np.array([1, 2, 3])) == pytest.approx(0.5)
+    assert metrics.pearson(np.array([1, 2, 3]), np.array([-1, -3, -2])) == pytest.approx(-0.5)
+    assert metrics.pearson(np.array([1, 2, 3]), np.array([10, 20, 30])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]),  # constant x
+        ([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]),  # constant y
+        ([1.0], [1.0]),  # one point
+        ([], []),  # nothing
+    ],
+)
+def test_pearson_undefined_is_nan_never_zero(x: list[float], y: list[float]) -> None:
+    assert math.isnan(metrics.pearson(np.array(x), np.array(y)))
+
+
+@pytest.mark.parametrize("value, n", [(0.1, 3), (0.7, 3), (0.1, 7), (1 / 3, 10)])
+def test_pearson_constant_series_whose_mean_rounds_is_still_nan(value: float, n: int) -> None:
+    # A constant series has no correlation whatever its value: the float mean of n copies
+    # of 0.1 need not be exactly 0.1, but the answer must still be NaN, not 0.
+    x = np.full(n, value)
+    assert math.isnan(metrics.pearson(x, np.arange(n, dtype=np.float64)))
+
+
+# ---------------------------------------------------------------------------- per_student_pearson
+
+
+def test_per_student_pearson_averages_qualifying_students_only() -> None:
+    # student 3: x = 1..5, y = 0 0 1 1 1: dx = -2..2, dy = -.6 -.6 .4 .4 .4
+    #   Sxy = 1.2+0.6+0+0.4+0.8 = 3, Sxx = 10, Syy = 1.2   -> 3/sqrt(12)
+    # student 8: x = 1..5, y = 1 1 1 1 0: dy = .2 .2 .2 .2 -.8
+    #   Sxy = -0.4-0.2+0+0.2-1.6 = -2, Sxx = 10, Syy = 0.8 -> -2/sqrt(8)
+    # student 5: 4 positions only (perfectly correlated): excluded
+    # student 1: 6 positions, y constant: excluded (not counted as 0)
+    # student 2: 5 positions, x constant: excluded
+    rows = (
+        [(3, x, y) for x, y in zip([1, 2, 3, 4, 5], [0, 0, 1, 1, 1])]
+        + [(8, x, y) for x, y in zip([1, 2, 3, 4, 5], [1, 1, 1, 1, 0])]
+        + [(5, x, y) for x, y in zip([1, 2, 3, 4], [0, 0, 1, 1])]
+        + [(1, x, 1) for x in [0.1, 0.5, 0.2, 0.9, 0.4, 0.3]]
+        + [(2, 0.5, y) for y in [0, 1, 0, 1, 1]]
+    )
+    rng = np.random.default_rng(0)
+    rows = [rows[i] for i in rng.permutation(len(rows))]  # students interleaved
+    students, x, y = (np.array(col, dtype=float) for col in zip(*rows))
+    expected = (3 / math.sqrt(12) + -2 / math.sqrt(8)) / 2
+    assert textbook_pearson([1, 2, 3, 4, 5], [0, 0, 1, 1, 1]) == pytest.approx(3 / math.sqrt(12))
+    assert metrics.per_student_pearson(x, y, students.astype(int)) == pytest.approx(expected)
+
+
+def test_per_student_pearson_min_positions_and_nan_when_nobody_qualifies() -> None:
+    students = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    x = np.array([1, 2, 3, 4, 1, 2, 3, 4], dtype=float)
+    y = np.array([0, 0, 1, 1, 1, 1, 0, 0], dtype=float)
+    # 4 positions each: nobody reaches the default 5
+    assert math.isnan(metrics.per_student_pearson(x, y, students))
+    # with min_positions=4: student 0 -> r(1..4, 0 0 1 1), student 1 -> the opposite; mean 0
+    r0 = textbook_pearson([1, 2, 3, 4], [0, 0, 1, 1])
+    assert metrics.per_student_pearson(x, y, students, min_positions=4) == pytest.approx((r0 - r0) / 2, abs=1e-12)
+    assert metrics.per_student_pearson(x[:4], y[:4], students[:4], min_positions=4) == pytest.approx(r0)
+    assert math.isnan(metrics.per_student_pearson(np.array([]), np.array([]), np.array([], dtype=int)))
+
+
+def test_per_student_pearson_excludes_a_constant_student_whatever_its_value() -> None:
+    # student 0: x = 1..5, y = 0 0 1 1 1 -> 3/sqrt(12) (see above)
+    # student 1: x = 0.1 seven times (constant) -> excluded, so the mean is student 0's alone
+    students = np.array([0] * 5 + [1] * 7)
+    x = np.array([1, 2, 3, 4, 5] + [0.1] * 7)
+    y = np.array([0, 0, 1, 1, 1] + [0, 1, 0, 1, 1, 0, 1], dtype=float)
+    assert metrics.per_student_pearson(x, y, students) == pytest.approx(3 / math.sqrt(12))
+
+
+def test_per_student_pearson_all_constant_students_is_nan() -> None:
+    students = np.repeat([4, 7], 6)
+    x = np.arange(12, dtype=float)
+    y = np.repeat([1.0, 0.0], 6)  # each student's y is constant
+    assert math.isnan(metrics.per_student_pearson(x, y, students))
+
+
+# ---------------------------------------------------------------------------- neg_gain_rate, monotonicity
+
+
+def test_neg_gain_rate_counts_strictly_negative_entries() -> None:
+    gains = np.array([[0.1, -0.2, 0.0], [-0.0, -1e-9, 3.0]])
+    # strictly below 0: -0.2 and -1e-9 (0.0 and -0.0 are not) -> 2 of 6
+    assert metrics.neg_gain_rate(gains) == pytest.approx(2 / 6)
+    assert metrics.neg_gain_rate(np.zeros((2, 3))) == 0.0
+    assert math.isnan(metrics.neg_gain_rate(np.zeros((0, 3))))
+
+
+def test_monotonicity_violation_rate_counts_only_correct_answers() -> None:
+    before = np.array([0.5, 0.5, 0.5, 0.5, 0.9])
+    after = np.array([0.4, 0.5, 0.6, 0.1, 0.2])
+    correct = np.array([1, 1, 1, 0, 0])
+    # correct answers: 0.5->0.4 (down: violation), 0.5->0.5 (equal: not), 0.5->0.6 (up: not)
+    # the two wrong answers went down but do not count -> 1 of 3
+    assert metrics.monotonicity_violation_rate(before, after, correct) == pytest.approx(1 / 3)
+
+
+def test_monotonicity_violation_rate_without_correct_answers_is_nan() -> None:
+    assert math.isnan(metrics.monotonicity_violation_rate(np.array([0.5, 0.5]), np.array([0.1, 0.2]), np.array([0, 0])))
+    assert math.isnan(metrics.monotonicity_violation_rate(np.array([]), np.array([]), np.array([])))
+
+
+# ---------------------------------------------------------------------------- Observations + EvalMetrics
+
+# Two windows, T = 4 prediction positions, C = 3 concepts.
+# window 0 (student 7), 5 interactions: c = 0 1 2 1 0, r = 1 0 1 1 0  -> mask T T T T
+# window 1 (student 9), 3 interactions: c = 2 2 0,     r = 0 1 1      -> mask T T F F
+#   (its interaction t=2 is real but predicts nothing: mask[1, 2] is False)
+REAL_MASTERY = [
+    [[0.2, 0.5, 0.9], [0.3, 0.4, 0.8], [0.3, 0.6, 0.7], [0.1, 0.7, 0.6]],
+    [[0.5, 0.5, 0.2], [0.6, 0.5, 0.3], None, None],
+]
+REAL_GAINS = [
+    [[0.3, -0.1, 0.0], [0.05, 0.2, -0.3], [0.0, 0.1, 0.4], [-0.2, 0.5, 0.1]],
+    [[0.1, 0.0, 0.25], [-0.05, 0.0, 0.3], None, None],
+]
+REAL_PROBS = [[0.3, 0.8, 0.6, 0.4], [0.7, 0.35, None, None]]
+
+
+def make_batch(pad_concept: int, pad_response: int) -> Batch:
+    p, q = pad_concept, pad_response
+    return Batch(
+        concepts=torch.tensor([[0, 1, 2, 1], [2, 2, 0, p]]),
+        responses=torch.tensor([[1, 0, 1, 1], [0, 1, 1, q]]),
+        next_concepts=torch.tensor([[1, 2, 1, 0], [2, 0, p, p]]),
+        next_responses=torch.tensor([[0, 1, 1, 0], [1, 1, q, q]]),
+        mask=torch.tensor([[True, True, True, True], [True, True, False, False]]),
+        students=torch.tensor([7, 9]),
+    )
+
+
+def make_states(pad_mastery: list[list[float]], pad_gains: list[list[float]], pad_probs: list[float]) -> States:
+    mastery = [REAL_MASTERY[0], REAL_MASTERY[1][:2] + pad_mastery]
+    gains = [REAL_GAINS[0], REAL_GAINS[1][:2] + pad_gains]
+    probs = torch.tensor([REAL_PROBS[0], REAL_PROBS[1][:2] + [0.5, 0.5]], dtype=torch.float64)
+    logits = torch.log(probs / (1 - probs)).float()
+    logits[1, 2:] = torch.tensor(pad_probs)  # padded logits set directly
+    return States(
+        logits=logits,
+        mastery=torch.tensor(mastery, dtype=torch.float32),
+        gains=torch.tensor(gains, dtype=torch.float32),
+        context=torch.zeros(2, 4, 2),
+        value=torch.zeros(2, 4, 2),
+    )
+
+
+CLEAN = dict(pad_mastery=[[-50.0, 100.0, 7.0], [-3.0, 9.0, 42.0]], pad_gains=[[-9.0] * 3, [-9.0] * 3], pad_probs=[50.0, -50.0])
+WILD = dict(
+    pad_mastery=[[float("nan"), float("inf"), -1e6], [1e6, float("-inf"), float("nan")]],
+    pad_gains=[[float("-inf"), -1.0, float("nan")], [5.0, -5.0, float("inf")]],
+    pad_probs=[float("nan"), float("inf")],
+)
+
+
+def expected_metrics() -> dict[str, float]:
+    """Hand-gathered values at the 6 real positions."""
+    # mastery of the NEXT concept m[t, c[t+1]] vs r[t+1]:
+    #   w0: t0 c1=1 -> 0.5, t1 c2=2 -> 0.8, t2 c3=1 -> 0.6, t3 c4=0 -> 0.1; r[t+1] = 0 1 1 0
+    #   w1: t0 c1=2 -> 0.2, t1 c2=0 -> 0.6;                                  r[t+1] = 1 1
+    next_mastery = [0.5, 0.8, 0.6, 0.1, 0.2, 0.6]
+    y = [0, 1, 1, 0, 1, 1]
+    # gain of the practised concept g[t, c[t]] vs r[t]:
+    #   w0: g[0,0]=0.3 g[1,1]=0.2 g[2,2]=0.4 g[3,1]=0.5; r = 1 0 1 1
+    #   w1: g[0,2]=0.25 g[1,2]=0.3;                     r = 0 1
+    gain = [0.3, 0.2, 0.4, 0.5, 0.25, 0.3]
+    response = [1, 0, 1, 1, 0, 1]
+    # gain entries at real positions: 4*3 + 2*3 = 18; negative: -0.1 -0.3 -0.2 (w0) and -0.05 (w1) -> 4/18
+    # monotonicity, pairs (t-1, t) both real: w0 t=1,2,3; w1 t=1. Correct answers among them:
+    #   w0 t=2 (c=2): 0.8 -> 0.7 down  -> violation
+    #   w0 t=3 (c=1): 0.6 -> 0.7 up
+    #   w1 t=1 (c=2): 0.2 -> 0.3 up
+    #   (w0 t=1 is wrong: 0.5 -> 0.4 does not count)                    -> 1/3
+    # probabilities p = 0.3 0.8 0.6 0.4 0.7 0.35 vs y = 0 1 1 0 1 1:
+    #   AUC: positives 0.8 0.6 0.7 0.35, negatives 0.3 0.4: 0.35 loses to 0.4, others win -> 7/8
+    #   acc: p >= .5 -> 0 1 1 0 1 0 vs y -> 5/6
+    #   loss: mean of -log(1-.3), -log(.8), -log(.6), -log(1-.4), -log(.7), -log(.35)
+    probs = [0.3, 0.8, 0.6, 0.4, 0.7, 0.35]
+    loss = -(math.log(0.7) + math.log(0.8) + math.log(0.6) + math.log(0.6) + math.log(0.7) + math.log(0.35)) / 6
+    return {
+        "loss": loss,
+        "auc": 7 / 8,
+        "acc": 5 / 6,
+        "mastery_corr": textbook_pearson(next_mastery, y),
+        "pred_corr": textbook_pearson(probs, y),
+        "mastery_corr_student": float("nan"),  # windows of 4 and 2 positions: below 5
+        "gain_corr": textbook_pearson(gain, response),
+        "neg_gain_rate": 4 / 18,
+        "monotonicity_violation_rate": 1 / 3,
+        "mastery_recovery": float("nan"),  # no simulator truth
+        "positions": 6,
+    }
+
+
+def assert_metrics_equal(got: EvalMetrics, expected: dict[str, float]) -> None:
+    assert {f.name for f in fields(EvalMetrics)} == set(expected)
+    for name, value in expected.items():
+        actual = getattr(got, name)
+        if math.isnan(value):
+            assert math.isnan(actual), f"{name}: expected NaN, got {actual}"
+        else:
+            assert actual == pytest.approx(value, abs=1e-6), name
+
+
+def test_observations_gather_what_each_metric_looks_at() -> None:
+    obs = Observations.of(make_states(**CLEAN), make_batch(pad_concept=0, pad_response=1))
+    np.testing.assert_allclose(obs.next_mastery, [0.5, 0.8, 0.6, 0.1, 0.2, 0.6], rtol=1e-6)
+    np.testing.assert_array_equal(obs.next_response, [0, 1, 1, 0, 1, 1])
+    np.testing.assert_array_equal(obs.student, [7, 7, 7, 7, 9, 9])
+    np.testing.assert_allclose(obs.practised_gain, [0.3, 0.2, 0.4, 0.5, 0.25, 0.3], rtol=1e-6)
+    np.testing.assert_array_equal(obs.response, [1, 0, 1, 1, 0, 1])
+    # pairs: w0 t=1,2,3 (c = 1 2 1), w1 t=1 (c = 2)
+    np.testing.assert_allclose(obs.mastery_before, [0.5, 0.8, 0.6, 0.2], rtol=1e-6)
+    np.testing.assert_allclose(obs.mastery_after, [0.4, 0.7, 0.7, 0.3], rtol=1e-6)
+    np.testing.assert_array_equal(obs.correct_after, [0, 1, 1, 1])
+    assert (obs.negative_gains, obs.gain_entries) == (4, 18)
+    assert obs.next_true_mastery is None
+
+
+def test_eval_metrics_match_the_hand_computation() -> None:
+    obs = Observations.of(make_states(**CLEAN), make_batch(pad_concept=0, pad_response=1))
+    assert_metrics_equal(EvalMetrics.from_observations(obs), expected_metrics())
+
+
+@pytest.mark.parametrize("pads", [CLEAN, WILD], ids=["large", "nan-inf"])
+@pytest.mark.parametrize("pad_concept, pad_response", [(0, 1), (2, 0), (1, 1)])
+def test_padded_positions_change_no_metric(pads: dict, pad_concept: int, pad_response: int) -> None:
+    obs = Observations.of(make_states(**pads), make_batch(pad_concept, pad_response))
+    assert_metrics_equal(EvalMetrics.from_observations(obs), expected_metrics())
+
+
+def test_concat_of_two_halves_equals_the_whole() -> None:
+    batch = make_batch(0, 1)
+    states = make_states(**CLEAN)
+    whole = EvalMetrics.from_observations(Observations.of(states, batch))
+
+    def row(x, i):
+        return x[i : i + 1]
+
+    parts = [
+        Observations.of(
+            States(*(row(getattr(states, f.name), i) for f in fields(States))),
+            Batch(**{f.name: (row(getattr(batch, f.name), i) if getattr(batch, f.name) is not None else None) for f in fields(Batch)}),
+        )
+        for i in (1, 0)
+    ]
+    merged = EvalMetrics.from_observations(Observations.concat(parts))
+    assert_metrics_equal(merged, whole.as_dict())

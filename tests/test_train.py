@@ -1,0 +1,147 @@
+"""The single-run trainer on simulated data: rows, checkpoints, determinism, exact resume, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gainakt.data import load_dataset
+from gainakt.losses import AUX_NAMES
+from gainakt.train import Trainer, make_config, train
+from search.cli import main
+
+DATA = "synthetic:students=150,concepts=8,seed=2"
+SMALL = [
+    "model.d_model=32", "model.heads=4", "model.blocks=1", "model.d_ff=64", "threads=1", "monitor_interval=2",
+    "weights.non_negative=0.1", "weights.monotonicity=0.1", "weights.mastery_performance=0.1",
+    "weights.gain_performance=0.1", "weights.sparsity=0.05", "weights.consistency=0.05", "model.gains=linear",
+]
+TIMING = {"seconds", "interactions_per_s"}
+
+
+def rows(run: Path) -> list[dict[str, float]]:
+    with open(run / "metrics_epoch.csv", newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def without_timing(table: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in table]
+
+
+def small_config(out: Path, **values):
+    return make_config(assignments=SMALL, data=DATA, out=str(out), **{"epochs": 3, "patience": 0, **values})
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return load_dataset(DATA)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, dataset) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(small_config(out), dataset)
+    return out
+
+
+def test_rows_have_shares_that_sum_to_one(finished: Path) -> None:
+    table = rows(finished)
+    assert [row["epoch"] for row in table] == [1, 2, 3]
+    for row in table:
+        shares = [row[f"share_{name}"] for name in ("bce", *AUX_NAMES)]
+        assert min(shares) >= 0 and abs(sum(shares) - 1) < 1e-6
+        assert row["share_bce"] < 1  # the auxiliary losses are in the total
+        weighted = sum(row[f"loss_{name}"] for name in ("bce", *AUX_NAMES))
+        assert weighted == pytest.approx(row["train_loss"], rel=1e-6)
+        for name in ("auc", "acc", "mastery_corr", "gain_corr", "neg_gain_rate", "monotonicity_violation_rate",
+                     "mastery_recovery", "monitor_mastery_corr", "monitor_neg_gain_rate", "lr", "interactions_per_s"):
+            assert math.isfinite(row[name]), name
+
+
+def test_best_checkpoint_holds_the_best_epochs_weights(finished: Path, capsys) -> None:
+    table = rows(finished)
+    best = max(table, key=lambda row: row["auc"])
+    results = json.loads((finished / "results.json").read_text())
+    assert results["best_epoch"] == best["epoch"]
+    assert main(["eval", str(finished), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["epoch"] == best["epoch"]
+    for name in ("auc", "mastery_corr", "neg_gain_rate", "gain_corr"):
+        assert evaluated[name] == pytest.approx(best[name], abs=1e-6)
+
+
+def test_same_seed_same_metrics(tmp_path: Path, dataset, finished: Path) -> None:
+    train(small_config(tmp_path / "again"), dataset)
+    assert without_timing(rows(tmp_path / "again")) == without_timing(rows(finished))
+
+
+def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, dataset, finished: Path) -> None:
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(row, run_dir) -> None:
+        if row.epoch == 2:
+            raise Crash
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(Crash):
+        Trainer(small_config(out), dataset, on_epoch=crash_after_two).run()
+    assert len(rows(out)) == 2
+    seen = []
+    Trainer(small_config(out), dataset, on_epoch=lambda row, run_dir: seen.append(row.epoch)).run(resume=True)
+    assert seen == [3]
+    assert without_timing(rows(out)) == without_timing(rows(finished))
+
+
+def test_wandb_offline_logs_the_run(tmp_path: Path, dataset) -> None:
+    out = tmp_path / "logged"
+    train(small_config(out, epochs=1, wandb="offline", wandb_project="gainakt-test"), dataset)
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--set", "lerning_rate=0.1"], "unknown setting 'lerning_rate'"),
+        (["--set", "epochs=many"], "'epochs' must be an integer, got 'many'"),
+        (["--set", "weights.sparsity=-0.5"], "weights.sparsity must be >= 0 and finite, got -0.5"),
+        (["--set", "model.gains=cubic"], "'model.gains' must be one of relu, softplus, linear, got 'cubic'"),
+        (["--set", "model.heads=5"], "model.heads=5 does not divide model.d_model=128"),
+        (["--set", "model.depth=2"], "unknown setting 'model.depth'"),
+        (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+        (["--config", "{toml}"], "unknown setting 'weights.entropy'"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(args: list[str], phrase: str, tmp_path: Path, capsys) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text("epochs = 2\n[weights]\nentropy = 0.1\n")
+    out = tmp_path / "never"
+    argv = ["train", "--out", str(out), *(a.replace("{toml}", str(toml)) for a in args)]
+    with pytest.raises(SystemExit) if args[0] == "--preset" else _no_raise() as _:
+        code = main(argv)
+        assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and phrase in err[0], err
+    assert not out.exists()
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_check_command_reports_every_component_ok(capsys) -> None:
+    assert main(["check"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert all(line.startswith("OK") for line in lines), lines
+    for component in ("dependencies", "devices", "data", "model modes", "losses", "metrics", "monitor",
+                      "checkpoint round trip", "wandb offline"):
+        assert any(line[4:].strip().startswith(component) for line in lines), component
