@@ -25,7 +25,7 @@ from torch import nn
 
 from . import __version__
 from .config import build, merge, read_toml, with_assignments
-from .data import BatchPlan, Dataset, Padding, load_dataset
+from .data import Batch, BatchPlan, Dataset, Padding, load_dataset
 from .errors import ConfigError
 from .evaluate import EvalMetrics, evaluate
 from .losses import AUX_NAMES, LossWeights, auxiliary_losses, compose, prediction_loss, warmup_factor
@@ -234,22 +234,10 @@ class Trainer:
         interactions = 0
         started = time.perf_counter()
         for batch in _progress(self.train_plan.batches(self.epoch), len(self.train_plan), f"epoch {self.epoch + 1}"):
-            batch = batch.to(self.device)
-            states = self.model.forward_with_states(batch)
-            bce = prediction_loss(states, batch, self.positions_per_batch)
-            aux = auxiliary_losses(states, batch, c.model.mastery_step)
-            composition = compose(bce, aux, c.weights, factor)
-            if not torch.isfinite(composition.total):
-                raise FloatingPointError(f"loss is {float(composition.total)} at epoch {self.epoch + 1}, batch {batches + 1}")
-            self.optimizer.zero_grad(set_to_none=True)
-            composition.total.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
-            self.optimizer.step()
-            self.step += 1
-            self.monitor.after_batch(self.step, states, batch)
-            for name, value in composition.components.items():
-                sums[name] += float(value.detach())
-            total += float(composition.total.detach())
+            components = self.train_step(batch, factor)
+            for name, value in components.items():
+                sums[name] += value
+            total += sum(components.values())
             batches += 1
             interactions += batch.num_real
         seconds = time.perf_counter() - started
@@ -271,6 +259,24 @@ class Trainer:
             seconds=seconds,
             interactions_per_s=interactions / seconds if seconds > 0 else float("nan"),
         )
+
+    def train_step(self, batch: Batch, factor: float = 1.0) -> dict[str, float]:
+        """One optimisation step on one batch; returns the weighted loss components."""
+        c = self.config
+        batch = batch.to(self.device)
+        states = self.model.forward_with_states(batch)
+        bce = prediction_loss(states, batch, self.positions_per_batch)
+        aux = auxiliary_losses(states, batch, c.model.mastery_step)
+        composition = compose(bce, aux, c.weights, factor)
+        if not torch.isfinite(composition.total):
+            raise FloatingPointError(f"loss is {float(composition.total.detach())} at epoch {self.epoch + 1}, step {self.step + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        composition.total.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
+        self.optimizer.step()
+        self.step += 1
+        self.monitor.after_batch(self.step, states, batch)
+        return {name: float(value.detach()) for name, value in composition.components.items()}
 
     def _step_scheduler(self, auc: float) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
