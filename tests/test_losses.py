@@ -3,7 +3,6 @@ and every weight actually reaching the parameters its loss is about."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
