@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_eval(commands)
     _add_check(commands)
+    _add_run(commands)
+    _add_resume(commands)
+    _add_status(commands)
     return parser
 
 
@@ -170,9 +173,9 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from gainakt.data import BatchPlan, load_dataset
+    from gainakt.errors import DataError
     from gainakt.evaluate import evaluate
     from gainakt.train import load_run
-    from gainakt.errors import DataError
 
     model, config, state = load_run(args.run_dir)
     dataset = load_dataset(args.data or config.data, state["num_concepts"])
@@ -207,6 +210,144 @@ def _check(args: argparse.Namespace) -> int:
     for result in results:
         print(f"{'OK  ' if result.ok else 'FAIL'}  {result.name:<22} {result.detail}")
     return 0 if all(r.ok for r in results) else 1
+
+
+# ---------------------------------------------------------------------------- search
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    from search.spec import SAMPLERS, SCHEDULERS
+
+    run = commands.add_parser(
+        "run",
+        help="run (or continue) a multi-objective search; with no arguments, the quick-start sweep",
+        description="Run a multi-objective search over the auxiliary-loss weights: Ray Tune runs the trials, Optuna "
+        "proposes them, every epoch and trial goes into the study's Parquet store, and the non-dominated trials are "
+        "printed at the end. Settings come from the defaults, then SPEC.toml, then the flags. With no arguments: 8 "
+        "short trials, 2 at a time, on the simulator (a few minutes on two cores). A study that already exists under "
+        "the same name is continued where it stopped.",
+    )
+    run.add_argument("spec", nargs="?", metavar="SPEC.toml", help="sweep spec (see search/spec.py or the README)")
+    run.add_argument("--name", help="study name; the study folder is STORAGE/NAME (default quickstart)")
+    run.add_argument("--data", help="dataset folder, CSV file or synthetic[:key=value,...] (default synthetic)")
+    run.add_argument("--space", help="search space: aux_weights (default), aux_weights_lr, or module:function")
+    run.add_argument("--preset", help="training preset the trials start from (default cpu-small)")
+    run.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                     help="fixed training setting for every trial, e.g. --set epochs=6 --set model.d_model=128")
+    run.add_argument("--objective", dest="objectives", action="append", metavar="METRIC:max|min",
+                     help="an objective (repeat for several; replaces the default auc:max, mastery_corr:max, neg_gain_rate:min)")
+    run.add_argument("--constraint", dest="constraints", action="append", metavar="'METRIC >= VALUE'",
+                     help="a target (repeat for several; replaces the default mastery_corr >= 0.4, neg_gain_rate < 0.10)")
+    run.add_argument("--no-constraints", action="store_true", help="search without targets")
+    run.add_argument("--trials", type=int, help="trials in total (default 8)")
+    run.add_argument("--concurrent", type=int, help="trials at a time (default 2)")
+    run.add_argument("--cpus", type=float, help="CPUs per trial; also its torch threads (default 1)")
+    run.add_argument("--gpus", type=float, help="GPUs per trial; a fraction shares one GPU (default 0)")
+    run.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (default tpe)")
+    run.add_argument("--scheduler", choices=SCHEDULERS, help="fifo (default) or asha: stop weak trials early on AUC")
+    run.add_argument("--seed", type=int, help="seed of the sampler; trial n trains with seed+n (default 0)")
+    run.add_argument("--storage", help="folder or URI (s3://..., gs://...) holding study folders (default runs)")
+    run.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept per trial, best AUC first; 0 keeps all")
+    _add_cluster_flags(run)
+    run.set_defaults(handler=_run)
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all of this machine)")
+    parser.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
+                        help="log every trial to Weights & Biases, grouped by study (default off)")
+
+
+def _add_resume(commands: argparse._SubParsersAction) -> None:
+    resume = commands.add_parser(
+        "resume",
+        help="continue an interrupted search",
+        description="Continue a study where it stopped: finished trials are kept, unfinished ones continue from "
+        "their last checkpoint, errored ones are retried once, and the total number of trials stays as asked.",
+    )
+    resume.add_argument("name", metavar="NAME", help="study name")
+    resume.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    _add_cluster_flags(resume)
+    resume.set_defaults(handler=_resume)
+
+
+def _add_status(commands: argparse._SubParsersAction) -> None:
+    status = commands.add_parser(
+        "status",
+        help="how a study stands, from its Parquet store",
+        description="Trials by status, the best value so far on each objective, how many trials meet the targets, "
+        "elapsed time and an estimate of the time left. Reads only the study's Parquet store.",
+    )
+    status.add_argument("name", metavar="NAME", help="study name")
+    status.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    status.set_defaults(handler=_status)
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from search.spec import Constraint, Objective, load_spec
+
+    spec = load_spec(args.spec)
+    objectives = tuple(Objective.parse(o) for o in args.objectives) if args.objectives else None
+    if args.no_constraints:
+        constraints: tuple | None = ()
+    else:
+        constraints = tuple(Constraint.parse(c) for c in args.constraints) if args.constraints else None
+    return spec.with_overrides(
+        name=args.name, data=args.data, space=args.space, preset=args.preset, assignments=args.assignments,
+        objectives=objectives, constraints=constraints, trials=args.trials, concurrent=args.concurrent,
+        cpus=args.cpus, gpus=args.gpus, sampler=args.sampler, scheduler=args.scheduler, seed=args.seed,
+        storage=args.storage, keep_checkpoints=args.keep_checkpoints,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from search.sweep import prepare
+
+    return _sweep(prepare(_spec_from_args(args), wandb=args.wandb), args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from search.spec import SweepSpec
+    from search.sweep import prepare
+
+    spec = SweepSpec(name=args.name, storage=args.storage)
+    return _sweep(prepare(spec, wandb=args.wandb, must_exist=True, spec_given=False), args)
+
+
+def _sweep(prepared, args: argparse.Namespace) -> int:
+    from search.pareto import front
+    from search.store import Store
+    from search.sweep import run_sweep
+    from search.tables import front_columns, short_headers, text_table
+
+    spec = prepared.spec
+    verb = "continuing" if prepared.resumed else "starting"
+    print(f"{verb} study {spec.name!r}: {spec.trials} trials, {spec.concurrent} at a time, space {spec.space}, "
+          f"data {prepared.dataset.source}", flush=True)
+    outcome = run_sweep(prepared, address=args.address, num_cpus=args.num_cpus, echo=lambda line: print(line, flush=True))
+    trials = Store(outcome.study).trials()
+    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
+    print("\ntrials: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
+    best = front(trials, spec.objectives)
+    if len(best):
+        print(f"non-dominated trials ({', '.join(str(o) for o in spec.objectives)}):")
+        print(text_table(short_headers(best), [c.removeprefix("param.weights.").removeprefix("param.") for c in front_columns(spec, best)]))
+    else:
+        print("no completed trial with every objective defined yet")
+    print(f"study folder: {outcome.study.display()}")
+    if outcome.interrupted:
+        print(f"interrupted: continue with 'gainakt-search resume {spec.name}" + (f" --storage {spec.storage}'" if spec.storage != "runs" else "'"))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from search.status import status_lines
+    from search.study import open_study
+
+    study = open_study(args.storage, args.name)
+    print("\n".join(status_lines(study, study.read_spec())))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,1 +1,71 @@
-"""Optuna define-by-run search spaces for the auxiliary-loss weights, registered by name."""
+"""Optuna define-by-run search spaces for the auxiliary-loss weights, registered by name.
+
+A space is a plain function `space(trial) -> dict` that samples with `trial.suggest_*`
+and returns the training settings the trial trains with, as dotted keys of the
+trainer's configuration (`"weights.sparsity": 0.01`, `"model.gains": "softplus"`).
+Sampled values that are not settings (such as whether a loss is switched on) stay
+Optuna parameters only. A space can also be named `package.module:function`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+Space = Callable[[optuna.Trial], dict[str, Any]]
+
+_REGISTRY: dict[str, Space] = {}
+
+
+class SpaceError(ValueError):
+    """A space name that resolves to nothing, or a space that fails when sampled."""
+
+
+def register(name: str) -> Callable[[Space], Space]:
+    """Decorator: make a space available under `name`."""
+
+    def add(space: Space) -> Space:
+        _REGISTRY[name] = space
+        return space
+
+    return add
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_space(name: str) -> Space:
+    """The registered space `name`, or the function a `module:function` name points at."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" not in name:
+        raise SpaceError(f"unknown space {name!r} (known: {', '.join(names())}, or module:function)")
+    module_name, _, attr = name.partition(":")
+    try:
+        space = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise SpaceError(f"space {name!r}: cannot import it ({err})") from None
+    if not callable(space):
+        raise SpaceError(f"space {name!r}: not a function")
+    return space
+
+
+def sample_once(space: Space, seed: int = 0) -> dict[str, Any]:
+    """Sample `space` on a throw-away in-memory study: a broken space fails here, not inside a trial."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    trial = study.ask()
+    try:
+        settings = space(trial)
+    except Exception as err:  # any failure of user code is a bad space
+        raise SpaceError(f"space {getattr(space, '__name__', space)!r} fails when sampled: {err}") from err
+    if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
+        raise SpaceError(f"space {getattr(space, '__name__', space)!r} must return a dict of settings, got {settings!r}")
+    return settings
+
+
+from . import aux_weights as _aux_weights  # noqa: F401  (registers the built-in spaces)

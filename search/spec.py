@@ -1,0 +1,251 @@
+"""The sweep specification: a TOML file whose every field a CLI flag can override.
+
+    name = "quickstart"                  # the study folder is STORAGE/NAME
+    data = "synthetic"                   # dataset folder, CSV or synthetic[:key=value,...]
+    space = "aux_weights"                # a registered space or module:function
+    objectives = ["auc:max", "mastery_corr:max", "neg_gain_rate:min"]
+    constraints = ["mastery_corr >= 0.4", "neg_gain_rate < 0.10"]
+    trials = 8                           # in total, including failed ones
+    concurrent = 2                       # trials at a time
+    sampler = "tpe"                      # tpe, nsga2, gp or random
+    scheduler = "fifo"                   # fifo, or asha (stops weak trials early on AUC)
+    seed = 0
+    storage = "runs"                     # a folder or a URI pyarrow understands (s3://..., gs://...)
+    keep_checkpoints = 0                 # epoch checkpoints kept per trial; 0 keeps all
+    [resources]                          # per trial
+    cpus = 1
+    gpus = 0                             # a fraction shares one GPU between trials
+    [train]                              # fixed training settings: a preset, then overrides
+    preset = "cpu-small"
+    epochs = 4
+    [train.model]
+    d_model = 64
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+from gainakt.config import merge, read_toml, with_assignments
+from gainakt.errors import ConfigError
+
+Direction = Literal["max", "min"]
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+SCHEDULERS = ("fifo", "asha")
+
+# Every figure of an epoch row that can be an objective or a constraint (validation split unless named train_).
+METRICS = (
+    "auc", "acc", "mastery_corr", "pred_corr", "mastery_corr_student", "gain_corr", "neg_gain_rate",
+    "monotonicity_violation_rate", "mastery_recovery", "val_loss", "train_loss",
+)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_CONSTRAINT = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*(\S+)\s*")
+_OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+def _known_metric(metric: str, where: str) -> str:
+    if metric not in METRICS:
+        raise ConfigError(f"{where}: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    return metric
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: Direction
+
+    @classmethod
+    def parse(cls, text: str) -> Objective:
+        """`metric:max` or `metric:min`."""
+        metric, sep, direction = text.partition(":")
+        if not sep or direction not in ("max", "min"):
+            raise ConfigError(f"objective {text!r}: expected metric:max or metric:min")
+        return cls(_known_metric(metric.strip(), f"objective {text!r}"), direction)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f"{self.metric}:{self.direction}"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A target such as `mastery_corr >= 0.4`; a NaN value never meets it."""
+
+    metric: str
+    op: str
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        match = _CONSTRAINT.fullmatch(text)
+        if match is None:
+            raise ConfigError(f"constraint {text!r}: expected 'metric >= value' (or >, <=, <)")
+        metric, op, raw = match.groups()
+        try:
+            threshold = float(raw)
+        except ValueError:
+            raise ConfigError(f"constraint {text!r}: {raw!r} is not a number") from None
+        if not math.isfinite(threshold):
+            raise ConfigError(f"constraint {text!r}: the threshold must be finite")
+        return cls(_known_metric(metric, f"constraint {text!r}"), op, threshold)
+
+    def met(self, value: float) -> bool:
+        return not math.isnan(value) and _OPERATORS[self.op](value, self.threshold)
+
+    def violation(self, value: float) -> float:
+        """How far `value` is on the wrong side of the threshold (0 when met, inf when NaN)."""
+        if math.isnan(value):
+            return math.inf
+        gap = self.threshold - value if self.op in (">=", ">") else value - self.threshold
+        return max(gap, 0.0)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+
+DEFAULT_OBJECTIVES = (Objective("auc", "max"), Objective("mastery_corr", "max"), Objective("neg_gain_rate", "min"))
+DEFAULT_CONSTRAINTS = (Constraint("mastery_corr", ">=", 0.4), Constraint("neg_gain_rate", "<", 0.10))
+# The quick-start sweep: a few short epochs of a narrow model, so 8 trials fit in minutes on two cores.
+DEFAULT_TRAIN: dict[str, Any] = {"preset": "cpu-small", "epochs": 4, "model": {"d_model": 64, "d_ff": 128}}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep; validated at construction except for what needs the data or the space."""
+
+    name: str = "quickstart"
+    data: str = "synthetic"
+    space: str = "aux_weights"
+    train: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_TRAIN))
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
+    constraints: tuple[Constraint, ...] = DEFAULT_CONSTRAINTS
+    trials: int = 8
+    concurrent: int = 2
+    cpus: float = 1.0
+    gpus: float = 0.0
+    sampler: str = "tpe"
+    scheduler: str = "fifo"
+    seed: int = 0
+    storage: str = "runs"
+    keep_checkpoints: int = 0
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name) or ".." in self.name:
+            raise ConfigError(f"name {self.name!r}: letters, digits, '.', '_' and '-' only (it names a folder)")
+        for name in ("trials", "concurrent"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not (self.cpus > 0 and math.isfinite(self.cpus)):
+            raise ConfigError(f"resources.cpus must be > 0, got {self.cpus}")
+        if not (self.gpus >= 0 and math.isfinite(self.gpus)):
+            raise ConfigError(f"resources.gpus must be >= 0, got {self.gpus}")
+        if self.gpus > 1 and self.gpus != int(self.gpus):
+            raise ConfigError(f"resources.gpus must be a fraction of one GPU or a whole number, got {self.gpus}")
+        if self.keep_checkpoints < 0:
+            raise ConfigError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+        if not self.objectives:
+            raise ConfigError("at least one objective is needed")
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ConfigError(f"objectives name a metric twice: {', '.join(metrics)}")
+        if not str(self.storage).strip():
+            raise ConfigError("storage must name a folder or a URI")
+        if not isinstance(self.train.get("preset", "cpu-small"), str):
+            raise ConfigError("train.preset must be a preset name")
+
+    @property
+    def preset(self) -> str:
+        return str(self.train.get("preset", "cpu-small"))
+
+    @property
+    def train_settings(self) -> dict[str, Any]:
+        """The fixed training settings on top of the preset."""
+        return {k: v for k, v in self.train.items() if k != "preset"}
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["train"] = dict(self.train)
+        out["objectives"] = [str(o) for o in self.objectives]
+        out["constraints"] = [str(c) for c in self.constraints]
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "spec") -> SweepSpec:
+        """From the TOML layout (or `to_dict()`'s, which is the same with resources flattened)."""
+        values = dict(values)
+        resources = values.pop("resources", {})
+        if not isinstance(resources, Mapping):
+            raise ConfigError(f"{where}: [resources] must be a table")
+        unknown_resources = set(resources) - {"cpus", "gpus"}
+        if unknown_resources:
+            raise ConfigError(f"{where}: unknown key resources.{min(unknown_resources)} (known: cpus, gpus)")
+        values.update(resources)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known - {'cpus', 'gpus'}))}, resources.cpus, resources.gpus)")
+        if "objectives" in values:
+            values["objectives"] = tuple(Objective.parse(_text(o, "objectives", where)) for o in _list(values["objectives"], "objectives", where))
+        if "constraints" in values:
+            values["constraints"] = tuple(Constraint.parse(_text(c, "constraints", where)) for c in _list(values["constraints"], "constraints", where))
+        if "train" in values and not isinstance(values["train"], Mapping):
+            raise ConfigError(f"{where}: [train] must be a table")
+        expected = {"name": str, "data": str, "space": str, "sampler": str, "scheduler": str, "storage": str,
+                    "trials": int, "concurrent": int, "seed": int, "keep_checkpoints": int, "cpus": (int, float), "gpus": (int, float)}
+        for key, kind in expected.items():
+            if key in values and (not isinstance(values[key], kind) or isinstance(values[key], bool)):
+                raise ConfigError(f"{where}: {key} has the wrong type ({values[key]!r})")
+        for key in ("cpus", "gpus"):
+            if key in values:
+                values[key] = float(values[key])
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> SweepSpec:
+        """Replace the fields given (None means: keep); `assignments` are `key=value` training overrides."""
+        assignments: Sequence[str] = changes.pop("assignments", ()) or ()
+        preset = changes.pop("preset", None)
+        updates = {k: v for k, v in changes.items() if v is not None}
+        train = dict(self.train)
+        if preset is not None:
+            train["preset"] = preset
+        if assignments:
+            train = with_assignments(train, assignments)
+        return replace(self, train=train, **updates)
+
+
+def load_spec(path: str | None) -> SweepSpec:
+    """The spec in a TOML file on top of the defaults, or the defaults alone."""
+    if path is None:
+        return SweepSpec()
+    values = read_toml(path)
+    if "train" in values:
+        values["train"] = merge({"preset": "cpu-small"}, values["train"])
+    return SweepSpec.from_dict(values, where=path)
+
+
+def _list(value: Any, key: str, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: {key} must be a list of strings")
+    return value
+
+
+def _text(value: Any, key: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a list of strings, got {value!r}")
+    return value

@@ -1,0 +1,137 @@
+"""Where a study lives: its folder on local disk or behind a URI, and the files in it.
+
+    STORAGE/NAME/
+      spec.json              the sweep as it was started (a resume reads it back)
+      optuna.journal         the Optuna study (optuna-dashboard opens it)
+      store/trials/*.parquet one file per trial: its outcome (see search/store.py)
+      store/epochs/*.parquet one file per trial: a row per epoch
+      tune/                  Ray Tune's experiment: trial folders and checkpoints
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from gainakt.errors import ConfigError
+
+from .spec import SweepSpec
+
+TUNE_DIR = "tune"
+
+
+def is_uri(storage: str) -> bool:
+    return "://" in storage
+
+
+class Study:
+    """The folder of one study and atomic file access inside it."""
+
+    def __init__(self, storage: str, name: str) -> None:
+        self.name = name
+        if is_uri(storage):
+            try:
+                self.fs, base = pafs.FileSystem.from_uri(storage)
+            except (pafs.ArrowInvalid, ValueError, OSError) as err:  # type: ignore[attr-defined]
+                raise ConfigError(f"storage {storage!r}: pyarrow cannot open it ({err})") from None
+            self.storage = storage.rstrip("/")
+        else:
+            self.fs, base = pafs.LocalFileSystem(), os.path.abspath(storage)
+            self.storage = base
+        self.root = f"{base.rstrip('/')}/{name}"
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def uri(self) -> str:
+        """The study folder as Ray's `storage_path` wants it."""
+        return f"{self.storage}/{self.name}"
+
+    @property
+    def spec_path(self) -> str:
+        return f"{self.root}/spec.json"
+
+    @property
+    def trials_dir(self) -> str:
+        return f"{self.root}/store/trials"
+
+    @property
+    def epochs_dir(self) -> str:
+        return f"{self.root}/store/epochs"
+
+    @property
+    def tune_path(self) -> str:
+        return f"{self.root}/{TUNE_DIR}"
+
+    @property
+    def journal_path(self) -> str:
+        """A local file: Optuna's journal needs one. For a remote study it is a cache, uploaded by `sync_journal`."""
+        if self.local:
+            return f"{self.root}/optuna.journal"
+        key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+        return str(Path.home() / ".cache" / "gainakt-search" / key / "optuna.journal")
+
+    def display(self) -> str:
+        return self.root if self.local else self.uri
+
+    # ------------------------------------------------------------------ files
+
+    def exists(self) -> bool:
+        return self.fs.get_file_info(self.spec_path).type == pafs.FileType.File
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        """Write under a temporary name, then rename: a crash never leaves a half file at `path`."""
+        parent = path.rsplit("/", 1)[0]
+        self.fs.create_dir(parent, recursive=True)
+        temporary = f"{parent}/.{uuid.uuid4().hex}.tmp"
+        with self.fs.open_output_stream(temporary) as out:
+            out.write(data)
+        self.fs.move(temporary, path)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open_input_stream(path) as handle:
+            return handle.readall()
+
+    def list_files(self, folder: str, suffix: str) -> list[str]:
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        return sorted(
+            info.path for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name.endswith(suffix) and not info.base_name.startswith(".")
+        )
+
+    def write_spec(self, spec: SweepSpec) -> None:
+        self.write_atomic(self.spec_path, (json.dumps(spec.to_dict(), indent=2) + "\n").encode())
+
+    def read_spec(self) -> SweepSpec:
+        values: dict[str, Any] = json.loads(self.read_bytes(self.spec_path))
+        return SweepSpec.from_dict(values, where=self.spec_path)
+
+    def prepare_journal(self) -> str:
+        """The local journal path, fetched from the study folder first when the study is remote."""
+        path = Path(self.journal_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remote = f"{self.root}/optuna.journal"
+        if not self.local and not path.exists() and self.fs.get_file_info(remote).type == pafs.FileType.File:
+            path.write_bytes(self.read_bytes(remote))
+        return str(path)
+
+    def sync_journal(self) -> None:
+        """Upload the journal of a remote study next to its results."""
+        path = Path(self.journal_path)
+        if not self.local and path.exists():
+            self.write_atomic(f"{self.root}/optuna.journal", path.read_bytes())
+
+
+def open_study(storage: str, name: str) -> Study:
+    """An existing study, or a one-line error."""
+    study = Study(storage, name)
+    if not study.exists():
+        raise ConfigError(f"study {name!r} not found in {study.storage} (no {study.spec_path})")
+    return study

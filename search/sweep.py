@@ -1,0 +1,182 @@
+"""A sweep end to end: validate, start or restore the Tuner, run the trials, stop Ray.
+
+Everything that can be checked before Ray starts is checked first (spec, space, training
+settings, data), so bad input fails in a second and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gainakt import __version__
+from gainakt.data import Dataset, load_dataset
+from gainakt.errors import ConfigError
+
+from .spec import SweepSpec
+from .store import Store
+from .study import Study
+from .trainable import TrialSetup, trial_config
+
+log = logging.getLogger("search.sweep")
+# Trial settings that differ per trial or only say where to write: not "fixed settings".
+_NOT_FIXED = {"out", "data", "seed", "threads", "device", "wandb", "wandb_group", "wandb_project"}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated sweep, ready to run."""
+
+    spec: SweepSpec
+    study: Study
+    dataset: Dataset
+    setup: TrialSetup
+    constants: Mapping[str, Any]  # the columns every trial row shares
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    study: Study
+    spec: SweepSpec
+    wall_seconds: float
+    interrupted: bool
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, spec_given: bool = True) -> Prepared:
+    """Validate everything; an existing study of the same name is continued with its saved spec."""
+    from spaces import SpaceError, get_space, sample_once
+
+    study = Study(spec.storage, spec.name)
+    resumed = study.exists()
+    if resumed:
+        saved = study.read_spec()
+        differ = [k for k, v in spec.to_dict().items() if saved.to_dict()[k] != v and k != "storage"]
+        if spec_given and differ:
+            raise ConfigError(
+                f"study {spec.name!r} already exists in {study.storage} with other settings (differs in: "
+                f"{', '.join(differ)}); continue it with 'gainakt-search resume {spec.name}' or choose another --name"
+            )
+        spec = saved
+    elif must_exist:
+        raise ConfigError(f"study {spec.name!r} not found in {study.storage} (no {study.spec_path})")
+    try:
+        sampled = sample_once(get_space(spec.space), seed=spec.seed)
+    except SpaceError as err:
+        raise ConfigError(str(err)) from None
+    setup = TrialSetup(study=spec.name, data=spec.data, preset=spec.preset, fixed=spec.train_settings,
+                       cpus=spec.cpus, wandb=wandb)
+    trial_config(setup, sampled, seed=spec.seed)  # the space's settings must be valid training settings
+    base = trial_config(setup, {}, seed=spec.seed)
+    dataset = load_dataset(spec.data, base.num_concepts)
+    dataset.split(base.fold)
+    fixed = {f"fixed.{k}": v for k, v in flatten(base.to_dict()).items()
+             if k.split(".")[0] not in _NOT_FIXED and k not in sampled}
+    constants = {"space": spec.space, "data": dataset.source, "data_fingerprint": dataset.fingerprint,
+                 "version": __version__, **fixed}
+    return Prepared(spec, study, dataset, setup, constants, resumed)
+
+
+def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int | None = None,
+              echo: Callable[[str], None] = print) -> SweepOutcome:
+    """Run (or continue) the sweep until every trial asked for has finished."""
+    import ray
+
+    spec, study = prepared.spec, prepared.study
+    if not prepared.resumed:
+        study.write_spec(spec)
+    journal = study.prepare_journal()
+    if finished_trials(Store(study)) >= spec.trials:
+        echo(f"study {spec.name!r} already has all its {spec.trials} trials")
+        return SweepOutcome(study, spec, 0.0, interrupted=False)
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
+        try:
+            ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
+                     logging_level=logging.ERROR, log_to_driver=False)
+        except (ConnectionError, ValueError) as err:
+            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+    started = time.time()
+    try:
+        tuner = _tuner(prepared, journal, echo)
+        tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+        study.sync_journal()
+    trials = Store(study).trials()
+    interrupted = len(trials) > 0 and bool((trials["status"] == "RUNNING").any())
+    return SweepOutcome(study, spec, time.time() - started, interrupted)
+
+
+def finished_trials(store: Store) -> int:
+    """Trials that ended for good: completed, failed or stopped (not lost, not running)."""
+    trials = store.trials()
+    return int(trials["status"].isin(["COMPLETED", "ERROR", "STOPPED"]).sum()) if len(trials) else 0
+
+
+def _trial_dirname(trial: Any) -> str:
+    return str(trial.trial_id)
+
+
+def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from .recorder import StoreRecorder
+    from .searcher import ConstrainedOptunaSearch, TrialSpace, make_sampler
+    from .trainable import run_trial
+
+    spec, study = prepared.spec, prepared.study
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, setup=prepared.setup, dataset=prepared.dataset),
+        {"cpu": spec.cpus, "gpu": spec.gpus},
+    )
+    if tune.Tuner.can_restore(study.tune_path if study.local else f"{study.uri}/tune"):
+        echo(f"continuing study {spec.name!r} in {study.display()}")
+        return tune.Tuner.restore(f"{study.uri}/tune" if not study.local else study.tune_path, trainable,
+                                  resume_unfinished=True, resume_errored=True)
+    store = Store(study)
+    finished = finished_trials(store)  # a study killed before Tune first saved its state starts afresh
+    searcher = ConstrainedOptunaSearch(
+        space=TrialSpace(spec.space, spec.seed), metric=spec.metric_names, mode=spec.modes,
+        sampler=make_sampler(spec), study_name=spec.name, storage=JournalStorage(JournalFileBackend(journal)),
+        constraints=spec.constraints,
+    )
+    if spec.scheduler == "asha":
+        epochs = trial_config(prepared.setup, {}, seed=0).epochs
+        scheduler: Any = ASHAScheduler(metric="auc", mode="max", time_attr="training_iteration", max_t=epochs,
+                                       grace_period=1, reduction_factor=2)
+    else:
+        scheduler = FIFOScheduler()
+    checkpoints = tune.CheckpointConfig(
+        num_to_keep=spec.keep_checkpoints or None,
+        checkpoint_score_attribute="epoch_row/auc" if spec.keep_checkpoints else None,
+        checkpoint_score_order="max",
+    )
+    recorder = StoreRecorder(spec, store, prepared.constants, journal, echo)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.trials - finished,
+                                    max_concurrent_trials=spec.concurrent, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(name="tune", storage_path=study.uri, callbacks=[recorder], verbose=0,
+                                  checkpoint_config=checkpoints, failure_config=tune.FailureConfig(max_failures=0)),
+    )
+

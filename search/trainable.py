@@ -1,0 +1,116 @@
+"""The Ray Tune trainable: one GainAKT2Exp training per trial, reported to Tune every epoch.
+
+The trial's config comes from the searcher (see `search.searcher.TrialSpace`):
+`settings` (the training settings the space chose), `seed` and `number` (the Optuna
+trial number), beside the raw Optuna parameters. Each epoch is reported with its
+checkpoint (the whole run folder); the objective values reported are those of the
+epoch the trial would deploy, the best validation AUC so far, and every figure of the
+epoch itself travels under `epoch_row`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from gainakt.config import merge
+from gainakt.data import Dataset
+from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
+
+from .spec import METRICS
+
+RUN_DIR = "run"
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of a sweep shares."""
+
+    study: str
+    data: str
+    preset: str
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # training settings on top of the preset
+    cpus: float = 1.0
+    wandb: str = "off"
+
+
+def nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """{"model.gains": "relu"} -> {"model": {"gains": "relu"}}."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        out = merge(out, nested)
+    return out
+
+
+def trial_config(setup: TrialSetup, settings: Mapping[str, Any], seed: int, out: str | None = None,
+                 device: str = "cpu") -> TrainConfig:
+    """The trainer's configuration for one trial: preset, fixed settings, then the space's settings."""
+    threads = max(1, int(setup.cpus))
+    values = merge(merge(dict(setup.fixed), nest(settings)), {"seed": seed, "threads": threads, "device": device})
+    values.update(data=setup.data, wandb=setup.wandb, wandb_group=setup.study, out=out)
+    return make_config(setup.preset, **values)
+
+
+def selected(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The row a trial would deploy: best validation AUC, the earliest on ties (as the trainer's best.pt)."""
+    best = rows[0]
+    for row in rows[1:]:
+        if not math.isnan(row["auc"]) and (math.isnan(best["auc"]) or row["auc"] > best["auc"]):
+            best = row
+    return best
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
+def _restore_run_dir(run_dir: Path) -> list[dict[str, float]]:
+    """Fill the run folder from Tune's checkpoint, if any; return the epoch rows it holds."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return []
+    with checkpoint.as_directory() as folder:
+        shutil.copytree(folder, run_dir)
+    with open(run_dir / "metrics_epoch.csv", newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> None:
+    """Train one trial to its end, reporting each epoch; resumes from Tune's checkpoint when restored."""
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    run_dir = Path(os.getcwd()) / RUN_DIR
+    rows = _restore_run_dir(run_dir)
+    train_config = trial_config(setup, config["settings"], int(config["seed"]), str(run_dir), device)
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+             "device": _device_name(device)}
+
+    def report(row: EpochRow, folder: Path) -> None:
+        flat = row.flat()
+        rows.append(flat)
+        best = selected(rows)
+        metrics = {
+            **{name: best[name] for name in METRICS},
+            "selected_epoch": int(best["epoch"]),
+            "epoch_row": flat,
+            **where,
+        }
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+
+    Trainer(train_config, dataset, on_epoch=report).run(resume=bool(rows))

@@ -1,0 +1,137 @@
+"""Sweep specs, spaces and bad sweep input: one line, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+import spaces
+from gainakt.errors import ConfigError
+from search.cli import main
+from search.spec import Constraint, Objective, SweepSpec, load_spec
+from search.trainable import TrialSetup, trial_config
+
+
+@pytest.mark.parametrize("name", spaces.names())
+def test_every_space_samples_valid_training_settings(name):
+    space = spaces.get_space(name)
+    for seed in range(5):
+        settings = spaces.sample_once(space, seed=seed)
+        config = trial_config(TrialSetup(study="s", data="synthetic", preset="cpu-small"), settings, seed=seed)
+        for key, value in settings.items():
+            section, _, field = key.rpartition(".")
+            assert getattr(getattr(config, section) if section else config, field) == value
+
+
+def test_aux_weights_can_switch_each_loss_off_and_stays_in_range():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen_off, seen_on = set(), set()
+    for _ in range(40):
+        trial = study.ask()
+        settings = spaces.get_space("aux_weights")(trial)
+        for loss in spaces.aux_weights.AUX_LOSSES:
+            weight = settings[f"weights.{loss}"]
+            (seen_on if weight > 0 else seen_off).add(loss)
+            assert weight == 0 or 1e-3 <= weight <= 1.0
+        study.tell(trial, 0.0)
+    assert seen_off == seen_on == set(spaces.aux_weights.AUX_LOSSES)
+
+
+def test_a_broken_space_fails_when_sampled():
+    def broken(trial):
+        return {"weights.sparsity": 1 / 0}
+
+    with pytest.raises(spaces.SpaceError, match="fails when sampled"):
+        spaces.sample_once(broken)
+
+
+def test_spec_round_trip_and_file_and_flags(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('name = "x"\ntrials = 3\nobjectives = ["auc:max", "gain_corr:max"]\n'
+                    'constraints = ["gain_corr >= 0.3"]\n[resources]\ncpus = 2\n[train]\nepochs = 2\n[train.model]\nd_model = 32\n')
+    spec = load_spec(str(path))
+    assert spec.trials == 3 and spec.cpus == 2.0 and spec.train == {"preset": "cpu-small", "epochs": 2, "model": {"d_model": 32}}
+    assert spec.objectives == (Objective("auc", "max"), Objective("gain_corr", "max"))
+    assert SweepSpec.from_dict(spec.to_dict()) == spec
+    changed = spec.with_overrides(trials=5, assignments=["model.heads=4"], preset="monitored")
+    assert changed.trials == 5 and changed.train["model"] == {"d_model": 32, "heads": 4} and changed.preset == "monitored"
+
+
+def test_constraints_measure_their_violation():
+    at_least = Constraint.parse("mastery_corr >= 0.4")
+    below = Constraint.parse("neg_gain_rate<0.1")
+    assert at_least.met(0.4) and not at_least.met(0.39) and not at_least.met(math.nan)
+    assert at_least.violation(0.3) == pytest.approx(0.1) and at_least.violation(0.5) == 0
+    assert below.violation(0.25) == pytest.approx(0.15) and below.violation(0.05) == 0
+    assert not below.met(0.1) and math.isinf(below.violation(math.nan))
+
+
+BAD_SPECS = {
+    "malformed TOML": ('name = "x"\ntrials = \n', "not valid TOML"),
+    "unknown key": ('name = "x"\ntrails = 3\n', "unknown key 'trails'"),
+    "unknown space": ('space = "nope"\n', "unknown space 'nope'"),
+    "unknown objective metric": ('objectives = ["aucc:max"]\n', "unknown metric 'aucc'"),
+    "bad direction": ('objectives = ["auc:up"]\n', "expected metric:max or metric:min"),
+    "bad constraint": ('constraints = ["mastery_corr => 0.4"]\n', "expected 'metric >= value'"),
+    "constraint on unknown metric": ('constraints = ["mastery >= 0.4"]\n', "unknown metric 'mastery'"),
+    "negative cpus": ('[resources]\ncpus = -1\n', "resources.cpus must be > 0"),
+    "negative gpus": ('[resources]\ngpus = -0.5\n', "resources.gpus must be >= 0"),
+    "missing data": ('data = "/no/such/folder"\n', "/no/such/folder"),
+    "name with path characters": ('name = "../escape"\n', "name '../escape'"),
+    "bad training setting": ('[train]\nlr = "fast"\n', "'lr' must be a number"),
+    "unknown preset": ('[train]\npreset = "huge"\n', "unknown preset 'huge'"),
+    "wrong sampler": ('sampler = "cmaes"\n', "sampler 'cmaes'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SPECS, ids=list(BAD_SPECS))
+def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
+    text, expected = BAD_SPECS[case]
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    storage = tmp_path / "studies"
+    assert main(["run", str(spec), "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err, err
+    assert not storage.exists()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--objective", "auc"], "expected metric:max or metric:min"),
+    (["--constraint", "auc >= high"], "'high' is not a number"),
+    (["--cpus", "0"], "resources.cpus must be > 0"),
+    (["--name", "a/b"], "name 'a/b'"),
+    (["--trials", "0"], "trials must be at least 1"),
+    (["--space", "no_module_here:space"], "cannot import it"),
+])
+def test_bad_flags_are_one_line_exit_2(flags, expected, tmp_path, capsys):
+    storage = tmp_path / "studies"
+    assert main(["run", "--storage", str(storage), *flags]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err, err
+    assert not storage.exists()
+
+
+def test_resume_and_status_of_an_unknown_study_are_one_line_errors(tmp_path, capsys):
+    for command in ("resume", "status"):
+        assert main([command, "ghost", "--storage", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "study 'ghost' not found" in err
+
+
+def test_an_existing_study_with_other_settings_is_refused(tmp_path, capsys):
+    from search.study import Study
+
+    Study(str(tmp_path), "taken").write_spec(SweepSpec(name="taken", storage=str(tmp_path)))
+    assert main(["run", "--name", "taken", "--storage", str(tmp_path), "--trials", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "differs in: trials" in err
+
+
+def test_spec_validation_errors_are_config_errors():
+    with pytest.raises(ConfigError):
+        SweepSpec(concurrent=0)
+    with pytest.raises(ConfigError):
+        SweepSpec(objectives=(Objective("auc", "max"), Objective("auc", "min")))

@@ -1,0 +1,168 @@
+"""Real local Ray sweeps on the simulator: the store, the Optuna study, failures, resume, clusters."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from optuna.trial import TrialState
+from sweep_helpers import optuna_trials, sweep_argv, tables
+
+from search.cli import main
+from search.store import Store
+from search.study import Study
+
+OBJECTIVES = ["auc", "mastery_corr", "neg_gain_rate"]
+
+
+def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
+    assert main(sweep_argv(tmp_path, "basic", 6, 2, "--num-cpus", "2")) == 0
+    out = capsys.readouterr().out
+    assert "non-dominated trials" in out and str(tmp_path / "basic") in out
+
+    trials, epochs = tables(tmp_path, "basic")
+    assert len(trials) == 6 and set(trials["status"]) == {"COMPLETED"}
+    assert len(epochs) == 6 * 2
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert trials[OBJECTIVES].notna().all().all()
+
+    studied = {t.number: t for t in optuna_trials(tmp_path, "basic")}
+    assert len(studied) == 6 and all(t.state == TrialState.COMPLETE for t in studied.values())
+    for row in trials.to_dict("records"):
+        ot = studied[row["number"]]
+        assert ot.values == pytest.approx([row[m] for m in OBJECTIVES])
+        # The stored parameters are the ones the trial trained with (the config inside its checkpoint) ...
+        trained = torch.load(Path(row["checkpoint"]) / "best.pt", weights_only=False)["config"]
+        for column, value in row.items():
+            if column.startswith("param."):
+                section, _, key = column.removeprefix("param.").rpartition(".")
+                assert (trained[section][key] if section else trained[key]) == value, column
+        # ... and the ones Optuna sampled for it.
+        for name, value in ot.params.items():
+            if f"param.{name}" in row:
+                assert row[f"param.{name}"] == value
+        assert trained["seed"] == row["seed"]
+        # The trial reports the epoch it would deploy: its best validation AUC.
+        own = epochs[epochs["trial_id"] == row["trial_id"]]
+        assert row["auc"] == own["auc"].max()
+        assert row["selected_epoch"] == int(own.loc[own["auc"].idxmax(), "epoch"])
+
+
+NAN_SPACE = '''
+from spaces.aux_weights import aux_weights
+
+def space(trial):
+    settings = aux_weights(trial)
+    if trial.number == 1:
+        settings["lr"] = 1e30  # the loss is NaN by the second step
+    return settings
+'''
+
+
+def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, capsys, monkeypatch):
+    (tmp_path / "nan_space.py").write_text(NAN_SPACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = sweep_argv(tmp_path, "failing", 3, 1, "--space", "nan_space:space", "--num-cpus", "2")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    trials, _ = tables(tmp_path, "failing")
+    failed = trials[trials["status"] == "ERROR"]
+    assert len(failed) == 1 and failed["number"].item() == 1
+    assert "loss is nan" in failed["error"].item()
+    assert (trials["status"] == "COMPLETED").sum() == 2
+    assert "1 error" in out and f"trial {failed['trial_id'].item()} failed: " in out
+    states = {t.number: t.state for t in optuna_trials(tmp_path, "failing")}
+    assert states[1] == TrialState.FAIL and states[0] == states[2] == TrialState.COMPLETE
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the driver and every process it started (its own process group: Ray's included)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _files(study: Path, trial_id: str) -> tuple[bytes, bytes]:
+    """The bytes of a trial's row file and epoch file in the store."""
+    return tuple((study / "store" / table / f"{trial_id}.parquet").read_bytes() for table in ("trials", "epochs"))
+
+
+def test_sigkill_then_resume_finishes_exactly_the_trials_asked(tmp_path):
+    argv = sweep_argv(tmp_path, "killed", 6, 3, "--num-cpus", "2")
+    driver = subprocess.Popen([sys.executable, "-m", "search.cli", *argv], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1],
+                              start_new_session=True)
+    store = Store(Study(str(tmp_path), "killed"))
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            trials = store.trials()
+            if len(trials) and (trials["status"] == "COMPLETED").sum() >= 2 and (trials["status"] == "RUNNING").any():
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+        before_trials = store.trials()
+        done_before = list(before_trials[before_trials["status"] == "COMPLETED"]["trial_id"])
+        files_before = {trial_id: _files(tmp_path / "killed", trial_id) for trial_id in done_before}
+    finally:
+        _kill_group(driver.pid)
+        driver.wait()
+    assert driver.returncode == -signal.SIGKILL
+
+    assert main(["resume", "killed", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    trials, epochs = store.trials(), store.epochs()
+    assert (trials["status"] == "COMPLETED").sum() == 6
+    assert set(trials["status"]) <= {"COMPLETED", "LOST"}
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    # Trials that had completed before the kill were not run again: their rows are unchanged.
+    assert done_before
+    for trial_id in done_before:
+        assert _files(tmp_path / "killed", trial_id) == files_before[trial_id]
+    # Lost trials stay in the table, never count as completed, and are failed in the Optuna study.
+    states = {t.number: t.state for t in optuna_trials(tmp_path, "killed")}
+    for number in trials[trials["status"] == "LOST"]["number"]:
+        assert states[number] == TrialState.FAIL
+    completed_numbers = trials[trials["status"] == "COMPLETED"]["number"]
+    assert all(states[n] == TrialState.COMPLETE for n in completed_numbers)
+    assert sum(s == TrialState.COMPLETE for s in states.values()) == 6
+    assert sum(s == TrialState.RUNNING for s in states.values()) == 0
+
+
+def test_sweep_on_a_two_node_cluster_uses_both_nodes(tmp_path, capsys):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        assert main(sweep_argv(tmp_path, "cluster", 4, 1, "--address", cluster.address)) == 0
+    finally:
+        cluster.shutdown()
+    trials, _ = tables(tmp_path, "cluster")
+    assert (trials["status"] == "COMPLETED").sum() == 4
+    assert trials["node_id"].nunique() == 2
+    assert set(trials["device"]) == {"cpu"}
+
+
+def test_status_reads_the_store(tmp_path, capsys):
+    assert main(sweep_argv(tmp_path, "shown", 2, 1, "--num-cpus", "2", "--no-constraints")) == 0
+    capsys.readouterr()
+    assert main(["status", "shown", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    trials, _ = tables(tmp_path, "shown")
+    best = trials["auc"].max()
+    assert "2 completed" in out and f"best auc (max): {best:.4f}" in out
+    assert "time left: none" in out
+    # Running the same study again finds it finished and trains nothing.
+    assert main(sweep_argv(tmp_path, "shown", 2, 1, "--num-cpus", "2", "--no-constraints")) == 0
+    assert "already has all its 2 trials" in capsys.readouterr().out
+    assert Store(Study(str(tmp_path), "shown")).trials().equals(trials)
+    assert math.isfinite(best)
