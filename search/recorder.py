@@ -113,7 +113,7 @@ class StoreRecorder(Callback):
             status="RUNNING", selected_epoch=selected_epoch, epochs=len(epochs),
             checkpoint=epochs.get(selected_epoch, {}).get("checkpoint"), node_id=result.get("node_id"),
             hostname=result.get("hostname"), device=result.get("device"),
-            train_seconds=float(sum(r["seconds"] for r in epochs.values())),
+            train_seconds=float(result.get("trial_seconds", math.nan)),
         )
         self._put_trial(row)
         objectives = "  ".join(f"{o.metric} {float(epoch_row[o.metric]):.4f}" for o in self.spec.objectives)

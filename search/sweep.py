@@ -43,8 +43,9 @@ class Prepared:
 class SweepOutcome:
     study: Study
     spec: SweepSpec
-    wall_seconds: float
+    wall_seconds: float  # from the first trial asked for to the last one finished (Ray's start-up excluded)
     interrupted: bool
+    ray_start_seconds: float = 0.0
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -104,6 +105,7 @@ def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int |
         echo(f"study {spec.name!r} already has all its {spec.trials} trials")
         return SweepOutcome(study, spec, 0.0, interrupted=False)
     started_ray = not ray.is_initialized()
+    ray_started = time.time()
     if started_ray:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
         try:
@@ -112,16 +114,18 @@ def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int |
         except (ConnectionError, ValueError) as err:
             raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
     started = time.time()
+    ray_start_seconds = started - ray_started
     try:
         tuner = _tuner(prepared, journal, echo)
         tuner.fit()
+        wall = time.time() - started
     finally:
         if started_ray:
             ray.shutdown()
         study.sync_journal()
     trials = Store(study).trials()
     interrupted = len(trials) > 0 and bool((trials["status"] == "RUNNING").any())
-    return SweepOutcome(study, spec, time.time() - started, interrupted)
+    return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds)
 
 
 def finished_trials(store: Store) -> int:

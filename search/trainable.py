@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ def _restore_run_dir(run_dir: Path) -> list[dict[str, float]]:
 
 def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> None:
     """Train one trial to its end, reporting each epoch; resumes from Tune's checkpoint when restored."""
+    began = time.perf_counter()
     device = "cuda" if ray.get_gpu_ids() else "cpu"
     run_dir = Path(os.getcwd()) / RUN_DIR
     rows = _restore_run_dir(run_dir)
@@ -109,6 +111,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
             **{name: best[name] for name in METRICS},
             "selected_epoch": int(best["epoch"]),
             "epoch_row": flat,
+            "trial_seconds": time.perf_counter() - began,  # training and validation in this process
             **where,
         }
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
