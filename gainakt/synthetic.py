@@ -120,7 +120,10 @@ class _World:
     @classmethod
     def draw(cls, config: SyntheticConfig, rng: np.random.Generator) -> _World:
         return cls(
-            ability=rng.normal(0.0, 0.6, config.students + config.test_students),
+            # Abilities spread less than difficulties: a student's ability is the one thing a model
+            # must infer from that student's own short history (median 24 answers), which the
+            # Bayes-optimal AUC of the true probabilities never has to do.
+            ability=rng.normal(0.0, 0.3, config.students + config.test_students),
             difficulty=rng.normal(0.0, 1.3, config.concepts),
             learn_rate=rng.uniform(0.05, 0.3, config.concepts),
             popularity=rng.dirichlet(np.full(config.concepts, 0.7)),

@@ -64,6 +64,7 @@ class TrainConfig:
     wandb: WandbMode = "off"
     wandb_project: str = "gainakt"
     wandb_group: str | None = None
+    wandb_dir: str | None = None  # where wandb keeps its files; default the run folder
     out: str | None = None
 
     def __post_init__(self) -> None:
