@@ -90,8 +90,10 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Sized for a two-core CPU.
-    "cpu-small": {},
+    # Sized for a two-core CPU. Batches of 32 give twice the optimiser steps per epoch (and less
+    # padding); halving the learning rate every epoch lets the best epoch settle instead of
+    # overfitting at 1e-3 (ASSIST2015 fold 0, best validation AUC 0.7213 -> 0.7234).
+    "cpu-small": {"batch_size": 32, "scheduler": "step", "step_size": 1, "gamma": 0.5, "epochs": 8},
     # The monitored trainer's published setting.
     "monitored": {
         "epochs": 15,
@@ -187,7 +189,8 @@ class Trainer:
         # Every real position weighs the same: a batch's summed loss over a fixed expected count.
         self.positions_per_batch = config.batch_size * float((train_windows.lengths - 1).mean())
         self.wandb = WandbSink(
-            config.wandb, config.wandb_project, config.to_dict(), str(self.out), group=config.wandb_group
+            config.wandb, config.wandb_project, config.to_dict(), config.wandb_dir or str(self.out),
+            group=config.wandb_group,
         )
         self.monitor = Monitor(config.monitor_interval, [log_sink, self.wandb])
         self.epoch = 0  # epochs done

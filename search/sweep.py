@@ -24,7 +24,7 @@ from .trainable import TrialSetup, trial_config
 
 log = logging.getLogger("search.sweep")
 # Trial settings that differ per trial or only say where to write: not "fixed settings".
-_NOT_FIXED = {"out", "data", "seed", "threads", "device", "wandb", "wandb_group", "wandb_project"}
+_NOT_FIXED = {"out", "data", "seed", "threads", "device", "wandb", "wandb_group", "wandb_project", "wandb_dir"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, sp
     except SpaceError as err:
         raise ConfigError(str(err)) from None
     setup = TrialSetup(study=spec.name, data=spec.data, preset=spec.preset, fixed=spec.train_settings,
-                       cpus=spec.cpus, wandb=wandb)
+                       cpus=spec.cpus, wandb=wandb, wandb_dir=f"{study.root}/wandb" if study.local else None)
     trial_config(setup, sampled, seed=spec.seed)  # the space's settings must be valid training settings
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)

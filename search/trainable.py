@@ -44,6 +44,7 @@ class TrialSetup:
     fixed: Mapping[str, Any] = field(default_factory=dict)  # training settings on top of the preset
     cpus: float = 1.0
     wandb: str = "off"
+    wandb_dir: str | None = None  # one folder for every trial's wandb files (not the checkpointed run folder)
 
 
 def nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,7 +63,8 @@ def trial_config(setup: TrialSetup, settings: Mapping[str, Any], seed: int, out:
     """The trainer's configuration for one trial: preset, fixed settings, then the space's settings."""
     threads = max(1, int(setup.cpus))
     values = merge(merge(dict(setup.fixed), nest(settings)), {"seed": seed, "threads": threads, "device": device})
-    values.update(data=setup.data, wandb=setup.wandb, wandb_group=setup.study, out=out)
+    values.update(data=setup.data, wandb=setup.wandb, wandb_group=setup.study, out=out,
+                  wandb_dir=setup.wandb_dir or (os.getcwd() if setup.wandb != "off" else None))
     return make_config(setup.preset, **values)
 
 
@@ -100,6 +102,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     run_dir = Path(os.getcwd()) / RUN_DIR
     rows = _restore_run_dir(run_dir)
     train_config = trial_config(setup, config["settings"], int(config["seed"]), str(run_dir), device)
+    if train_config.wandb_dir:
+        Path(train_config.wandb_dir).mkdir(parents=True, exist_ok=True)
     where = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
              "device": _device_name(device)}
 

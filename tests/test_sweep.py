@@ -152,9 +152,11 @@ def test_sweep_on_a_two_node_cluster_uses_both_nodes(tmp_path, capsys):
     assert set(trials["device"]) == {"cpu"}
 
 
-def test_status_reads_the_store(tmp_path, capsys):
-    assert main(sweep_argv(tmp_path, "shown", 2, 1, "--num-cpus", "2", "--no-constraints")) == 0
+def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert main(sweep_argv(tmp_path, "shown", 2, 1, "--num-cpus", "2", "--no-constraints", "--wandb", "offline")) == 0
     capsys.readouterr()
+    assert len(list((tmp_path / "shown" / "wandb").glob("wandb/offline-run-*"))) == 2
     assert main(["status", "shown", "--storage", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     trials, _ = tables(tmp_path, "shown")
