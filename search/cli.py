@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_resume(commands)
     _add_status(commands)
+    _add_pareto(commands)
+    _add_report(commands)
     return parser
 
 
@@ -94,8 +96,8 @@ def format_summary(summary: dict) -> str:
             f"  students      {part['students']:,}",
             f"  interactions  {part['interactions']:,}",
             f"  windows       {part['windows']:,} (at most 200 interactions; a trailing window under 3 dropped)",
-            f"  length        min {part['length_min']}, median {part['length_median']:g}, "
-            f"mean {part['length_mean']:g}, max {part['length_max']}",
+            (f"  length        min {part['length_min']}, median {part['length_median']:g}, "
+             f"mean {part['length_mean']:g}, max {part['length_max']}"),
             f"  correct       {part['correct_share']:.1%}",
         ]
 
@@ -223,7 +225,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         help="run (or continue) a multi-objective search; with no arguments, the quick-start sweep",
         description="Run a multi-objective search over the auxiliary-loss weights: Ray Tune runs the trials, Optuna "
         "proposes them, every epoch and trial goes into the study's Parquet store, and the non-dominated trials are "
-        "printed at the end. Settings come from the defaults, then SPEC.toml, then the flags. With no arguments: 8 "
+        "printed at the end with the path of the study report (report.html). Settings come from the defaults, then "
+        "SPEC.toml, then the flags. With no arguments: 8 "
         "short trials, 2 at a time, on the simulator (a few minutes on two cores). A study that already exists under "
         "the same name is continued where it stopped.",
     )
@@ -336,6 +339,10 @@ def _sweep(prepared, args: argparse.Namespace) -> int:
     else:
         print("no completed trial with every objective defined yet")
     print(f"study folder: {outcome.study.display()}")
+    if len(trials):
+        from search.report import write_report
+
+        print(f"report: {write_report(outcome.study).html}")
     if outcome.interrupted:
         print(f"interrupted: continue with 'gainakt-search resume {spec.name}" + (f" --storage {spec.storage}'" if spec.storage != "runs" else "'"))
     return 0
@@ -347,6 +354,124 @@ def _status(args: argparse.Namespace) -> int:
 
     study = open_study(args.storage, args.name)
     print("\n".join(status_lines(study, study.read_spec())))
+    return 0
+
+
+def _add_pareto(commands: argparse._SubParsersAction) -> None:
+    pareto = commands.add_parser(
+        "pareto",
+        help="the non-dominated trials of a study, from its Parquet store",
+        description="Print the non-dominated completed trials (or, with --epoch-level, checkpointed epochs) of a "
+        "study for its objectives or those given, with the trials meeting the targets, the hypervolume and its "
+        "reference point, and the trials left out for a missing objective. Reads only the Parquet store.",
+    )
+    pareto.add_argument("name", metavar="NAME", help="study name")
+    pareto.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    pareto.add_argument("--objectives", nargs="+", metavar="METRIC[:max|min]",
+                        help="objectives to rank on (default: the study's); a bare metric takes the study's direction")
+    pareto.add_argument("--epoch-level", action="store_true", help="every checkpointed epoch of every trial is a candidate")
+    pareto.add_argument("--feasible", action="store_true", help="only the candidates that meet every constraint")
+    pareto.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format (default table)")
+    pareto.set_defaults(handler=_pareto)
+
+
+def _objectives(spec, given: Sequence[str] | None) -> tuple:
+    from gainakt.errors import ConfigError
+    from search.spec import Objective
+
+    if not given:
+        return tuple(spec.objectives)
+    directions = {o.metric: o for o in spec.objectives}
+    out = []
+    for text in given:
+        if ":" not in text and text.strip() not in directions:
+            raise ConfigError(f"objective {text!r}: not an objective of the study; give its direction as {text}:max or {text}:min")
+        out.append(directions[text.strip()] if ":" not in text else Objective.parse(text))
+    if len({o.metric for o in out}) != len(out):
+        raise ConfigError(f"objectives name a metric twice: {', '.join(given)}")
+    return tuple(out)
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from search import pareto
+    from search.report import front_table_columns, load_analysis
+    from search.study import open_study
+    from search.tables import short_headers, text_table
+
+    study = open_study(args.storage, args.name)
+    spec = study.read_spec()
+    objectives = _objectives(spec, args.objectives)
+    spec, analysis = load_analysis(study, objectives)
+    spec = replace(spec, objectives=objectives)
+    if args.epoch_level:
+        constraints = spec.constraints if args.feasible else ()
+        rows = pareto.epoch_front(analysis.epochs, analysis.trials, objectives, constraints)
+        columns = ["trial_id", "epoch", *spec.metric_names, *(c.metric for c in spec.constraints), "pred_corr", "feasible", "checkpoint"]
+        what = "non-dominated checkpointed epochs" + (" meeting the targets" if args.feasible else "")
+    else:
+        rows = (analysis.feasible_front if args.feasible else analysis.front).copy()
+        columns = front_table_columns(spec, analysis, rows)
+        what = "non-dominated trials" + (" meeting the targets" if args.feasible else "")
+    if len(rows):
+        rows["feasible"] = pareto.feasible(rows, spec.constraints)
+    columns = [c for c in dict.fromkeys(columns) if c in rows.columns]
+    if args.format == "csv":
+        sys.stdout.write(rows[columns].to_csv(index=False))
+        return 0
+    if args.format == "json":
+        print(rows[columns].to_json(orient="records", date_format="iso", indent=2))
+        return 0
+    print(f"{what} ({', '.join(str(o) for o in objectives)}):")
+    if len(rows):
+        shown = [c for c in columns if c not in ("checkpoint", "number") and not c.startswith("violation.")]
+        print(text_table(short_headers(rows), [c.removeprefix("param.weights.").removeprefix("param.") for c in shown]))
+    else:
+        print("none")
+    for line in _pareto_notes(analysis):
+        print(line)
+    return 0
+
+
+def _pareto_notes(analysis) -> list[str]:
+    lines = []
+    targets = " and ".join(str(c) for c in analysis.constraints)
+    if analysis.constraints:
+        feasible = int(analysis.candidates["feasible"].sum()) if len(analysis.candidates) else 0
+        lines.append(f"feasible ({targets}): {feasible} of {len(analysis.candidates)}")
+        if len(analysis.closest):
+            closest = ", ".join(f"{r.trial_id} ({r.total_violation:.3f})" for r in analysis.closest.itertuples())
+            lines.append(f"closest to feasible (total normalised violation): {closest}")
+    reference = ", ".join(f"{o.metric} {v:.4g}" for o, v in zip(analysis.objectives, analysis.reference))
+    lines.append(f"hypervolume: {analysis.hypervolume:.6g} (reference point: {reference})")
+    for row in analysis.excluded.itertuples():
+        lines.append(f"excluded: trial {row.trial_id}, {row.reason}")
+    return lines
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write a study's HTML report and Markdown summary",
+        description="Write one self-contained HTML file (opens with no network): the front in 2-D and 3-D, parallel "
+        "coordinates, hypervolume over trials, learning curves of the front, a table of the front, provenance; "
+        "and a Markdown summary next to it. Reads only the Parquet store.",
+    )
+    report.add_argument("name", metavar="NAME", help="study name")
+    report.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    report.add_argument("-o", "--output", metavar="FILE", help="HTML file; the summary goes to FILE with .md "
+                        "(default: STUDY_FOLDER/report.html and report.md)")
+    report.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from search.report import write_report
+    from search.study import open_study
+
+    written = write_report(open_study(args.storage, args.name), args.output)
+    print(f"report: {written.html}")
+    print(f"summary: {written.markdown}")
     return 0
 
 

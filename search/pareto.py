@@ -1,31 +1,297 @@
-"""Pareto analysis over the trial table: the non-dominated trials for any objectives."""
+"""Pareto analysis over the study's tables: pure functions of the trial (and epoch) DataFrames.
+
+Everything here reads only what the Parquet store holds (`Store.trials()`, `Store.epochs()`),
+so it works on a finished study, a running one, or one copied from a cluster.
+
+- Candidates (`usable`): COMPLETED trials whose every objective is a finite number. The rest
+  of the completed trials are listed by `excluded` with the reason (a missing or NaN objective).
+- `front`: the non-dominated candidates for any objectives with mixed directions (moocore's
+  `is_nondominated`; ties and duplicates are all kept, as neither dominates the other).
+- `feasible` / `constrained_front`: the constraints checked afresh on each row with
+  `Constraint.met` (a NaN never meets a target), and the front of the feasible candidates.
+- `closest_to_feasible`: when nothing is feasible, the candidates ranked by their total
+  normalised violation: the sum over constraints of `Constraint.violation(value) / scale`,
+  where `scale` is the spread (max - min) of that constraint's metric over the candidates, or
+  1 when the spread is 0 or undefined. Dividing by the spread makes a miss of a metric with a
+  small range (neg_gain_rate) count as much as one of a metric with a wide range; a NaN
+  value is an infinite violation.
+- `reference_point` / `hypervolume` / `hypervolume_history`: the hypervolume (moocore) of the
+  candidates against a reference point. The reference comes from the spec (`reference`, a
+  metric -> value table) where it names the objective; otherwise it is the worst observed
+  value of that objective among the candidates pushed out by 10% of the observed range (by 10%
+  of max(|worst|, 1) when all values are equal), so that the worst trial still adds volume.
+  Points that do not strictly beat the reference on every objective add no volume. The history
+  is the hypervolume after each candidate, in order of trial completion (`ended_at`); it never
+  decreases, since the reference point is fixed for the whole history.
+- `epoch_front`: every epoch row with a checkpoint (of any trial except LOST ones) is a
+  candidate model; the front over those rows.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import moocore
 import numpy as np
 import pandas as pd
 
-from .spec import Objective
+from .spec import Constraint, Objective
+
+REFERENCE_MARGIN = 0.1  # of the observed range, beyond the worst observed value
+VIOLATION_COLUMN = "total_violation"
+
+
+# ---------------------------------------------------------------------------- candidates
+
+
+def objective_values(frame: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
+    """The objective columns as floats; a column the table lacks reads as NaN."""
+    columns = [pd.to_numeric(frame[o.metric], errors="coerce") if o.metric in frame.columns else pd.Series(np.nan, index=frame.index)
+               for o in objectives]
+    return np.column_stack([c.to_numpy(dtype=float) for c in columns]) if len(frame) else np.empty((0, len(objectives)))
+
+
+def _completed(trials: pd.DataFrame) -> pd.DataFrame:
+    if not len(trials) or "status" not in trials.columns:
+        return trials.iloc[0:0]
+    return trials[trials["status"] == "COMPLETED"]
 
 
 def usable(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
     """Completed trials whose every objective is a number."""
-    if not len(trials):
-        return trials
-    done = trials[trials["status"] == "COMPLETED"]
-    values = done[[o.metric for o in objectives]].astype(float)
-    return done[np.isfinite(values.to_numpy()).all(axis=1)]
+    done = _completed(trials)
+    if not len(done):
+        return done
+    return done[np.isfinite(objective_values(done, objectives)).all(axis=1)]
+
+
+def excluded(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    """Completed trials left out of the front for a missing or NaN objective, with a `reason` column."""
+    done = _completed(trials)
+    values = objective_values(done, objectives)
+    bad = ~np.isfinite(values).all(axis=1)
+    out = done[bad].copy()
+    out["reason"] = [
+        "no value for " + ", ".join(o.metric for o, ok in zip(objectives, np.isfinite(row)) if not ok) for row in values[bad]
+    ]
+    return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- dominance
+
+
+def nondominated(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
+    """Mask of the rows of `values` (finite) that no other row dominates; duplicates all kept."""
+    if not len(values):
+        return np.zeros(0, dtype=bool)
+    return moocore.is_nondominated(values, maximise=[o.direction == "max" for o in objectives], keep_weakly=True)
+
+
+def _sorted(frame: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    first = objectives[0]
+    return frame.sort_values(first.metric, ascending=first.direction == "min", kind="stable", ignore_index=True)
 
 
 def front(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
     """The non-dominated usable trials (ties kept), best first on the first objective."""
     candidates = usable(trials, objectives)
     if not len(candidates):
-        return candidates
-    points = candidates[[o.metric for o in objectives]].to_numpy(dtype=float)
-    keep = moocore.is_nondominated(points, maximise=[o.direction == "max" for o in objectives], keep_weakly=True)
-    first = objectives[0]
-    return candidates[keep].sort_values(first.metric, ascending=first.direction == "min", ignore_index=True)
+        return candidates.reset_index(drop=True)
+    keep = nondominated(objective_values(candidates, objectives), objectives)
+    return _sorted(candidates[keep], objectives)
+
+
+# ---------------------------------------------------------------------------- constraints
+
+
+def _metric(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    if metric not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float)
+
+
+def feasible(frame: pd.DataFrame, constraints: Sequence[Constraint]) -> pd.Series:
+    """Whether each row meets every constraint (all rows when there is none)."""
+    mask = np.ones(len(frame), dtype=bool)
+    for constraint in constraints:
+        mask &= np.array([constraint.met(v) for v in _metric(frame, constraint.metric)], dtype=bool)
+    return pd.Series(mask, index=frame.index, name="feasible")
+
+
+def constrained_front(trials: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint]) -> pd.DataFrame:
+    """The non-dominated trials among the usable ones that meet every constraint."""
+    candidates = usable(trials, objectives)
+    return front(candidates[feasible(candidates, constraints)], objectives)
+
+
+def total_violation(frame: pd.DataFrame, constraints: Sequence[Constraint], scales: Mapping[str, float] | None = None) -> pd.Series:
+    """Sum over constraints of violation / scale (the metric's spread over `frame` unless given)."""
+    total = np.zeros(len(frame))
+    for constraint in constraints:
+        values = _metric(frame, constraint.metric)
+        scale = (scales or {}).get(constraint.metric, _spread(values))
+        total += np.array([constraint.violation(v) for v in values]) / scale
+    return pd.Series(total, index=frame.index, name=VIOLATION_COLUMN)
+
+
+def _spread(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    spread = float(finite.max() - finite.min()) if len(finite) else 0.0
+    return spread if spread > 0 else 1.0
+
+
+def closest_to_feasible(trials: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint],
+                        count: int = 5) -> pd.DataFrame:
+    """The `count` usable trials of smallest total normalised violation, with a `total_violation` column."""
+    candidates = usable(trials, objectives).copy()
+    candidates[VIOLATION_COLUMN] = total_violation(candidates, constraints)
+    return candidates.sort_values(VIOLATION_COLUMN, kind="stable", ignore_index=True).head(count)
+
+
+# ---------------------------------------------------------------------------- hypervolume
+
+
+def reference_point(trials: pd.DataFrame, objectives: Sequence[Objective], given: Mapping[str, float] | None = None) -> np.ndarray:
+    """One value per objective: the given one, or the worst observed pushed out by 10% of the range."""
+    values = objective_values(usable(trials, objectives), objectives)
+    point = []
+    for j, objective in enumerate(objectives):
+        if given and objective.metric in given:
+            point.append(float(given[objective.metric]))
+            continue
+        column = values[:, j]
+        if not len(column):
+            point.append(math.nan)
+            continue
+        worst = column.min() if objective.direction == "max" else column.max()
+        spread = column.max() - column.min()
+        margin = REFERENCE_MARGIN * (spread if spread > 0 else max(abs(worst), 1.0))
+        point.append(worst - margin if objective.direction == "max" else worst + margin)
+    return np.array(point, dtype=float)
+
+
+def _hv(values: np.ndarray, reference: np.ndarray, objectives: Sequence[Objective]) -> float:
+    if not len(values) or not np.isfinite(reference).all():
+        return 0.0
+    return float(moocore.hypervolume(values, ref=reference, maximise=[o.direction == "max" for o in objectives]))
+
+
+def hypervolume(trials: pd.DataFrame, objectives: Sequence[Objective], reference: np.ndarray) -> float:
+    """The hypervolume of the usable trials against `reference`."""
+    return _hv(objective_values(usable(trials, objectives), objectives), reference, objectives)
+
+
+def completion_order(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials in order of completion (`ended_at`, then trial id); unfinished ones last."""
+    if not len(trials):
+        return trials
+    keys = [c for c in ("ended_at", "trial_id") if c in trials.columns]
+    return trials.sort_values(keys, kind="stable", na_position="last", ignore_index=True)
+
+
+def hypervolume_history(trials: pd.DataFrame, objectives: Sequence[Objective], reference: np.ndarray,
+                        constraints: Sequence[Constraint] = ()) -> pd.DataFrame:
+    """The hypervolume after each usable trial, in order of completion.
+
+    Columns: `trial_id`, `ended_at`, `hypervolume`. With `constraints`, only the feasible
+    trials add volume (the others keep their row, with the value unchanged). Only the running
+    front is kept, and the hypervolume is recomputed only when a trial joins it, so long
+    histories stay cheap.
+    """
+    ordered = completion_order(usable(trials, objectives))
+    values = objective_values(ordered, objectives)
+    counts = feasible(ordered, constraints).to_numpy()
+    running = np.empty((0, len(objectives)))
+    current, history = 0.0, []
+    maximise = [o.direction == "max" for o in objectives]
+    for point, counted in zip(values, counts):
+        if not counted:
+            history.append(current)
+            continue
+        merged = np.vstack([running, point])
+        keep = moocore.is_nondominated(merged, maximise=maximise, keep_weakly=False)
+        if keep[-1]:  # the trial joins the front (a duplicate of a front point does not)
+            running = merged[keep]
+            current = _hv(running, reference, objectives)
+        history.append(current)
+    return pd.DataFrame({
+        "trial_id": ordered["trial_id"].to_numpy() if len(ordered) else [],
+        "ended_at": ordered["ended_at"].to_numpy() if len(ordered) and "ended_at" in ordered.columns else [None] * len(ordered),
+        "hypervolume": history,
+    })
+
+
+# ---------------------------------------------------------------------------- epochs
+
+
+def epoch_candidates(epochs: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    """Epoch rows with a checkpoint and every objective a number, of trials that are not LOST."""
+    if not len(epochs) or "checkpoint" not in epochs.columns:
+        return epochs.iloc[0:0]
+    rows = epochs[epochs["checkpoint"].notna()]
+    if len(trials) and "status" in trials.columns:
+        lost = set(trials.loc[trials["status"] == "LOST", "trial_id"])
+        rows = rows[~rows["trial_id"].isin(lost)]
+    return rows[np.isfinite(objective_values(rows, objectives)).all(axis=1)]
+
+
+def epoch_front(epochs: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[Objective],
+                constraints: Sequence[Constraint] = ()) -> pd.DataFrame:
+    """The non-dominated checkpointed epochs: every saved epoch of every trial is a candidate model.
+
+    With `constraints`, only the epochs that meet them all are candidates (the constrained front).
+    """
+    candidates = epoch_candidates(epochs, trials, objectives)
+    candidates = candidates[feasible(candidates, constraints)]
+    if not len(candidates):
+        return candidates.reset_index(drop=True)
+    keep = nondominated(objective_values(candidates, objectives), objectives)
+    return _sorted(candidates[keep], objectives)
+
+
+# ---------------------------------------------------------------------------- everything at once
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the `pareto` command and the report show, computed once from the two tables."""
+
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...]
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    candidates: pd.DataFrame  # usable trials, with a `front` column
+    front: pd.DataFrame
+    feasible_front: pd.DataFrame
+    closest: pd.DataFrame  # empty unless no candidate is feasible
+    excluded: pd.DataFrame
+    reference: np.ndarray
+    reference_given: tuple[bool, ...]  # per objective: from the spec, or derived
+    hypervolume: float
+    feasible_hypervolume: float
+    history: pd.DataFrame  # trial_id, ended_at, hypervolume, feasible_hypervolume
+    epoch_front: pd.DataFrame
+
+
+def analyse(trials: pd.DataFrame, epochs: pd.DataFrame, objectives: Sequence[Objective],
+            constraints: Sequence[Constraint], reference: Mapping[str, float] | None = None) -> Analysis:
+    objectives, constraints = tuple(objectives), tuple(constraints)
+    candidates = usable(trials, objectives).copy()
+    candidates["feasible"] = feasible(candidates, constraints)
+    candidates["front"] = nondominated(objective_values(candidates, objectives), objectives) if len(candidates) else []
+    point = reference_point(trials, objectives, reference)
+    history = hypervolume_history(trials, objectives, point)
+    history["feasible_hypervolume"] = hypervolume_history(trials, objectives, point, constraints)["hypervolume"]
+    any_feasible = bool(candidates["feasible"].any()) if len(candidates) else False
+    return Analysis(
+        objectives=objectives, constraints=constraints, trials=trials, epochs=epochs, candidates=candidates,
+        front=front(trials, objectives), feasible_front=constrained_front(trials, objectives, constraints),
+        closest=closest_to_feasible(trials, objectives, constraints) if constraints and not any_feasible else candidates.iloc[0:0],
+        excluded=excluded(trials, objectives), reference=point,
+        reference_given=tuple(bool(reference) and o.metric in reference for o in objectives),
+        hypervolume=hypervolume(trials, objectives, point),
+        feasible_hypervolume=_hv(objective_values(candidates[candidates["feasible"]], objectives), point, objectives) if len(candidates) else 0.0,
+        history=history, epoch_front=epoch_front(epochs, trials, objectives),
+    )

@@ -12,6 +12,8 @@
     seed = 0
     storage = "runs"                     # a folder or a URI pyarrow understands (s3://..., gs://...)
     keep_checkpoints = 0                 # epoch checkpoints kept per trial; 0 keeps all
+    [reference]                          # optional: the hypervolume's reference point, per objective
+    auc = 0.5                            # objectives left out get the worst observed value (search/pareto.py)
     [resources]                          # per trial
     cpus = 1
     gpus = 0                             # a fraction shares one GPU between trials
@@ -132,6 +134,7 @@ class SweepSpec:
     seed: int = 0
     storage: str = "runs"
     keep_checkpoints: int = 0
+    reference: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name) or ".." in self.name:
@@ -160,6 +163,10 @@ class SweepSpec:
             raise ConfigError("storage must name a folder or a URI")
         if not isinstance(self.train.get("preset", "cpu-small"), str):
             raise ConfigError("train.preset must be a preset name")
+        for metric, value in self.reference.items():
+            _known_metric(metric, f"reference.{metric}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"reference.{metric} must be a finite number, got {value!r}")
 
     @property
     def preset(self) -> str:
@@ -181,6 +188,7 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["train"] = dict(self.train)
+        out["reference"] = {k: float(v) for k, v in self.reference.items()}
         out["objectives"] = [str(o) for o in self.objectives]
         out["constraints"] = [str(c) for c in self.constraints]
         return out
@@ -206,6 +214,8 @@ class SweepSpec:
             values["constraints"] = tuple(Constraint.parse(_text(c, "constraints", where)) for c in _list(values["constraints"], "constraints", where))
         if "train" in values and not isinstance(values["train"], Mapping):
             raise ConfigError(f"{where}: [train] must be a table")
+        if "reference" in values and not isinstance(values["reference"], Mapping):
+            raise ConfigError(f"{where}: [reference] must be a table of metric = value")
         expected = {"name": str, "data": str, "space": str, "sampler": str, "scheduler": str, "storage": str,
                     "trials": int, "concurrent": int, "seed": int, "keep_checkpoints": int, "cpus": (int, float), "gpus": (int, float)}
         for key, kind in expected.items():

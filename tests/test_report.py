@@ -1,0 +1,185 @@
+"""The study report (search/report.py) and the `pareto` and `report` commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from chromium import CHROMIUM, png_pixels, visit
+from study_helpers import fake_study
+from sweep_helpers import sweep_argv, tables
+
+from search import pareto
+from search.cli import main
+from search.report import write_report
+from search.spec import SweepSpec
+from search.study import Study
+
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
+)
+
+
+class _TableIds(HTMLParser):
+    """The data-trial-id of every row of one table of the page."""
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__()
+        self.table_id, self.inside, self.ids = table_id, False, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.inside = attrs.get("id") == self.table_id
+        elif tag == "tr" and self.inside and "data-trial-id" in attrs:
+            self.ids.append(attrs["data-trial-id"])
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.inside = False
+
+
+def table_ids(page: str, table_id: str = "front-table") -> list[str]:
+    parser = _TableIds(table_id)
+    parser.feed(page)
+    return parser.ids
+
+
+def terminal_ids(output: str, header: str) -> list[str]:
+    """The first column of the table printed under `header`."""
+    lines = output[output.index(header):].splitlines()[1:]
+    assert lines[0].startswith("trial_id")
+    ids = []
+    for line in lines[1:]:
+        first = line.split(" ", 1)[0]
+        if not re.fullmatch(r"[0-9a-z_]+", first) or ":" in line.split("  ", 1)[0]:
+            break
+        ids.append(first)
+    return ids
+
+
+def assert_opens_cleanly(path: Path, expected_ids: list[str]) -> None:
+    page = visit(path)
+    assert page.errors == [], f"JavaScript errors in {path}: {page.errors}"
+    pixels = png_pixels(page.screenshot)
+    colours = np.unique(pixels.reshape(-1, pixels.shape[2])[:, :3], axis=0)
+    assert len(colours) > 50 and (pixels[..., :3] < 128).any(axis=2).mean() > 0.005, "the screenshot is blank"
+    for trial_id in expected_ids:
+        assert trial_id in page.text
+
+
+# ---------------------------------------------------------------------------- the page in a browser
+
+
+@needs_chromium
+def test_a_report_opens_in_headless_chromium_without_errors(tmp_path):
+    study = fake_study(tmp_path, "fake", 40)
+    written = write_report(study)
+    page = Path(written.html).read_text()
+    ids = table_ids(page)
+    assert ids and "<script src=" not in page  # plotly.js is inside the file
+    assert_opens_cleanly(Path(written.html), ids)
+
+
+@needs_chromium
+def test_the_browser_check_sees_a_javascript_error(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><p>t1</p><script>console.error('boom'); notDefined();</script></body></html>")
+    errors = visit(bad, settle=0.2).errors
+    assert any("boom" in e for e in errors) and any("notDefined" in e for e in errors)
+
+
+# ---------------------------------------------------------------------------- contents
+
+
+def test_report_holds_every_part_and_a_markdown_summary(tmp_path, capsys):
+    study = fake_study(tmp_path, "parts", 25)
+    assert main(["report", "parts", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    html_path, md_path = tmp_path / "parts" / "report.html", tmp_path / "parts" / "report.md"
+    assert f"report: {html_path}" in out and f"summary: {md_path}" in out
+    page, summary = html_path.read_text(), md_path.read_text()
+    trials, _ = tables(tmp_path, "parts")
+    spec = study.read_spec()
+    expected = pareto.front(trials, spec.objectives)
+    assert table_ids(page) == list(expected["trial_id"])
+    assert "parcoords" in page and "scatter3d" in page and "pred_corr (mastery ceiling)" in page
+    for part in ("Hypervolume over trials", "Learning curves of the front", "Epoch-level front", "Provenance",
+                 "0123456789abcdef", "mastery_corr &gt;= 0.4", "checkpoint_0000"):
+        assert part in page, part
+    # The NaN trial is listed as excluded, the errored one as not completed.
+    assert table_ids(page, "excluded-table") == ["t00023"] and "no value for mastery_corr" in page
+    assert table_ids(page, "unfinished-table") == ["t00024"]
+    for trial_id in expected["trial_id"]:
+        assert f"| {trial_id} |" in summary
+    assert len(page) < 10_000_000
+    # -o writes elsewhere, the summary next to it.
+    assert main(["report", "parts", "--storage", str(tmp_path), "-o", str(tmp_path / "out" / "r.html")]) == 0
+    assert (tmp_path / "out" / "r.html").is_file() and (tmp_path / "out" / "r.md").is_file()
+
+
+def test_pareto_command_formats(tmp_path, capsys):
+    fake_study(tmp_path, "fmt", 20)
+    trials, epochs = tables(tmp_path, "fmt")
+    spec = SweepSpec()
+    expected = list(pareto.front(trials, spec.objectives)["trial_id"])
+    assert main(["pareto", "fmt", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert terminal_ids(out, "non-dominated trials") == expected
+    assert "hypervolume:" in out and "excluded: trial t00018, no value for mastery_corr" in out
+    assert main(["pareto", "fmt", "--storage", str(tmp_path), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["trial_id"] for r in rows] == expected and all("checkpoint" in r for r in rows)
+    assert main(["pareto", "fmt", "--storage", str(tmp_path), "--format", "csv", "--epoch-level"]) == 0
+    csv_lines = capsys.readouterr().out.splitlines()
+    assert csv_lines[0].startswith("trial_id,epoch,auc,mastery_corr,neg_gain_rate")
+    assert len(csv_lines) - 1 == len(pareto.epoch_front(epochs, trials, spec.objectives))
+    two = [pareto.Objective("auc", "max"), pareto.Objective("neg_gain_rate", "min")]
+    assert main(["pareto", "fmt", "--storage", str(tmp_path), "--objectives", "auc", "neg_gain_rate:min", "--format", "json"]) == 0
+    assert [r["trial_id"] for r in json.loads(capsys.readouterr().out)] == list(pareto.front(trials, two)["trial_id"])
+    assert main(["pareto", "fmt", "--storage", str(tmp_path), "--feasible", "--format", "json"]) == 0
+    assert all(r["feasible"] for r in json.loads(capsys.readouterr().out))
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pareto", "missing"], "study 'missing' not found"),
+    (["report", "missing"], "study 'missing' not found"),
+    (["pareto", "empty"], "has no trials in its store"),
+    (["report", "empty"], "has no trials in its store"),
+    (["pareto", "some", "--objectives", "auc:max", "nope:min"], "unknown metric 'nope'"),
+    (["pareto", "some", "--objectives", "acc"], "not an objective of the study"),
+    (["pareto", "some", "--objectives", "auc:sideways"], "expected metric:max or metric:min"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
+    Study(str(tmp_path), "empty").write_spec(SweepSpec(name="empty", storage=str(tmp_path)))
+    fake_study(tmp_path, "some", 4)
+    assert main([*argv, "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("gainakt-search: error: ")
+
+
+# ---------------------------------------------------------------------------- a real sweep
+
+
+def test_a_real_sweep_ends_with_a_report_that_agrees_with_the_terminal(tmp_path, capsys):
+    assert main(sweep_argv(tmp_path, "reported", 4, 2, "--num-cpus", "2")) == 0
+    out = capsys.readouterr().out
+    html_path = tmp_path / "reported" / "report.html"
+    assert f"report: {html_path}" in out
+    printed = terminal_ids(out, "non-dominated trials")
+    page = html_path.read_text()
+    assert printed and table_ids(page) == printed
+    assert main(["pareto", "reported", "--storage", str(tmp_path)]) == 0
+    assert terminal_ids(capsys.readouterr().out, "non-dominated trials") == printed
+    trials, _ = tables(tmp_path, "reported")
+    for row in trials[trials["trial_id"].isin(printed)].itertuples():
+        assert row.checkpoint in page  # the front table names each trial's selected checkpoint
+    if CHROMIUM is not None:
+        assert_opens_cleanly(html_path, printed)
