@@ -32,7 +32,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--concurrent", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (3 is about 30 s per trial here)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per trial (5 is about 30 s per trial here)")
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--keep", action="store_true", help="keep the study folder and print where it is")
     args = parser.parse_args()
