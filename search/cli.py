@@ -262,6 +262,12 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
                         help="log every trial to Weights & Biases, grouped by study (default off)")
 
 
+def _add_study_args(parser: argparse.ArgumentParser) -> None:
+    """NAME and --storage: which study a command reads."""
+    parser.add_argument("name", metavar="NAME", help="study name")
+    parser.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+
+
 def _add_resume(commands: argparse._SubParsersAction) -> None:
     resume = commands.add_parser(
         "resume",
@@ -269,8 +275,7 @@ def _add_resume(commands: argparse._SubParsersAction) -> None:
         description="Continue a study where it stopped: finished trials are kept, unfinished ones continue from "
         "their last checkpoint, errored ones are retried once, and the total number of trials stays as asked.",
     )
-    resume.add_argument("name", metavar="NAME", help="study name")
-    resume.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    _add_study_args(resume)
     _add_cluster_flags(resume)
     resume.set_defaults(handler=_resume)
 
@@ -282,8 +287,7 @@ def _add_status(commands: argparse._SubParsersAction) -> None:
         description="Trials by status, the best value so far on each objective, how many trials meet the targets, "
         "elapsed time and an estimate of the time left. Reads only the study's Parquet store.",
     )
-    status.add_argument("name", metavar="NAME", help="study name")
-    status.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    _add_study_args(status)
     status.set_defaults(handler=_status)
 
 
@@ -365,8 +369,7 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
         "study for its objectives or those given, with the trials meeting the targets, the hypervolume and its "
         "reference point, and the trials left out for a missing objective. Reads only the Parquet store.",
     )
-    pareto.add_argument("name", metavar="NAME", help="study name")
-    pareto.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    _add_study_args(pareto)
     pareto.add_argument("--objectives", nargs="+", metavar="METRIC[:max|min]",
                         help="objectives to rank on (default: the study's); a bare metric takes the study's direction")
     pareto.add_argument("--epoch-level", action="store_true", help="every checkpointed epoch of every trial is a candidate")
@@ -458,8 +461,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         "coordinates, hypervolume over trials, learning curves of the front, a table of the front, provenance; "
         "and a Markdown summary next to it. Reads only the Parquet store.",
     )
-    report.add_argument("name", metavar="NAME", help="study name")
-    report.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    _add_study_args(report)
     report.add_argument("-o", "--output", metavar="FILE", help="HTML file; the summary goes to FILE with .md "
                         "(default: STUDY_FOLDER/report.html and report.md)")
     report.set_defaults(handler=_report)
