@@ -106,7 +106,7 @@ def _losses(context: dict) -> str:
 
     states, batch = context["states"], context["batch"]
     aux = auxiliary_losses(states, batch, 0.1)
-    negative = [name for name, value in aux.items() if not float(value) >= 0]
+    negative = [name for name, value in aux.items() if not float(value.detach()) >= 0]
     if negative:
         raise RuntimeError(f"negative auxiliary losses: {negative}")
     shares = compose(prediction_loss(states, batch), aux, LossWeights(sparsity=1.0, consistency=1.0)).shares()
