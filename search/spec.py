@@ -14,6 +14,8 @@
     keep_checkpoints = 0                 # epoch checkpoints kept per trial; 0 keeps all
     [reference]                          # optional: the hypervolume's reference point, per objective
     auc = 0.5                            # objectives left out get the worst observed value (search/pareto.py)
+    [[start]]                            # optional, repeatable: a trial to run first, given as the
+    use_sparsity = false                 # space's Optuna parameters; those left out are sampled
     [resources]                          # per trial
     cpus = 1
     gpus = 0                             # a fraction shares one GPU between trials
@@ -135,6 +137,7 @@ class SweepSpec:
     storage: str = "runs"
     keep_checkpoints: int = 0
     reference: Mapping[str, float] = field(default_factory=dict)
+    start: tuple[Mapping[str, Any], ...] = ()  # trials run first, as Optuna parameters of the space
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name) or ".." in self.name:
@@ -189,6 +192,7 @@ class SweepSpec:
         out = asdict(self)
         out["train"] = dict(self.train)
         out["reference"] = {k: float(v) for k, v in self.reference.items()}
+        out["start"] = [dict(point) for point in self.start]
         out["objectives"] = [str(o) for o in self.objectives]
         out["constraints"] = [str(c) for c in self.constraints]
         return out
@@ -216,6 +220,11 @@ class SweepSpec:
             raise ConfigError(f"{where}: [train] must be a table")
         if "reference" in values and not isinstance(values["reference"], Mapping):
             raise ConfigError(f"{where}: [reference] must be a table of metric = value")
+        if "start" in values:
+            points = values["start"]
+            if not isinstance(points, (list, tuple)) or not all(isinstance(p, Mapping) for p in points):
+                raise ConfigError(f"{where}: start must be a list of tables ([[start]] in TOML)")
+            values["start"] = tuple(dict(p) for p in points)
         expected = {"name": str, "data": str, "space": str, "sampler": str, "scheduler": str, "storage": str,
                     "trials": int, "concurrent": int, "seed": int, "keep_checkpoints": int, "cpus": (int, float), "gpus": (int, float)}
         for key, kind in expected.items():

@@ -75,13 +75,15 @@ def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, sp
         spec = saved
     elif must_exist:
         raise ConfigError(f"study {spec.name!r} not found in {study.storage} (no {study.spec_path})")
+    setup = setup_for(spec, study, wandb)
     try:
-        sampled = sample_once(get_space(spec.space), seed=spec.seed)
+        space = get_space(spec.space)
+        sampled = sample_once(space, seed=spec.seed)
+        starts = [sample_once(space, spec.seed, dict(point)) for point in spec.start]
     except SpaceError as err:
         raise ConfigError(str(err)) from None
-    setup = TrialSetup(study=spec.name, data=spec.data, preset=spec.preset, fixed=spec.train_settings,
-                       cpus=spec.cpus, wandb=wandb, wandb_dir=f"{study.root}/wandb" if study.local else None)
-    trial_config(setup, sampled, seed=spec.seed)  # the space's settings must be valid training settings
+    for settings in (sampled, *starts):  # the space's settings must be valid training settings
+        trial_config(setup, settings, seed=spec.seed)
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)
     dataset.split(base.fold)
@@ -90,6 +92,11 @@ def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, sp
     constants = {"space": spec.space, "data": dataset.source, "data_fingerprint": dataset.fingerprint,
                  "version": __version__, **fixed}
     return Prepared(spec, study, dataset, setup, constants, resumed)
+
+
+def setup_for(spec: SweepSpec, study: Study, wandb: str) -> TrialSetup:
+    return TrialSetup(study=spec.name, data=spec.data, preset=spec.preset, fixed=spec.train_settings,
+                      cpus=spec.cpus, wandb=wandb, wandb_dir=f"{study.root}/wandb" if study.local else None)
 
 
 def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int | None = None,
@@ -134,6 +141,10 @@ def finished_trials(store: Store) -> int:
     return int(trials["status"].isin(["COMPLETED", "ERROR", "STOPPED"]).sum()) if len(trials) else 0
 
 
+def _journal_written(journal: str) -> bool:
+    return os.path.exists(journal) and os.path.getsize(journal) > 0
+
+
 def _trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
@@ -163,6 +174,8 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         space=TrialSpace(spec.space, spec.seed), metric=spec.metric_names, mode=spec.modes,
         sampler=make_sampler(spec), study_name=spec.name, storage=JournalStorage(JournalFileBackend(journal)),
         constraints=spec.constraints,
+        # A study restarted before Tune first saved its state already holds its start points.
+        points_to_evaluate=[dict(p) for p in spec.start] if finished == 0 and not _journal_written(journal) else None,
     )
     if spec.scheduler == "asha":
         epochs = trial_config(prepared.setup, {}, seed=0).epochs

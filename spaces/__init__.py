@@ -10,6 +10,7 @@ Optuna parameters only. A space can also be named `package.module:function`.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -54,17 +55,34 @@ def get_space(name: str) -> Space:
     return space
 
 
-def sample_once(space: Space, seed: int = 0) -> dict[str, Any]:
-    """Sample `space` on a throw-away in-memory study: a broken space fails here, not inside a trial."""
+def sample_once(space: Space, seed: int = 0, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Sample `space` on a throw-away in-memory study: a broken space fails here, not inside a trial.
+
+    With `fixed`, those Optuna parameters take the values given (as a start point would); a name
+    the space never samples, or a value outside its range, is an error.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    label = repr(getattr(space, "__name__", space))
+    if fixed:
+        study.enqueue_trial(fixed, skip_if_exists=False)
     trial = study.ask()
     try:
-        settings = space(trial)
+        with warnings.catch_warnings():  # Optuna warns of an out-of-range start value; the check below says it
+            warnings.simplefilter("ignore", UserWarning)
+            settings = space(trial)
     except Exception as err:  # any failure of user code is a bad space
-        raise SpaceError(f"space {getattr(space, '__name__', space)!r} fails when sampled: {err}") from err
+        raise SpaceError(f"space {label} fails when sampled: {err}") from err
     if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
-        raise SpaceError(f"space {getattr(space, '__name__', space)!r} must return a dict of settings, got {settings!r}")
+        raise SpaceError(f"space {label} must return a dict of settings, got {settings!r}")
+    for name, value in (fixed or {}).items():
+        if name not in trial.params:
+            raise SpaceError(f"start point {fixed}: space {label} samples no parameter {name!r} there "
+                             f"(it sampled: {', '.join(trial.params)})")
+        dist = trial.distributions[name]
+        low, high = getattr(dist, "low", value), getattr(dist, "high", value)
+        if trial.params[name] != value or not low <= value <= high:
+            raise SpaceError(f"start point {fixed}: {name} = {value!r} is outside the space's range for it")
     return settings
 
 

@@ -83,6 +83,11 @@ BAD_SPECS = {
     "bad training setting": ('[train]\nlr = "fast"\n', "'lr' must be a number"),
     "unknown preset": ('[train]\npreset = "huge"\n', "unknown preset 'huge'"),
     "wrong sampler": ('sampler = "cmaes"\n', "sampler 'cmaes'"),
+    "start not tables": ('start = 3\n', "start must be a list of tables"),
+    "start naming no parameter": ('[[start]]\nuse_foo = true\n', "samples no parameter 'use_foo'"),
+    "start choice outside the space": ('[[start]]\n"model.gains" = "tanh"\n', "'tanh' not in"),
+    "start weight outside the space": ('[[start]]\nuse_sparsity = true\n"weights.sparsity" = 5.0\n',
+                                       "weights.sparsity = 5.0 is outside the space's range"),
 }
 
 

@@ -22,8 +22,13 @@ from search.study import Study
 OBJECTIVES = ["auc", "mastery_corr", "neg_gain_rate"]
 
 
+START = {"use_sparsity": False, "model.gains": "softplus", "warmup_epochs": 2}
+
+
 def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
-    assert main(sweep_argv(tmp_path, "basic", 6, 2, "--num-cpus", "2")) == 0
+    spec = tmp_path / "start.toml"
+    spec.write_text('[[start]]\nuse_sparsity = false\n"model.gains" = "softplus"\nwarmup_epochs = 2\n')
+    assert main(sweep_argv(tmp_path, "basic", 6, 2, "--num-cpus", "2", str(spec))) == 0
     out = capsys.readouterr().out
     assert "non-dominated trials" in out and str(tmp_path / "basic") in out
 
@@ -35,6 +40,10 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
 
     studied = {t.number: t for t in optuna_trials(tmp_path, "basic")}
     assert len(studied) == 6 and all(t.state == TrialState.COMPLETE for t in studied.values())
+    # The start point ran first, with its values and the rest sampled.
+    assert {k: studied[0].params[k] for k in START} == START and "use_consistency" in studied[0].params
+    first = trials[trials["number"] == 0].iloc[0]
+    assert first["param.model.gains"] == "softplus" and first["param.weights.sparsity"] == 0.0
     for row in trials.to_dict("records"):
         ot = studied[row["number"]]
         assert ot.values == pytest.approx([row[m] for m in OBJECTIVES])
