@@ -8,7 +8,7 @@ simulator) and prints:
 - the per-trial overhead (what the driver sees of a trial minus the trial's own seconds:
   actor start, imports, data transfer, checkpoint upload).
 
-    .venv/bin/python benchmarks/sweep_efficiency.py [--trials 16] [--epochs 3] [--keep]
+    .venv/bin/python benchmarks/sweep_efficiency.py [--trials 16] [--epochs 10] [--keep]
 
 Run it on an otherwise idle machine: any other load shows up as lost efficiency.
 """
@@ -32,7 +32,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--concurrent", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per trial (5 is about 30 s per trial here)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (10 is about 30 s per trial here)")
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--keep", action="store_true", help="keep the study folder and print where it is")
     args = parser.parse_args()
