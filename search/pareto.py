@@ -19,7 +19,8 @@ so it works on a finished study, a running one, or one copied from a cluster.
   candidates against a reference point. The reference comes from the spec (`reference`, a
   metric -> value table) where it names the objective; otherwise it is the worst observed
   value of that objective among the candidates pushed out by 10% of the observed range (by 10%
-  of max(|worst|, 1) when all values are equal), so that the worst trial still adds volume.
+  of max(|worst|, 1) when all values are equal, or their range is below 1e-12 of that), so
+  that the worst trial still adds volume.
   Points that do not strictly beat the reference on every objective add no volume. The history
   is the hypervolume after each candidate, in order of trial completion (`ended_at`); it never
   decreases, since the reference point is fixed for the whole history.
@@ -40,6 +41,7 @@ import pandas as pd
 from .spec import Constraint, Objective
 
 REFERENCE_MARGIN = 0.1  # of the observed range, beyond the worst observed value
+SPREAD_EPSILON = 1e-12  # relative: a smaller range of an objective counts as all values equal
 VIOLATION_COLUMN = "total_violation"
 
 
@@ -167,7 +169,10 @@ def reference_point(trials: pd.DataFrame, objectives: Sequence[Objective], given
             continue
         worst = column.min() if objective.direction == "max" else column.max()
         spread = column.max() - column.min()
-        margin = REFERENCE_MARGIN * (spread if spread > 0 else max(abs(worst), 1.0))
+        scale = max(abs(worst), 1.0)
+        # A spread negligible against the values counts as none: 10% of it may not move the
+        # reference off the worst value in floating point (or may underflow to 0).
+        margin = REFERENCE_MARGIN * (spread if spread > SPREAD_EPSILON * scale else scale)
         point.append(worst - margin if objective.direction == "max" else worst + margin)
     return np.array(point, dtype=float)
 

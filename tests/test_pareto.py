@@ -133,6 +133,10 @@ def test_reference_point_comes_from_the_spec_or_the_worst_values():
     assert pareto.reference_point(trials, objectives, {"auc": 0.5}) == pytest.approx([0.5, 0.32])
     same = table([[0.7, 0.2], [0.7, 0.2]], ("auc", "neg_gain_rate"))
     assert pareto.reference_point(same, objectives) == pytest.approx([0.7 - 0.1, 0.2 + 0.1])  # 10% of max(|worst|, 1)
+    # A range of one denormal: 10% of it is 0 in floating point, so it counts as no range at all.
+    tiny = table([[5e-324, 0.2], [0.0, 0.2]], ("auc", "neg_gain_rate"))
+    assert pareto.reference_point(tiny, objectives) == pytest.approx([-0.1, 0.3])
+    assert pareto.hypervolume(tiny, objectives, pareto.reference_point(tiny, objectives)) > 0
 
 
 def test_spec_reference_is_validated_and_survives_json():
