@@ -430,7 +430,8 @@ def provenance_html(spec: SweepSpec, analysis: pareto.Analysis) -> str:
 # ---------------------------------------------------------------------------- markdown
 
 
-def _markdown_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+def markdown_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """The columns of `frame` as a Markdown table, cells formatted as in the report."""
     if not len(frame):
         return "none\n"
     head = "| " + " | ".join(c.removeprefix("param.weights.").removeprefix("param.") for c in columns) + " |"
@@ -445,16 +446,16 @@ def render_markdown(spec: SweepSpec, analysis: pareto.Analysis) -> str:
         front["feasible"] = pareto.feasible(front, analysis.constraints)
     columns = [c for c in front_table_columns(spec, analysis, front) if c not in ("number", "checkpoint") and not c.startswith("violation.")]
     parts = [f"# Study {spec.name}: Pareto summary\n", *(f"- {line}" for line in _summary_lines(spec, analysis)), "",
-             "## Front\n", _markdown_table(front, columns)]
+             "## Front\n", markdown_table(front, columns)]
     if analysis.constraints:
         if len(analysis.feasible_front):
             parts += ["## Meeting the targets (constrained front)\n",
-                      _markdown_table(analysis.feasible_front, ["trial_id", *(o.metric for o in analysis.objectives), "checkpoint"])]
+                      markdown_table(analysis.feasible_front, ["trial_id", *(o.metric for o in analysis.objectives), "checkpoint"])]
         elif len(analysis.closest):
             parts += ["## No trial meets the targets: the closest (total normalised violation)\n",
-                      _markdown_table(analysis.closest, ["trial_id", *dict.fromkeys(c.metric for c in analysis.constraints), pareto.VIOLATION_COLUMN])]
+                      markdown_table(analysis.closest, ["trial_id", *dict.fromkeys(c.metric for c in analysis.constraints), pareto.VIOLATION_COLUMN])]
     if len(analysis.excluded):
-        parts += ["## Excluded (missing or NaN objective)\n", _markdown_table(analysis.excluded, ["trial_id", "reason"])]
+        parts += ["## Excluded (missing or NaN objective)\n", markdown_table(analysis.excluded, ["trial_id", "reason"])]
     parts += ["## Provenance\n", *(f"- {k}: {v}" for k, v in _provenance(spec, analysis).items()), "",
               "The figures (front, parallel coordinates, hypervolume, learning curves) are in report.html.\n"]
     return "\n".join(parts)
