@@ -177,3 +177,33 @@ def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, caps
     assert "already has all its 2 trials" in capsys.readouterr().out
     assert Store(Study(str(tmp_path), "shown")).trials().equals(trials)
     assert math.isfinite(best)
+
+
+def _most_at_once(trials) -> int:
+    """The largest number of trials whose [started_at, ended_at] intervals overlap."""
+    events = sorted([(t, 1) for t in trials["started_at"]] + [(t, -1) for t in trials["ended_at"]], key=lambda e: (e[0], e[1]))
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (four trials share one at 0.25 GPU each)")
+def test_four_trials_share_one_gpu_and_the_trial_table_says_so(tmp_path):
+    assert main(sweep_argv(tmp_path, "gpu", 8, 3, "--num-cpus", "4", "--gpus", "0.25", "--concurrent", "4",
+                           "--no-constraints")) == 0
+    trials, _ = tables(tmp_path, "gpu")
+    assert (trials["status"] == "COMPLETED").sum() == 8
+    assert all(device.startswith("cuda") for device in trials["device"])
+    assert _most_at_once(trials) == 4
+
+
+def test_most_at_once_counts_overlapping_intervals():
+    import pandas as pd
+
+    t = pd.Timestamp("2026-01-01", tz="UTC")
+    s = pd.Timedelta(seconds=1)
+    frame = pd.DataFrame({"started_at": [t, t, t + 2 * s, t + 5 * s], "ended_at": [t + 3 * s, t + 2 * s, t + 6 * s, t + 7 * s]})
+    assert _most_at_once(frame) == 2  # the second ends as the third starts; the third and fourth overlap
+    assert _most_at_once(frame.iloc[:1]) == 1
