@@ -9,11 +9,14 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from spaces import get_space
 
 from .spec import Constraint, SweepSpec
+from .store import Store
+from .study import Study
 
 NAN_VIOLATION = 1e9  # what a NaN constraint metric counts as: far from feasible
 
@@ -52,13 +55,44 @@ def violations(constraints: Sequence[Constraint], result: dict[str, Any]) -> dic
     return out
 
 
+@dataclass(frozen=True)
+class TrialBudget:
+    """The number of trials a study runs in all, lost trials not counted, and where its store is."""
+
+    storage: str
+    name: str
+    trials: int
+
+    def ended_trial_ids(self) -> set[str]:
+        return Store(Study(self.storage, self.name)).ended_trial_ids()
+
+
 class ConstrainedOptunaSearch(OptunaSearch):
     """OptunaSearch that sets the constraint violations before `tell`, fails trials with NaN
-    objectives or errors, and, after a resume, never tells a finished Optuna trial twice."""
+    objectives or errors, after a resume never tells a finished Optuna trial twice, and
+    stops suggesting once the study's budget of trials is taken."""
 
-    def __init__(self, *, constraints: Sequence[Constraint] = (), **kwargs: Any) -> None:
+    def __init__(self, *, constraints: Sequence[Constraint] = (), budget: TrialBudget | None = None,
+                 **kwargs: Any) -> None:
         self._constraints = tuple(constraints)
+        self._budget = budget
+        self._ended_before: set[str] | None = None  # read from the store once per driver process
         super().__init__(**kwargs)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        # A restored Tuner counts trials from its last saved state, which may predate trials that
+        # ended (and were stored) just before the driver died: without this check it would run
+        # more trials than asked for.
+        if self._budget is not None:
+            if self._ended_before is None:
+                self._ended_before = self._budget.ended_trial_ids()
+            if len(self._ended_before | self._ot_trials.keys() | {trial_id}) > self._budget.trials:
+                return Searcher.FINISHED
+        return super().suggest(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._ended_before = None  # the saved set is stale: trials may have ended after it was saved
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)

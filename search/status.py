@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from .spec import SweepSpec
-from .store import STATUSES, Store
+from .store import ENDED_STATUSES, STATUSES, Store
 from .study import Study
 
 
@@ -39,7 +39,7 @@ def _timing(trials: pd.DataFrame, spec: SweepSpec) -> list[str]:
     start = trials["started_at"].min()
     ended = trials["ended_at"].dropna()
     running = (trials["status"] == "RUNNING").any()
-    finished = trials[trials["status"].isin(["COMPLETED", "ERROR", "STOPPED"])]
+    finished = trials[trials["status"].isin(ENDED_STATUSES)]
     end = pd.Timestamp.now(tz="UTC") if running or not len(ended) else ended.max()
     elapsed = (end - start).total_seconds()
     lines = [f"elapsed: {_duration(elapsed)} (first start to {'now' if running else 'last end'})"]

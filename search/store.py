@@ -20,6 +20,7 @@ from .study import Study
 
 STATUSES = ("RUNNING", "COMPLETED", "ERROR", "STOPPED", "LOST")
 FINAL_STATUSES = ("COMPLETED", "ERROR", "STOPPED", "LOST")
+ENDED_STATUSES = ("COMPLETED", "ERROR", "STOPPED")  # a trial that ended for good and counts against the study's trials
 TRIAL_KEY = "trial_id"
 
 
@@ -64,6 +65,11 @@ class Store:
         """One row per trial and epoch."""
         frame = self._read(self.study.epochs_dir)
         return frame.sort_values([TRIAL_KEY, "epoch"], ignore_index=True) if len(frame) else frame
+
+    def ended_trial_ids(self) -> set[str]:
+        """Trials that ended for good: completed, failed or stopped (not lost, not running)."""
+        trials = self.trials()
+        return set(trials.loc[trials["status"].isin(ENDED_STATUSES), TRIAL_KEY]) if len(trials) else set()
 
     def trial_rows(self) -> dict[str, dict[str, Any]]:
         return {row[TRIAL_KEY]: row for row in self.trials().to_dict("records")}

@@ -136,9 +136,7 @@ def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int |
 
 
 def finished_trials(store: Store) -> int:
-    """Trials that ended for good: completed, failed or stopped (not lost, not running)."""
-    trials = store.trials()
-    return int(trials["status"].isin(["COMPLETED", "ERROR", "STOPPED"]).sum()) if len(trials) else 0
+    return len(store.ended_trial_ids())
 
 
 def _journal_written(journal: str) -> bool:
@@ -156,7 +154,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from .recorder import StoreRecorder
-    from .searcher import ConstrainedOptunaSearch, TrialSpace, make_sampler
+    from .searcher import ConstrainedOptunaSearch, TrialBudget, TrialSpace, make_sampler
     from .trainable import run_trial
 
     spec, study = prepared.spec, prepared.study
@@ -173,7 +171,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     searcher = ConstrainedOptunaSearch(
         space=TrialSpace(spec.space, spec.seed), metric=spec.metric_names, mode=spec.modes,
         sampler=make_sampler(spec), study_name=spec.name, storage=JournalStorage(JournalFileBackend(journal)),
-        constraints=spec.constraints,
+        constraints=spec.constraints, budget=TrialBudget(study.storage, study.name, spec.trials),
         # A study restarted before Tune first saved its state already holds its start points.
         points_to_evaluate=[dict(p) for p in spec.start] if finished == 0 and not _journal_written(journal) else None,
     )

@@ -104,17 +104,21 @@ def _files(study: Path, trial_id: str) -> tuple[bytes, bytes]:
     return tuple((study / "store" / table / f"{trial_id}.parquet").read_bytes() for table in ("trials", "epochs"))
 
 
-def test_sigkill_then_resume_finishes_exactly_the_trials_asked(tmp_path):
+# "current": Tune saves its state every few seconds, as by default. "stale": Tune saves it once,
+# at the start, so three trials end after its last save: the restored Tuner has never heard of
+# them, as when a kill falls between two saves, and the store alone knows they count.
+@pytest.mark.parametrize("tune_save_seconds, ended_at_kill", [("auto", 2), ("100000", 3)], ids=["current", "stale"])
+def test_sigkill_then_resume_finishes_exactly_the_trials_asked(tmp_path, tune_save_seconds, ended_at_kill):
     argv = sweep_argv(tmp_path, "killed", 6, 3, "--num-cpus", "2")
     driver = subprocess.Popen([sys.executable, "-m", "search.cli", *argv], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1],
-                              start_new_session=True)
+                              stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1], start_new_session=True,
+                              env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": tune_save_seconds})
     store = Store(Study(str(tmp_path), "killed"))
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and driver.poll() is None:
             trials = store.trials()
-            if len(trials) and (trials["status"] == "COMPLETED").sum() >= 2 and (trials["status"] == "RUNNING").any():
+            if len(trials) and (trials["status"] == "COMPLETED").sum() >= ended_at_kill and (trials["status"] == "RUNNING").any():
                 break
             time.sleep(0.5)
         assert driver.poll() is None, "the sweep ended before it could be interrupted"
