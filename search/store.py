@@ -22,14 +22,23 @@ STATUSES = ("RUNNING", "COMPLETED", "ERROR", "STOPPED", "LOST")
 FINAL_STATUSES = ("COMPLETED", "ERROR", "STOPPED", "LOST")
 ENDED_STATUSES = ("COMPLETED", "ERROR", "STOPPED")  # a trial that ended for good and counts against the study's trials
 TRIAL_KEY = "trial_id"
+TIME_COLUMNS = ("started_at", "ended_at", "reported_at")  # UTC timestamps; NaT while a trial runs
 
 
 def _file_name(trial_id: str) -> str:
     return f"{trial_id}.parquet"
 
 
+def _with_time_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """Time columns as UTC timestamps, even where every value is NaT (pyarrow would infer `null`)."""
+    for column in TIME_COLUMNS:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
 def _to_parquet(rows: Iterable[Mapping[str, Any]]) -> bytes:
-    table = pa.Table.from_pandas(pd.DataFrame(list(rows)), preserve_index=False)
+    table = pa.Table.from_pandas(_with_time_types(pd.DataFrame(list(rows))), preserve_index=False)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
@@ -84,4 +93,6 @@ class Store:
         # File by file: trials of one study may differ in columns (a space with conditional settings).
         frames = [pq.read_table(self.study.fs.open_input_file(path)).to_pandas() for path in self.study.list_files(folder, ".parquet")]
         frames = [f for f in frames if len(f)]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        # Typed again after the concatenation: stores written before the time columns were typed
+        # hold a running trial's ended_at as a null column, which would make the whole column object.
+        return _with_time_types(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
