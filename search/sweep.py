@@ -75,7 +75,8 @@ def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, sp
         spec = saved
     elif must_exist:
         raise ConfigError(f"study {spec.name!r} not found in {study.storage} (no {study.spec_path})")
-    setup = setup_for(spec, study, wandb)
+    setup = TrialSetup(study=spec.name, data=spec.data, preset=spec.preset, fixed=spec.train_settings,
+                       cpus=spec.cpus, wandb=wandb, wandb_dir=f"{study.root}/wandb" if study.local else None)
     try:
         space = get_space(spec.space)
         sampled = sample_once(space, seed=spec.seed)
@@ -94,11 +95,6 @@ def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, sp
     return Prepared(spec, study, dataset, setup, constants, resumed)
 
 
-def setup_for(spec: SweepSpec, study: Study, wandb: str) -> TrialSetup:
-    return TrialSetup(study=spec.name, data=spec.data, preset=spec.preset, fixed=spec.train_settings,
-                      cpus=spec.cpus, wandb=wandb, wandb_dir=f"{study.root}/wandb" if study.local else None)
-
-
 def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int | None = None,
               echo: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or continue) the sweep until every trial asked for has finished."""
@@ -108,7 +104,7 @@ def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int |
     if not prepared.resumed:
         study.write_spec(spec)
     journal = study.prepare_journal()
-    if finished_trials(Store(study)) >= spec.trials:
+    if len(Store(study).ended_trial_ids()) >= spec.trials:
         echo(f"study {spec.name!r} already has all its {spec.trials} trials")
         return SweepOutcome(study, spec, 0.0, interrupted=False)
     started_ray = not ray.is_initialized()
@@ -133,10 +129,6 @@ def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int |
     trials = Store(study).trials()
     interrupted = len(trials) > 0 and bool((trials["status"] == "RUNNING").any())
     return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds)
-
-
-def finished_trials(store: Store) -> int:
-    return len(store.ended_trial_ids())
 
 
 def _journal_written(journal: str) -> bool:
@@ -167,7 +159,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         return tune.Tuner.restore(f"{study.uri}/tune" if not study.local else study.tune_path, trainable,
                                   resume_unfinished=True, resume_errored=True)
     store = Store(study)
-    finished = finished_trials(store)  # a study killed before Tune first saved its state starts afresh
+    finished = len(store.ended_trial_ids())  # a study killed before Tune first saved its state starts afresh
     searcher = ConstrainedOptunaSearch(
         space=TrialSpace(spec.space, spec.seed), metric=spec.metric_names, mode=spec.modes,
         sampler=make_sampler(spec), study_name=spec.name, storage=JournalStorage(JournalFileBackend(journal)),
