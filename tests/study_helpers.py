@@ -19,6 +19,12 @@ from search.study import Study
 WEIGHTS = ("non_negative", "monotonicity", "mastery_performance", "gain_performance", "sparsity", "consistency")
 
 
+def put_trial_like(study: Study, trial_id: str, **changes) -> None:
+    """Store a copy of one of the study's trial rows under `trial_id`, with `changes` (e.g. its status)."""
+    store = Store(study)
+    store.put_trial({**next(iter(store.trial_rows().values())), "trial_id": trial_id, **changes})
+
+
 def fake_study(storage: Path, name: str, trials: int, epochs: int = 3, seed: int = 0, nan_trial: bool = True) -> Study:
     """Write a study of `trials` trials (the last one ERROR, the one before it with a NaN mastery_corr)."""
     spec = SweepSpec(name=name, storage=str(storage), trials=trials, data="synthetic:students=300,seed=3")

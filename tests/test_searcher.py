@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import optuna
 from ray.tune.search import Searcher
-from study_helpers import fake_study
+from study_helpers import fake_study, put_trial_like
 
 from search.searcher import ConstrainedOptunaSearch, TrialBudget, TrialSpace
-from search.store import Store
 
 
 def _searcher(study, trials: int) -> ConstrainedOptunaSearch:
@@ -17,16 +16,10 @@ def _searcher(study, trials: int) -> ConstrainedOptunaSearch:
     )
 
 
-def _add_trial(study, trial_id: str, status: str) -> None:
-    store = Store(study)
-    row = {**next(iter(store.trial_rows().values())), "trial_id": trial_id, "status": status}
-    store.put_trial(row)
-
-
 def test_suggestions_stop_when_ended_and_suggested_trials_fill_the_budget(tmp_path):
     study = fake_study(tmp_path, "budget", 3, nan_trial=False)  # 2 completed and 1 errored: all count
-    _add_trial(study, "lost0001", "LOST")  # abandoned trials never count
-    _add_trial(study, "run00001", "RUNNING")  # nor do running ones the restored Tuner does not know (lost soon)
+    put_trial_like(study, "lost0001", status="LOST")  # abandoned trials never count
+    put_trial_like(study, "run00001", status="RUNNING")  # nor do running ones the restored Tuner does not know (lost soon)
     searcher = _searcher(study, 6)
     assert all(isinstance(searcher.suggest(trial_id), dict) for trial_id in ("a", "b", "c"))
     assert searcher.suggest("d") == Searcher.FINISHED
@@ -39,7 +32,7 @@ def test_a_restored_searcher_counts_trials_that_ended_after_its_state_was_saved(
     saved = tmp_path / "searcher.pkl"
     searcher.save(str(saved))
     # The driver started one more trial after the save; it ended and was stored, then the driver died.
-    _add_trial(study, "late0001", "COMPLETED")
+    put_trial_like(study, "late0001", status="COMPLETED")
     restored = _searcher(study, 6)
     restored.restore(str(saved))
     assert restored.suggest("c") == Searcher.FINISHED  # 3 before + a + b + the late one = 6

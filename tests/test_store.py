@@ -7,7 +7,7 @@ from dataclasses import replace
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from study_helpers import fake_study
+from study_helpers import fake_study, put_trial_like
 
 from search.cli import main
 from search.status import status_lines
@@ -17,10 +17,7 @@ from search.store import Store
 def _start_running_trial(study, trial_id: str) -> None:
     """A row as the recorder writes it when a trial starts (no end time yet), in a study of 6 trials."""
     study.write_spec(replace(study.read_spec(), trials=6))
-    store = Store(study)
-    row = {**next(iter(store.trial_rows().values())), "trial_id": trial_id, "status": "RUNNING",
-           "ended_at": pd.NaT, "started_at": pd.Timestamp.now(tz="UTC")}
-    store.put_trial(row)
+    put_trial_like(study, trial_id, status="RUNNING", ended_at=pd.NaT, started_at=pd.Timestamp.now(tz="UTC"))
 
 
 def test_a_running_trial_keeps_the_time_columns_typed(tmp_path):
