@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from .data import Batch
 from .errors import ConfigError
@@ -60,12 +60,7 @@ class States:
     value: torch.Tensor  # [B, T, D]
 
 
-def _activate(x: torch.Tensor, kind: GainActivation) -> torch.Tensor:
-    if kind == "relu":
-        return F.relu(x)
-    if kind == "softplus":
-        return F.softplus(x)
-    return x
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "softplus": nn.Softplus, "linear": nn.Identity}
 
 
 class FeedForward(nn.Sequential):
@@ -74,47 +69,82 @@ class FeedForward(nn.Sequential):
 
 
 class Block(nn.Module):
-    """Causal attention with Q, K from the context stream and V from the value stream.
+    """Causal attention with queries and keys from the context stream and values from the value
+    stream, then a feed-forward sub-layer on the context stream. A subclass says what the values are:
+    its `build_values` makes their parameters and its `attend` turns the attention into
+    (the update of the context stream, the next value stream)."""
 
-    Legacy: values are the D-wide value stream; the attention output updates both
-    streams. Intrinsic: values are the C-wide gains; each head aggregates them with
-    its own non-negative per-concept scale, and the aggregate is the next gains.
-    """
+    values_are_gains: bool  # the value stream is the C-wide gains, not a D-wide embedding
 
     def __init__(self, cfg: ModelOptions, num_concepts: int) -> None:
         super().__init__()
-        self.cfg = cfg
-        d, c = cfg.d_model, num_concepts
+        d = cfg.d_model
+        self.heads = cfg.heads
+        self.dropout = cfg.dropout  # of the attention weights
+        # The creation order is the parameter order (optimizer states follow it) and the order the
+        # initialisation draws from the random generator, so `build_values` comes in between.
         self.query_key = nn.Linear(d, 2 * d)
-        if cfg.attention == "legacy":
-            self.value = nn.Linear(d, d)
-            self.out = nn.Linear(d, d)
-            self.norm_value = nn.LayerNorm(d)
-        else:
-            self.gain_scale = nn.Parameter(torch.zeros(cfg.heads, 1, c))  # softplus(0) ~ 0.69 per head
-            self.out = nn.Linear(c, d)
+        self.build_values(d, num_concepts)
         self.norm_attn = nn.LayerNorm(d)
         self.ff = FeedForward(d, cfg.d_ff, cfg.dropout)
         self.norm_ff = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, context: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def build_values(self, d: int, c: int) -> None:
+        raise NotImplementedError
+
+    def attend(self, q: Tensor, k: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def attention(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        p = self.dropout if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+
+    def forward(self, context: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         b, t, d = context.shape
-        h = self.cfg.heads
-        q, k = self.query_key(context).view(b, t, 2, h, d // h).permute(2, 0, 3, 1, 4)  # each [B, H, T, D/H]
-        p = self.cfg.dropout if self.training else 0.0
-        if self.cfg.attention == "legacy":
-            v = self.value(value).view(b, t, h, d // h).transpose(1, 2)  # [B, H, T, D/H]
-            attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-            update = self.drop(self.out(attended.transpose(1, 2).reshape(b, t, d)))
-            value = self.norm_value(value + update)
-        else:
-            v = value.unsqueeze(1) * F.softplus(self.gain_scale)  # [B, H, T, C]
-            value = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True).mean(1)  # [B, T, C]
-            update = self.drop(self.out(value))
+        qk = self.query_key(context).view(b, t, 2, self.heads, d // self.heads)
+        q, k = qk.permute(2, 0, 3, 1, 4)  # each [B, H, T, D/H]
+        update, value = self.attend(q, k, value)  # [B, T, D], [B, T, D or C]
         context = self.norm_attn(context + update)
         context = self.norm_ff(context + self.drop(self.ff(context)))
         return context, value
+
+
+class LegacyBlock(Block):
+    """Values are the D-wide value stream; the attention output updates both streams."""
+
+    values_are_gains = False
+
+    def build_values(self, d: int, c: int) -> None:
+        self.value = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+        self.norm_value = nn.LayerNorm(d)
+
+    def attend(self, q: Tensor, k: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        b, h, t, dh = q.shape
+        v = self.value(value).view(b, t, h, dh).transpose(1, 2)  # [B, H, T, D/H]
+        attended = self.attention(q, k, v).transpose(1, 2).reshape(b, t, h * dh)  # [B, T, D]
+        update = self.drop(self.out(attended))
+        return update, self.norm_value(value + update)
+
+
+class IntrinsicBlock(Block):
+    """Values are the C-wide gains; each head aggregates them with its own non-negative
+    per-concept scale, and the mean over the heads is the next gains."""
+
+    values_are_gains = True
+
+    def build_values(self, d: int, c: int) -> None:
+        self.gain_scale = nn.Parameter(torch.zeros(self.heads, 1, c))  # softplus(0) ~ 0.69 per head
+        self.out = nn.Linear(c, d)
+
+    def attend(self, q: Tensor, k: Tensor, gains: Tensor) -> tuple[Tensor, Tensor]:
+        v = gains.unsqueeze(1) * F.softplus(self.gain_scale)  # [B, H, T, C]
+        gains = self.attention(q, k, v).mean(1)  # [B, T, C]
+        return self.drop(self.out(gains)), gains
+
+
+BLOCKS: dict[str, type[Block]] = {"legacy": LegacyBlock, "intrinsic": IntrinsicBlock}
 
 
 class GainAKT2Exp(nn.Module):
@@ -125,20 +155,24 @@ class GainAKT2Exp(nn.Module):
         self.cfg = cfg
         self.num_concepts = num_concepts
         d, c = cfg.d_model, num_concepts
+        block = BLOCKS[cfg.attention]
+        self.values_are_gains = block.values_are_gains
+        self.activate = ACTIVATIONS[cfg.gains]()  # of the gains
         self.context_embedding = nn.Embedding(2 * c, d)
-        value_width = d if cfg.attention == "legacy" else c
+        value_width = c if block.values_are_gains else d
         self.value_embedding = nn.Embedding(2 * c, value_width)
         self.context_position = nn.Embedding(cfg.max_len, d)
         self.value_position = nn.Embedding(cfg.max_len, value_width)
         self.concept_embedding = nn.Embedding(c, d)
-        self.blocks = nn.ModuleList(Block(cfg, c) for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(block(cfg, c) for _ in range(cfg.blocks))
         self.head = nn.Sequential(
-            nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d // 2), nn.GELU(), nn.Linear(d // 2, 1)
+            nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(d, d // 2), nn.GELU(), nn.Linear(d // 2, 1),
         )
-        if cfg.attention == "legacy":
-            self.gain_head = nn.Linear(d, c)
-        else:
+        if block.values_are_gains:
             self.gain_projection = nn.Linear(c, d)  # gains -> the value input of the prediction head
+        else:
+            self.gain_head = nn.Linear(d, c)
         if cfg.mastery == "cumulative":
             self.initial_mastery = nn.Linear(d, c)
         else:
@@ -149,24 +183,23 @@ class GainAKT2Exp(nn.Module):
 
     def forward(self, concepts: torch.Tensor, responses: torch.Tensor, next_concepts: torch.Tensor) -> States:
         """concepts, responses, next_concepts: long [B, T] -> States."""
-        cfg = self.cfg
         t = concepts.shape[1]
-        if t > cfg.max_len:
-            raise ValueError(f"{t} positions exceed the model's max_len {cfg.max_len}")
+        if t > self.cfg.max_len:
+            raise ValueError(f"{t} positions exceed the model's max_len {self.cfg.max_len}")
         tokens = concepts + self.num_concepts * responses  # [B, T]
         positions = torch.arange(t, device=concepts.device)
         context = self.context_embedding(tokens) + self.context_position(positions)  # [B, T, D]
         value = self.value_embedding(tokens) + self.value_position(positions)  # [B, T, D or C]
-        if cfg.attention == "intrinsic":
-            value = _activate(value, cfg.gains)
+        if self.values_are_gains:
+            value = self.activate(value)
         for block in self.blocks:
             context, value = block(context, value)
 
-        if cfg.attention == "legacy":
-            gains = _activate(self.gain_head(value), cfg.gains)  # [B, T, C]
-        else:
+        if self.values_are_gains:
             gains = value  # the last block's aggregated gains, returned up the stack
             value = self.gain_projection(gains)  # [B, T, D]
+        else:
+            gains = self.activate(self.gain_head(value))  # [B, T, C]
         mastery = self._mastery(context, gains)
 
         head_input = torch.cat([context, value, self.concept_embedding(next_concepts)], dim=-1)  # [B, T, 3D]
