@@ -5,25 +5,26 @@ loading, and a screenshot."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import select
 import shlex
 import shutil
 import signal
-import struct
 import subprocess
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--enable-unsafe-swiftshader", "--window-size=1400,1000"]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-unsafe-swiftshader", "--window-size=1400,1000"]
 
 
 @dataclass
@@ -40,10 +41,12 @@ class _Pipe:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
 
-        # bash hands the two pipe ends over as fds 3 and 4, then becomes Chromium.
-        command = " ".join(shlex.quote(a) for a in [CHROMIUM, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={user_data_dir}", "about:blank"])
+        # bash hands the pipe ends over as fds 3 and 4 (dash takes one-digit fds only), then becomes Chromium.
+        argv = [CHROMIUM, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={user_data_dir}",
+                "about:blank"]
+        command = " ".join(shlex.quote(a) for a in argv)
         self.process = subprocess.Popen(
-            ["/bin/bash", "-c", f"exec {command} 3<&{to_child_r} 4>&{from_child_w}"],  # dash takes one-digit fds only
+            ["/bin/bash", "-c", f"exec {command} 3<&{to_child_r} 4>&{from_child_w}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             pass_fds=(to_child_r, from_child_w), start_new_session=True,
         )
@@ -53,7 +56,8 @@ class _Pipe:
         self._next_id = 0
         self.events: list[dict] = []
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30) -> dict:
+    def send(self, method: str, params: dict | None = None, session: str | None = None,
+             timeout: float = 30) -> dict:
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
@@ -111,7 +115,8 @@ def _errors(events: list[dict]) -> list[str]:
             details = params["exceptionDetails"]
             errors.append(details.get("exception", {}).get("description") or details.get("text", "exception"))
         elif event.get("method") == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
+            args = params.get("args", [])
+            errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
         elif event.get("method") == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             errors.append(params["entry"].get("text", "log error"))
     return errors
@@ -129,50 +134,21 @@ def visit(path: Path, settle: float = 2.0) -> PageVisit:
             pipe.send("Page.navigate", {"url": path.resolve().as_uri()}, session=session)
             pipe.wait_for("Page.loadEventFired", timeout=60)
             time.sleep(settle)  # plotly draws after load
-            text = pipe.send("Runtime.evaluate", {"expression": "document.body.innerText", "returnByValue": True},
-                             session=session)["result"].get("value", "")
-            # The viewport at a quarter of its size: enough to tell a drawn page from a blank one, quick to decode.
+            body = {"expression": "document.body.innerText", "returnByValue": True}
+            text = pipe.send("Runtime.evaluate", body, session=session)["result"].get("value", "")
+            # The viewport at a quarter of its size: enough to tell a drawn page from a blank one.
             clip = {"x": 0, "y": 0, "width": 1400, "height": 1000, "scale": 0.25}
-            shot = pipe.send("Page.captureScreenshot", {"format": "png", "clip": clip}, session=session)["data"]
+            shot = pipe.send("Page.captureScreenshot", {"format": "png", "clip": clip}, session=session)
             pipe.send("Runtime.evaluate", {"expression": "1"}, session=session)  # flush pending events
-            return PageVisit(errors=_errors(pipe.events), text=text, screenshot=base64.b64decode(shot))
+            screenshot = base64.b64decode(shot["data"])
+            return PageVisit(errors=_errors(pipe.events), text=text, screenshot=screenshot)
         finally:
             pipe.close()
 
 
 def png_pixels(data: bytes) -> np.ndarray:
-    """Decode an 8-bit, non-interlaced RGB or RGBA PNG (what Chromium writes) to a height x width x channels array."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, chunks, header = 8, [], None
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            chunks.append(body)
-        pos += 12 + length
-    width, height, depth, colour, _, _, interlace = header
-    assert depth == 8 and colour in (2, 6) and not interlace, f"unsupported PNG {header}"
-    channels = 3 if colour == 2 else 4
-    stride = width * channels
-    raw = zlib.decompress(b"".join(chunks))
-    previous, rows = bytearray(stride), []
-    for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):  # undo the row's filter, byte by byte (PNG spec, section 9)
-            left = line[i - channels] if i >= channels else 0
-            up, upleft = previous[i], previous[i - channels] if i >= channels else 0
-            if kind == 1:
-                line[i] = (line[i] + left) & 255
-            elif kind == 2:
-                line[i] = (line[i] + up) & 255
-            elif kind == 3:
-                line[i] = (line[i] + (left + up) // 2) & 255
-            elif kind == 4:
-                p = left + up - upleft
-                pa, pb, pc = abs(p - left), abs(p - up), abs(p - upleft)
-                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else upleft)) & 255
-        rows.append(bytes(line))
-        previous = line
-    return np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(height, width, channels)
+    """A PNG as a height x width x channels uint8 array: RGBA where it has transparency, else RGB."""
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG", f"not a PNG but {image.format}"
+        alpha = "A" in image.getbands() or "transparency" in image.info
+        return np.asarray(image.convert("RGBA" if alpha else "RGB"))
