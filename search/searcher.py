@@ -1,16 +1,37 @@
-"""Optuna as Tune's searcher: the space wrapper, the samplers, and constraint-aware completion."""
+"""The sweep's Tune searcher: the project's own `ray.tune.search.Searcher` over its Optuna study.
+
+Why our own searcher and not a subclass of Ray's `OptunaSearch`: the constraints, the NaN and
+error handling, the resume bookkeeping and the trial budget all need the Optuna study and
+trials that `OptunaSearch` keeps in private attributes (`_ot_study`, `_ot_trials`, ...), so any
+Ray release could break a resume without a visible error. Here Tune sees only its Searcher
+interface (`suggest`, `on_trial_complete`, `save`/`restore`, `get_state`/`set_state`,
+`set_search_properties`, `metric`/`mode`, `Searcher.FINISHED`), and the study is used through
+public Optuna API only (`create_study`/`load_study`, `ask`, `enqueue_trial`, `tell`, `add_trial`,
+`Trial.set_constraint`; a trial asked before a resume is reopened by its number through the
+`BaseStorage` lookups and the documented `optuna.Trial(study, trial_id)`).
+
+So pyproject.toml bounds `ray[tune]` by its major version only. Ray marks `Searcher` a
+DeveloperAPI, so `tests/test_searcher.py` checks that the methods Tune calls keep the signatures
+used here (failing with the method's name), and `tests/test_sweep.py` runs the searcher under
+real Tune, kill and resume included.
+
+The saved state (Tune's experiment checkpoint) is the map from Tune trial id to Optuna trial
+number, plus the sampler so a resumed sweep does not draw its first samples again.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import pickle
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from spaces import get_space
 
@@ -19,6 +40,7 @@ from .store import Store
 from .study import Study
 
 NAN_VIOLATION = 1e9  # what a NaN constraint metric counts as: far from feasible
+_DIRECTIONS = {"max": StudyDirection.MAXIMIZE, "min": StudyDirection.MINIMIZE}
 
 
 @dataclass(frozen=True)
@@ -46,13 +68,21 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=spec.seed)
 
 
-def violations(constraints: Sequence[Constraint], result: dict[str, Any]) -> dict[str, float]:
+def violations(constraints: Sequence[Constraint], result: Mapping[str, Any]) -> dict[str, float]:
     """Each constraint's violation, keyed by its text (0 when met; Optuna allows no NaN)."""
     out = {}
     for constraint in constraints:
         gap = constraint.violation(float(result.get(constraint.metric, math.nan)))
         out[str(constraint)] = gap if math.isfinite(gap) else NAN_VIOLATION
     return out
+
+
+def _as_float(value: Any) -> float:
+    """`value` as a float, NaN when it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 @dataclass(frozen=True)
@@ -67,53 +97,141 @@ class TrialBudget:
         return Store(Study(self.storage, self.name)).ended_trial_ids()
 
 
-class ConstrainedOptunaSearch(OptunaSearch):
-    """OptunaSearch that sets the constraint violations before `tell`, fails trials with NaN
-    objectives or errors, after a resume never tells a finished Optuna trial twice, and
-    stops suggesting once the study's budget of trials is taken."""
+class StudySearcher(Searcher):
+    """Suggests trials from an Optuna study (ask, then the define-by-run space) and tells it their end.
 
-    def __init__(self, *, constraints: Sequence[Constraint] = (), budget: TrialBudget | None = None,
-                 **kwargs: Any) -> None:
+    Constraint violations are set before `tell`; a NaN or missing objective, or an error, is told
+    as FAIL. After a resume a finished Optuna trial is never told twice, and an errored trial that
+    Tune retried and now completes is recorded anew (`user_attrs={"retry_of": number}`). With a
+    `budget`, suggestions stop once the ended trials in the store plus the suggested ones fill it.
+    """
+
+    def __init__(self, *, space: TrialSpace, metric: Sequence[str], mode: Sequence[str],
+                 storage: BaseStorage, study_name: str, sampler: optuna.samplers.BaseSampler | None = None,
+                 constraints: Sequence[Constraint] = (), budget: TrialBudget | None = None,
+                 points_to_evaluate: Sequence[Mapping[str, Any]] | None = None) -> None:
+        if len(metric) != len(mode) or any(m not in _DIRECTIONS for m in mode):
+            raise ValueError(f"modes {list(mode)} must be 'max' or 'min', one per metric {list(metric)}")
+        # Ray types metric and mode as str; lists are its multi-objective form.
+        super().__init__(metric=list(metric), mode=list(mode))  # type: ignore[arg-type]
+        self._space = space
+        self._storage = storage
+        self._study_name = study_name
+        self._sampler = sampler or optuna.samplers.TPESampler()
         self._constraints = tuple(constraints)
         self._budget = budget
+        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number: the saved state
         self._ended_before: set[str] | None = None  # read from the store once per driver process
-        super().__init__(**kwargs)
+        self._study = optuna.create_study(
+            storage=storage, sampler=self._sampler, pruner=optuna.pruners.NopPruner(), study_name=study_name,
+            directions=[_DIRECTIONS[m] for m in mode], load_if_exists=True,
+        )
+        if points_to_evaluate and not self._study.get_trials(deepcopy=False):  # a new study only
+            for point in points_to_evaluate:
+                self._study.enqueue_trial(dict(point))  # asked (so run) before any sampled trial
 
-    def suggest(self, trial_id: str) -> dict | str | None:
+    # ------------------------------------------------------------------ Tune's Searcher interface
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """The space is the define-by-run `TrialSpace` given at construction: accept no other."""
+        return not config and metric in (None, self.metric) and mode in (None, self.mode)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED
+        """The next trial's config (`settings`, `seed`, `number`, the raw Optuna parameters) or FINISHED."""
         # A restored Tuner counts trials from its last saved state, which may predate trials that
         # ended (and were stored) just before the driver died: without this check it would run
         # more trials than asked for.
         if self._budget is not None:
             if self._ended_before is None:
                 self._ended_before = self._budget.ended_trial_ids()
-            if len(self._ended_before | self._ot_trials.keys() | {trial_id}) > self._budget.trials:
+            if len(self._ended_before | self._numbers.keys() | {trial_id}) > self._budget.trials:
                 return Searcher.FINISHED
-        return super().suggest(trial_id)
-
-    def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
-        self._ended_before = None  # the saved set is stale: trials may have ended after it was saved
+        if trial_id in self._numbers:
+            trial = self._live_trial(self._numbers[trial_id])  # suggesting again returns the same values
+        else:
+            trial = self._study.ask()  # a start point first, while any is waiting
+            self._numbers[trial_id] = trial.number
+        config = self._space(trial)
+        return {**trial.params, **config}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None:
+        """Tell the study how the trial ended (once), with its constraint violations."""
+        number = self._numbers.get(trial_id)
+        if number is None:
             return
-        self._completed_trials.add(trial_id)
-        values = [result.get(metric) for metric in self._metric] if result and not error else None
-        complete = values is not None and all(v is not None and math.isfinite(v) for v in values)
-        state = self._ot_study.get_trials(deepcopy=False)[ot_trial.number].state
-        if state == TrialState.COMPLETE:  # told before the driver stopped; Tune only re-announced it
+        values = [_as_float(result.get(metric)) for metric in self.metric] if result and not error else None
+        complete = values is not None and all(math.isfinite(v) for v in values)
+        frozen = self._frozen_trial(number)
+        if frozen.state == TrialState.COMPLETE:  # told before the driver stopped; Tune only re-announced it
             return
-        if state == TrialState.FAIL:
-            if complete:  # an errored trial retried after a resume: Optuna cannot reopen it, so record it anew
-                self._ot_study.add_trial(optuna.trial.create_trial(
-                    params=ot_trial.params, distributions=ot_trial.distributions, values=values,
-                    constraints=violations(self._constraints, result), user_attrs={"retry_of": ot_trial.number},
+        if frozen.state == TrialState.FAIL:
+            if complete and not self._retried(number):  # an errored trial retried after a resume
+                assert result is not None and values is not None
+                self._study.add_trial(optuna.trial.create_trial(  # Optuna cannot reopen it: record it anew
+                    params=frozen.params, distributions=frozen.distributions, values=values,
+                    constraints=violations(self._constraints, result), user_attrs={"retry_of": number},
                 ))
             return
+        if frozen.state != TrialState.RUNNING:
+            return
         if complete:
+            assert result is not None
+            trial = self._live_trial(number)
             for key, value in violations(self._constraints, result).items():
-                ot_trial.set_constraint(key, value)
-            self._ot_study.tell(ot_trial, values)
+                trial.set_constraint(key, value)
+            self._study.tell(number, values)
         else:
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            self._study.tell(number, state=TrialState.FAIL)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"numbers": dict(self._numbers), "sampler": self._sampler}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._numbers = dict(state["numbers"])
+        self._sampler = state["sampler"]
+        self._study = self._load_study()
+        self._ended_before = None  # the saved set is stale: trials may have ended after it was saved
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.get_state(), handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.set_state(pickle.load(handle))
+
+    # ------------------------------------------------------------------ pickling (Tune keeps the Tuner's)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_study=None, _ended_before=None)  # the study is reopened from its storage
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._study = self._load_study()
+
+    # ------------------------------------------------------------------ the study
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._study
+
+    def _load_study(self) -> optuna.Study:
+        return optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler,
+                                 pruner=optuna.pruners.NopPruner())
+
+    def _storage_trial_id(self, number: int) -> int:
+        study_id = self._storage.get_study_id_from_name(self._study_name)
+        return self._storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+    def _frozen_trial(self, number: int) -> FrozenTrial:
+        return self._storage.get_trial(self._storage_trial_id(number))
+
+    def _live_trial(self, number: int) -> optuna.Trial:
+        """The running trial `number`, as `ask` returned it (asked perhaps before a resume)."""
+        return optuna.Trial(self._study, self._storage_trial_id(number))
+
+    def _retried(self, number: int) -> bool:
+        done = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return any(trial.user_attrs.get("retry_of") == number for trial in done)
