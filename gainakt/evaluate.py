@@ -1,8 +1,9 @@
-"""From model states to DESIGN.md's metrics: what each metric looks at, gathered batch by batch."""
+"""From model states to the metrics of `gainakt.schema.EvalMetrics`: what each metric looks at,
+gathered batch by batch."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ import torch
 from . import metrics
 from .data import Batch, BatchPlan
 from .model import GainAKT2Exp, States
+from .schema import MONITOR_METRICS, EvalMetrics
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,12 @@ class Observations:
         with torch.no_grad():
             mask = batch.mask
             gains, mastery = states.gains.detach().float(), states.mastery.detach().float()
-            at = lambda x, idx: x.gather(-1, idx.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+            at = lambda x, idx: x.gather(-1, idx.unsqueeze(-1)).squeeze(-1)  # noqa: E731  (local helper)
             pairs = mask[:, 1:] & mask[:, :-1]
             answered = batch.concepts[:, 1:]
             students = batch.students.unsqueeze(1).expand_as(mask)
             real_gains = gains[mask]
-            numpy = lambda x: x.cpu().numpy()  # noqa: E731
+            numpy = lambda x: x.cpu().numpy()  # noqa: E731  (local helper)
             return cls(
                 prob=numpy(torch.sigmoid(states.logits.detach().float())[mask]),
                 next_response=numpy(batch.next_responses[mask]),
@@ -52,7 +54,9 @@ class Observations:
                 correct_after=numpy(batch.responses[:, 1:][pairs]),
                 negative_gains=int((real_gains < 0).sum()),
                 gain_entries=real_gains.numel(),
-                next_true_mastery=None if batch.next_true_mastery is None else numpy(batch.next_true_mastery[mask]),
+                next_true_mastery=None
+                if batch.next_true_mastery is None
+                else numpy(batch.next_true_mastery[mask]),
             )
 
     @classmethod
@@ -69,8 +73,8 @@ class Observations:
         return cls(**merged)
 
     def interpretability(self) -> dict[str, float]:
-        """The four interpretability metrics the monitor follows."""
-        return {
+        """The interpretability metrics the monitor follows (`schema.MONITOR_METRICS`)."""
+        values = {
             "mastery_corr": metrics.pearson(self.next_mastery, self.next_response),
             "gain_corr": metrics.pearson(self.practised_gain, self.response),
             "neg_gain_rate": self.negative_gains / self.gain_entries if self.gain_entries else float("nan"),
@@ -78,46 +82,28 @@ class Observations:
                 self.mastery_before, self.mastery_after, self.correct_after
             ),
         }
+        return {name: values[name] for name in MONITOR_METRICS}
 
 
-@dataclass(frozen=True)
-class EvalMetrics:
-    """Every metric of DESIGN.md on one evaluation split (NaN where undefined)."""
-
-    loss: float
-    auc: float
-    acc: float
-    mastery_corr: float
-    pred_corr: float
-    mastery_corr_student: float
-    gain_corr: float
-    neg_gain_rate: float
-    monotonicity_violation_rate: float
-    mastery_recovery: float
-    positions: int
-
-    @classmethod
-    def from_observations(cls, obs: Observations) -> EvalMetrics:
-        eps = 1e-7
-        p = np.clip(obs.prob.astype(np.float64), eps, 1 - eps)
-        y = obs.next_response
-        loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if y.size else float("nan")
-        recovery = float("nan")
-        if obs.next_true_mastery is not None:
-            recovery = metrics.pearson(obs.next_mastery, obs.next_true_mastery)
-        return cls(
-            loss=loss,
-            auc=metrics.roc_auc(y, obs.prob),
-            acc=metrics.accuracy(y, obs.prob),
-            pred_corr=metrics.pearson(obs.prob, y),
-            mastery_corr_student=metrics.per_student_pearson(obs.next_mastery, y, obs.student),
-            mastery_recovery=recovery,
-            positions=int(y.size),
-            **obs.interpretability(),
-        )
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+def eval_metrics(obs: Observations) -> EvalMetrics:
+    """Every metric of `EvalMetrics` from the observations of one split."""
+    eps = 1e-7
+    p = np.clip(obs.prob.astype(np.float64), eps, 1 - eps)
+    y = obs.next_response
+    loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if y.size else float("nan")
+    recovery = float("nan")
+    if obs.next_true_mastery is not None:
+        recovery = metrics.pearson(obs.next_mastery, obs.next_true_mastery)
+    return EvalMetrics(
+        loss=loss,
+        auc=metrics.roc_auc(y, obs.prob),
+        acc=metrics.accuracy(y, obs.prob),
+        pred_corr=metrics.pearson(obs.prob, y),
+        mastery_corr_student=metrics.per_student_pearson(obs.next_mastery, y, obs.student),
+        mastery_recovery=recovery,
+        positions=int(y.size),
+        **obs.interpretability(),
+    )
 
 
 @torch.no_grad()
@@ -130,5 +116,25 @@ def evaluate(model: GainAKT2Exp, plan: BatchPlan, device: torch.device | str = "
         batch = batch.to(device)
         parts.append(Observations.of(model.forward_with_states(batch), batch))
     model.train(was_training)
-    return EvalMetrics.from_observations(Observations.concat(parts))
+    return eval_metrics(Observations.concat(parts))
 
+
+def evaluate_run(
+    run_dir: str, split: str = "valid", data: str | None = None
+) -> tuple[int, str, dict[str, float]]:
+    """Every metric of a run folder's best.pt on its validation fold or the test split:
+    (the checkpoint's epoch, the data source, the metrics)."""
+    from .data import load_dataset
+    from .errors import DataError
+    from .train import load_run  # the trainer imports this module
+
+    model, config, state = load_run(run_dir)
+    dataset = load_dataset(data or config.data, state["num_concepts"])
+    if dataset.num_concepts != state["num_concepts"]:
+        raise DataError(
+            f"{dataset.source}: {dataset.num_concepts} concepts, but the run was trained on "
+            f"{state['num_concepts']}"
+        )
+    windows = dataset.split(config.fold)[1] if split == "valid" else dataset.test_windows()
+    metrics = evaluate(model, BatchPlan(windows, 256, "bucketed", shuffle=False))
+    return int(state["epoch"]), dataset.source, metrics.as_dict()

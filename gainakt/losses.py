@@ -8,39 +8,16 @@ prediction loss and every logged share lies in [0, 1].
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from .data import Batch
-from .errors import ConfigError
 from .model import States
+from .schema import PREDICTION_LOSS, LossWeights, loss_shares
 
 GAIN_MARGIN = 0.1  # gains after a correct answer should exceed those after a wrong one by this much
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Weight of each auxiliary loss in the total; 0 switches a loss off."""
-
-    non_negative: float = 0.0
-    monotonicity: float = 0.0
-    mastery_performance: float = 0.0
-    gain_performance: float = 0.0
-    sparsity: float = 0.0
-    consistency: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name, value in self.items():
-            if not 0 <= value < float("inf"):  # also rejects NaN
-                raise ConfigError(f"weights.{name} must be >= 0 and finite, got {value}")
-
-    def items(self) -> list[tuple[str, float]]:
-        return [(f.name, getattr(self, f.name)) for f in fields(self)]
-
-
-AUX_NAMES: tuple[str, ...] = tuple(f.name for f in fields(LossWeights))
 
 
 def prediction_loss(states: States, batch: Batch, positions_per_batch: float | None = None) -> torch.Tensor:
@@ -99,18 +76,17 @@ class Composition:
     """The total for backward and, for logging, each weighted component and its share of the total."""
 
     total: torch.Tensor
-    components: dict[str, torch.Tensor]  # "bce" and each weighted auxiliary loss, all >= 0
+    components: dict[str, torch.Tensor]  # the prediction loss and each weighted auxiliary loss, all >= 0
 
     def shares(self) -> dict[str, float]:
-        total = float(self.total.detach())
-        if total <= 0:
-            return {name: float(name == "bce") for name in self.components}
-        return {name: float(value.detach()) / total for name, value in self.components.items()}
+        return loss_shares({name: float(value.detach()) for name, value in self.components.items()})
 
 
-def compose(bce: torch.Tensor, aux: Mapping[str, torch.Tensor], weights: LossWeights, factor: float = 1.0) -> Composition:
+def compose(
+    bce: torch.Tensor, aux: Mapping[str, torch.Tensor], weights: LossWeights, factor: float = 1.0
+) -> Composition:
     """total = bce + sum_k factor * w_k * L_k; the value that reaches backward holds every term."""
-    components = {"bce": bce}
+    components = {PREDICTION_LOSS: bce}
     for name, weight in weights.items():
         components[name] = (factor * weight) * aux[name]
     total = torch.stack(list(components.values())).sum()

@@ -1,5 +1,5 @@
-"""The training-time interpretability monitor: every N batches, the four interpretability metrics
-of the current batch, sent to its sinks (the log, wandb, the epoch row)."""
+"""The training-time interpretability monitor: every N batches, the interpretability metrics
+(`schema.MONITOR_METRICS`) of the current batch, sent to its sinks (the log, wandb, the epoch row)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from .data import Batch
 from .evaluate import Observations
 from .model import States
+from .schema import MONITOR_METRICS
 
 Sink = Callable[[int, dict[str, float]], None]  # (global batch step, metrics)
 log = logging.getLogger("gainakt.monitor")
@@ -46,9 +47,8 @@ class Monitor:
 
     def epoch_means(self) -> dict[str, float]:
         """Mean of the epoch's samples per metric (NaN samples skipped), then forget them."""
-        names = ("mastery_corr", "gain_corr", "neg_gain_rate", "monotonicity_violation_rate")
         means = {}
-        for name in names:
+        for name in MONITOR_METRICS:
             finite = [s[name] for s in self._samples if not math.isnan(s[name])]
             means[name] = float(np.mean(finite)) if finite else float("nan")
         self._samples.clear()

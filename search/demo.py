@@ -1,4 +1,5 @@
-"""A study folder written directly through the store (no Ray, no training): for report tests and benchmarks.
+"""A made-up study written directly through the store (no Ray, no training), for trying the
+reading commands and the report, for their tests and for the report benchmark.
 
 Its rows have the columns the recorder writes (the README's trial and epoch tables), with random
 objective values, some feasible trials, an errored one and one with a NaN objective.
@@ -11,21 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.recorder import violation_column
-from search.spec import SweepSpec
-from search.store import Store
-from search.study import Study
+from gainakt import schema
+from gainakt.schema import LOSS_NAMES
 
-WEIGHTS = ("non_negative", "monotonicity", "mastery_performance", "gain_performance", "sparsity", "consistency")
-
-
-def put_trial_like(study: Study, trial_id: str, **changes) -> None:
-    """Store a copy of one of the study's trial rows under `trial_id`, with `changes` (e.g. its status)."""
-    store = Store(study)
-    store.put_trial({**next(iter(store.trial_rows().values())), "trial_id": trial_id, **changes})
+from .schema import FEASIBLE, TrialStatus, param_column, violation_column
+from .spec import SweepSpec
+from .store import Store
+from .study import Study
 
 
-def fake_study(storage: Path, name: str, trials: int, epochs: int = 3, seed: int = 0, nan_trial: bool = True) -> Study:
+def fake_study(
+    storage: Path, name: str, trials: int, epochs: int = 3, seed: int = 0, nan_trial: bool = True
+) -> Study:
     """Write a study of `trials` trials (the last one ERROR, the one before it with a NaN mastery_corr)."""
     spec = SweepSpec(name=name, storage=str(storage), trials=trials, data="synthetic:students=300,seed=3")
     study = Study(str(storage), name)
@@ -35,41 +33,68 @@ def fake_study(storage: Path, name: str, trials: int, epochs: int = 3, seed: int
     start = pd.Timestamp("2026-01-01", tz="UTC")
     for number in range(trials):
         trial_id = f"t{number:05d}"
-        status = "ERROR" if number == trials - 1 and trials > 2 else "COMPLETED"
+        status = TrialStatus.ERROR if number == trials - 1 and trials > 2 else TrialStatus.COMPLETED
         rows = []
         for epoch in range(1, epochs + 1):
             auc = 0.6 + 0.15 * rng.random() * epoch / epochs
             mastery = rng.uniform(-0.1, 0.7)
-            rows.append({
-                "trial_id": trial_id, "epoch": epoch, "train_loss": 0.6 - 0.02 * epoch, "val_loss": 0.62 - 0.01 * epoch,
-                "auc": auc, "acc": 0.7, "mastery_corr": mastery, "pred_corr": min(mastery + rng.uniform(0.05, 0.3), 1.0),
-                "mastery_corr_student": 0.3, "gain_corr": 0.2, "neg_gain_rate": rng.uniform(0, 0.3),
-                "monotonicity_violation_rate": 0.01, "mastery_recovery": 0.5, "seconds": 1.0,
-                "checkpoint": f"{study.tune_path}/{trial_id}/checkpoint_{epoch - 1:06d}",
-                "reported_at": start + pd.Timedelta(seconds=10 * number + epoch),
-            })
+            rows.append(
+                {
+                    "trial_id": trial_id,
+                    "epoch": epoch,
+                    "train_loss": 0.6 - 0.02 * epoch,
+                    "val_loss": 0.62 - 0.01 * epoch,
+                    "auc": auc,
+                    "acc": 0.7,
+                    "mastery_corr": mastery,
+                    "pred_corr": min(mastery + rng.uniform(0.05, 0.3), 1.0),
+                    "mastery_corr_student": 0.3,
+                    "gain_corr": 0.2,
+                    "neg_gain_rate": rng.uniform(0, 0.3),
+                    "monotonicity_violation_rate": 0.01,
+                    "mastery_recovery": 0.5,
+                    "seconds": 1.0,
+                    "checkpoint": f"{study.tune_path}/{trial_id}/checkpoint_{epoch - 1:06d}",
+                    "reported_at": start + pd.Timedelta(seconds=10 * number + epoch),
+                }
+            )
         best = max(rows, key=lambda r: r["auc"])
         if nan_trial and number == trials - 2 and trials > 2:
             best = {**best, "mastery_corr": float("nan")}
         store.put_epochs(trial_id, rows)
         row = {
-            "trial_id": trial_id, "study": name, "number": number, "status": status,
-            "error": "RuntimeError: loss is nan" if status == "ERROR" else None, "seed": number,
-            "selected_epoch": best["epoch"], "epochs": epochs,
-            **{m: best[m] for m in ("auc", "acc", "mastery_corr", "pred_corr", "mastery_corr_student", "gain_corr",
-                                    "neg_gain_rate", "monotonicity_violation_rate", "mastery_recovery", "val_loss", "train_loss")},
+            "trial_id": trial_id,
+            "study": name,
+            "number": number,
+            "status": status.value,
+            "error": "RuntimeError: loss is nan" if status == TrialStatus.ERROR else None,
+            "seed": number,
+            "selected_epoch": best["epoch"],
+            "epochs": epochs,
+            **{m: best[m] for m in schema.METRICS if m in best},
         }
         for constraint in spec.constraints:
             row[violation_column(constraint)] = constraint.violation(float(best[constraint.metric]))
-        row["feasible"] = all(c.met(float(best[c.metric])) for c in spec.constraints)
-        for weight in WEIGHTS:
-            row[f"param.weights.{weight}"] = float(10 ** rng.uniform(-3, 0)) if rng.random() < 0.7 else 0.0
-        row.update({
-            "param.warmup_epochs": int(rng.integers(0, 4)), "param.model.gains": str(rng.choice(["linear", "relu"])),
-            "space": spec.space, "data": spec.data, "data_fingerprint": "0123456789abcdef", "version": "0.1.0",
-            "device": "cpu", "checkpoint": best["checkpoint"], "trial_dir": f"{study.tune_path}/{trial_id}",
-            "started_at": start + pd.Timedelta(seconds=10 * number),
-            "ended_at": start + pd.Timedelta(seconds=10 * number + epochs + 1), "train_seconds": float(epochs),
-        })
+        row[FEASIBLE] = all(c.met(float(best[c.metric])) for c in spec.constraints)
+        for weight in LOSS_NAMES:
+            row[param_column(f"weights.{weight}")] = (
+                float(10 ** rng.uniform(-3, 0)) if rng.random() < 0.7 else 0.0
+            )
+        row.update(
+            {
+                param_column("warmup_epochs"): int(rng.integers(0, 4)),
+                param_column("model.gains"): str(rng.choice(["linear", "relu"])),
+                "space": spec.space,
+                "data": spec.data,
+                "data_fingerprint": "0123456789abcdef",
+                "version": "0.1.0",
+                "device": "cpu",
+                "checkpoint": best["checkpoint"],
+                "trial_dir": f"{study.tune_path}/{trial_id}",
+                "started_at": start + pd.Timedelta(seconds=10 * number),
+                "ended_at": start + pd.Timedelta(seconds=10 * number + epochs + 1),
+                "train_seconds": float(epochs),
+            }
+        )
         store.put_trial(row)
     return study

@@ -21,18 +21,17 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from .spec import METRICS, SweepSpec
-from .store import FINAL_STATUSES, TRIAL_KEY, Store
+from gainakt import schema as model_schema
+
+from .schema import CHECKPOINT, FEASIBLE, TRIAL_KEY, TrialStatus, param_column, short_label, violation_column
+from .spec import SweepSpec
+from .store import Store
 
 LOST_MESSAGE = "unknown to the restored Tuner (started after its last saved state); its run was abandoned"
 
 
 def now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
-
-
-def violation_column(constraint: Any) -> str:
-    return f"violation.{constraint.metric}{constraint.op}{constraint.threshold:g}"
 
 
 def open_optuna_study(journal: str, name: str) -> optuna.Study:
@@ -43,7 +42,7 @@ def _epoch_row(result: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(result.get("epoch_row"), Mapping):
         return dict(result["epoch_row"])
     prefix = "epoch_row/"
-    return {key[len(prefix):]: value for key, value in result.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in result.items() if key.startswith(prefix)}
 
 
 def _error_line(trial: Trial) -> str:
@@ -57,18 +56,32 @@ def _error_line(trial: Trial) -> str:
 class StoreRecorder(Callback):
     """Bridges Tune's trial events to the study's `Store`."""
 
-    def __init__(self, spec: SweepSpec, store: Store, constants: Mapping[str, Any], journal: str,
-                 echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        spec: SweepSpec,
+        store: Store,
+        constants: Mapping[str, Any],
+        journal: str,
+        echo: Callable[[str], None] = print,
+    ) -> None:
         self.spec = spec
         self.store = store
-        self.constants = dict(constants)  # columns every trial row shares: data, fingerprint, version, fixed.*
+        self.constants = dict(
+            constants
+        )  # columns every trial row shares: data, fingerprint, version, fixed.*
         self.journal = journal
         self.echo = echo
         self.trials: dict[str, dict[str, Any]] = {}
         self.epochs: dict[str, dict[int, dict[str, Any]]] = {}
         self.reconciled = False
 
-    def setup(self, **info: Any) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         self.trials = self.store.trial_rows()
         self.epochs = self.store.epoch_rows()
 
@@ -81,38 +94,49 @@ class StoreRecorder(Callback):
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(trial.trial_id)
-        if row is not None and row["status"] in FINAL_STATUSES and row["status"] != "ERROR":
+        if _settled(row):
             return
         if row is None:
             row = self._new_row(trial)
-            self.echo(f"trial {trial.trial_id} started ({self._count()} of {self.spec.trials}): {_brief(trial.config['settings'])}")
-        row.update(status="RUNNING", error=None, ended_at=pd.NaT)
+            self.echo(
+                f"trial {trial.trial_id} started ({self._count()} of {self.spec.trials}): "
+                f"{_brief(trial.config['settings'])}"
+            )
+        row.update(status=TrialStatus.RUNNING.value, error=None, ended_at=pd.NaT)
         self._put_trial(row)
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
         row = self.trials.get(trial.trial_id)
+        if _settled(row):
+            return
         if row is None:
             row = self._new_row(trial)
-        elif row["status"] in FINAL_STATUSES and row["status"] != "ERROR":
-            return
         epoch_row = _epoch_row(result)
         if not epoch_row:
             return
         epoch = int(epoch_row["epoch"])
-        checkpoint = f"{trial.path}/{result['checkpoint_dir_name']}" if result.get("checkpoint_dir_name") else None
+        checkpoint = (
+            f"{trial.path}/{result['checkpoint_dir_name']}" if result.get("checkpoint_dir_name") else None
+        )
         epochs = self.epochs.setdefault(trial.trial_id, {})
-        epochs[epoch] = {TRIAL_KEY: trial.trial_id, **epoch_row, "checkpoint": checkpoint, "reported_at": now()}
+        epochs[epoch] = {TRIAL_KEY: trial.trial_id, **epoch_row, CHECKPOINT: checkpoint, "reported_at": now()}
         # A trial resumed from an earlier checkpoint re-reports its later epochs: drop the stale ones.
         for later in [e for e in epochs if e > epoch]:
             del epochs[later]
         self.store.put_epochs(trial.trial_id, epochs.values())
         selected_epoch = int(result["selected_epoch"])
-        row.update({name: float(result[name]) for name in METRICS})
+        row.update({name: float(result[name]) for name in model_schema.METRICS if name in result})
         row.update(self._constraint_columns(result))
         row.update(
-            status="RUNNING", selected_epoch=selected_epoch, epochs=len(epochs),
-            checkpoint=epochs.get(selected_epoch, {}).get("checkpoint"), node_id=result.get("node_id"),
-            hostname=result.get("hostname"), device=result.get("device"),
+            status=TrialStatus.RUNNING.value,
+            selected_epoch=selected_epoch,
+            epochs=len(epochs),
+            checkpoint=epochs.get(selected_epoch, {}).get(CHECKPOINT),
+            node_id=result.get("node_id"),
+            hostname=result.get("hostname"),
+            device=result.get("device"),
             train_seconds=float(result.get("trial_seconds", math.nan)),
         )
         self._put_trial(row)
@@ -121,17 +145,21 @@ class StoreRecorder(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(trial.trial_id)
-        if row is None or (row["status"] in FINAL_STATUSES and row["status"] != "ERROR"):
+        if row is None or _settled(row):
             return
         finished = bool(trial.last_result.get("done", False))
-        row.update(status="COMPLETED" if finished else "STOPPED", error=None, ended_at=now())
+        status = TrialStatus.COMPLETED if finished else TrialStatus.STOPPED
+        row.update(status=status.value, error=None, ended_at=now())
         self._put_trial(row)
         objectives = "  ".join(f"{o.metric} {row.get(o.metric, math.nan):.4f}" for o in self.spec.objectives)
-        self.echo(f"trial {trial.trial_id} {row['status'].lower()} (epoch {row.get('selected_epoch')} selected): {objectives}")
+        self.echo(
+            f"trial {trial.trial_id} {row['status'].lower()} "
+            f"(epoch {row.get('selected_epoch')} selected): {objectives}"
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(trial.trial_id) or self._new_row(trial)
-        row.update(status="ERROR", error=_error_line(trial), ended_at=now())
+        row.update(status=TrialStatus.ERROR.value, error=_error_line(trial), ended_at=now())
         self._put_trial(row)
         self.echo(f"trial {trial.trial_id} failed: {row['error']}")
 
@@ -140,14 +168,27 @@ class StoreRecorder(Callback):
     def _new_row(self, trial: Trial) -> dict[str, Any]:
         config = trial.config
         row: dict[str, Any] = {
-            TRIAL_KEY: trial.trial_id, "study": self.spec.name, "number": int(config["number"]),
-            "status": "RUNNING", "error": None, "seed": int(config["seed"]), "selected_epoch": None, "epochs": 0,
-            **{name: math.nan for name in METRICS},
-            **{violation_column(c): math.nan for c in self.spec.constraints}, "feasible": False,
-            **{f"param.{key}": value for key, value in config["settings"].items()},
+            TRIAL_KEY: trial.trial_id,
+            "study": self.spec.name,
+            "number": int(config["number"]),
+            "status": TrialStatus.RUNNING.value,
+            "error": None,
+            "seed": int(config["seed"]),
+            "selected_epoch": None,
+            "epochs": 0,
+            **{name: math.nan for name in model_schema.METRICS},
+            **{violation_column(c): math.nan for c in self.spec.constraints},
+            FEASIBLE: False,
+            **{param_column(key): value for key, value in config["settings"].items()},
             **self.constants,
-            "node_id": None, "hostname": None, "device": None, "checkpoint": None, "trial_dir": trial.path,
-            "started_at": now(), "ended_at": pd.NaT, "train_seconds": 0.0,
+            "node_id": None,
+            "hostname": None,
+            "device": None,
+            CHECKPOINT: None,
+            "trial_dir": trial.path,
+            "started_at": now(),
+            "ended_at": pd.NaT,
+            "train_seconds": 0.0,
         }
         self.trials[trial.trial_id] = row
         return row
@@ -156,7 +197,7 @@ class StoreRecorder(Callback):
         columns: dict[str, Any] = {}
         for constraint in self.spec.constraints:
             columns[violation_column(constraint)] = constraint.violation(float(result[constraint.metric]))
-        columns["feasible"] = all(c.met(float(result[c.metric])) for c in self.spec.constraints)
+        columns[FEASIBLE] = all(c.met(float(result[c.metric])) for c in self.spec.constraints)
         return columns
 
     def _put_trial(self, row: dict[str, Any]) -> None:
@@ -164,14 +205,14 @@ class StoreRecorder(Callback):
         self.store.put_trial(row)
 
     def _count(self) -> int:
-        return sum(1 for row in self.trials.values() if row["status"] != "LOST")
+        return sum(1 for row in self.trials.values() if row["status"] != TrialStatus.LOST)
 
     def _mark_lost(self, known: list[Trial]) -> None:
         known_ids = {trial.trial_id for trial in known}
         known_numbers = {int(trial.config["number"]) for trial in known if "number" in trial.config}
         for row in list(self.trials.values()):
-            if row[TRIAL_KEY] not in known_ids and row["status"] == "RUNNING":
-                row.update(status="LOST", error=LOST_MESSAGE, ended_at=now())
+            if row[TRIAL_KEY] not in known_ids and row["status"] == TrialStatus.RUNNING:
+                row.update(status=TrialStatus.LOST.value, error=LOST_MESSAGE, ended_at=now())
                 self._put_trial(row)
                 self.echo(f"trial {row[TRIAL_KEY]} lost: {LOST_MESSAGE}")
         # Optuna trials asked for but never finished by a known Tune trial will never be told: fail them.
@@ -181,11 +222,18 @@ class StoreRecorder(Callback):
                 study.tell(ot_trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
+def _settled(row: Mapping[str, Any] | None) -> bool:
+    """A row that exists and is final (see `TrialStatus.settled`): no event may change it."""
+    return row is not None and TrialStatus(row["status"]).settled
+
+
 def _brief(settings: Mapping[str, Any]) -> str:
+    """The settings a trial starts with, weights switched off left out."""
     parts = []
     for key, value in settings.items():
         if isinstance(value, float) and value == 0.0 and key.startswith("weights."):
             continue
-        parts.append(f"{key.removeprefix('weights.').removeprefix('model.')}={value:.3g}" if isinstance(value, float) else
-                     f"{key.removeprefix('weights.').removeprefix('model.')}={value}")
+        parts.append(
+            f"{short_label(key)}={value:.3g}" if isinstance(value, float) else f"{short_label(key)}={value}"
+        )
     return ", ".join(parts)

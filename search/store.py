@@ -16,13 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .schema import ENDED_STATUSES, TIME_COLUMNS, TRIAL_KEY
 from .study import Study
-
-STATUSES = ("RUNNING", "COMPLETED", "ERROR", "STOPPED", "LOST")
-FINAL_STATUSES = ("COMPLETED", "ERROR", "STOPPED", "LOST")
-ENDED_STATUSES = ("COMPLETED", "ERROR", "STOPPED")  # a trial that ended for good and counts against the study's trials
-TRIAL_KEY = "trial_id"
-TIME_COLUMNS = ("started_at", "ended_at", "reported_at")  # UTC timestamps; NaT while a trial runs
 
 
 def _file_name(trial_id: str) -> str:
@@ -91,7 +86,10 @@ class Store:
 
     def _read(self, folder: str) -> pd.DataFrame:
         # File by file: trials of one study may differ in columns (a space with conditional settings).
-        frames = [pq.read_table(self.study.fs.open_input_file(path)).to_pandas() for path in self.study.list_files(folder, ".parquet")]
+        frames = [
+            pq.read_table(self.study.fs.open_input_file(path)).to_pandas()
+            for path in self.study.list_files(folder, ".parquet")
+        ]
         frames = [f for f in frames if len(f)]
         # Typed again after the concatenation: stores written before the time columns were typed
         # hold a running trial's ended_at as a null column, which would make the whole column object.

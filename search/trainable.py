@@ -3,15 +3,14 @@
 The trial's config comes from the searcher (see `search.searcher.TrialSpace`):
 `settings` (the training settings the space chose), `seed` and `number` (the Optuna
 trial number), beside the raw Optuna parameters. Each epoch is reported with its
-checkpoint (the whole run folder); the objective values reported are those of the
-epoch the trial would deploy, the best validation AUC so far, and every figure of the
+checkpoint (the whole run folder); the figures reported at the top level are those of the
+epoch the trial would deploy (`gainakt.schema.select_epoch`), and every figure of the
 epoch itself travels under `epoch_row`.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 import shutil
 import socket
@@ -25,11 +24,10 @@ import ray
 import torch
 from ray import tune
 
-from gainakt.config import merge
+from gainakt.config import merge, nest
 from gainakt.data import Dataset
+from gainakt.schema import select_epoch
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
-
-from .spec import METRICS
 
 RUN_DIR = "run"
 
@@ -47,34 +45,22 @@ class TrialSetup:
     wandb_dir: str | None = None  # one folder for every trial's wandb files (not the checkpointed run folder)
 
 
-def nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
-    """{"model.gains": "relu"} -> {"model": {"gains": "relu"}}."""
-    out: dict[str, Any] = {}
-    for key, value in dotted.items():
-        nested: Any = value
-        for part in reversed(key.split(".")):
-            nested = {part: nested}
-        out = merge(out, nested)
-    return out
-
-
-def trial_config(setup: TrialSetup, settings: Mapping[str, Any], seed: int, out: str | None = None,
-                 device: str = "cpu") -> TrainConfig:
+def trial_config(
+    setup: TrialSetup, settings: Mapping[str, Any], seed: int, out: str | None = None, device: str = "cpu"
+) -> TrainConfig:
     """The trainer's configuration for one trial: preset, fixed settings, then the space's settings."""
     threads = max(1, int(setup.cpus))
-    values = merge(merge(dict(setup.fixed), nest(settings)), {"seed": seed, "threads": threads, "device": device})
-    values.update(data=setup.data, wandb=setup.wandb, wandb_group=setup.study, out=out,
-                  wandb_dir=setup.wandb_dir or (os.getcwd() if setup.wandb != "off" else None))
+    values = merge(
+        merge(dict(setup.fixed), nest(settings)), {"seed": seed, "threads": threads, "device": device}
+    )
+    values.update(
+        data=setup.data,
+        wandb=setup.wandb,
+        wandb_group=setup.study,
+        out=out,
+        wandb_dir=setup.wandb_dir or (os.getcwd() if setup.wandb != "off" else None),
+    )
     return make_config(setup.preset, **values)
-
-
-def selected(rows: list[dict[str, float]]) -> dict[str, float]:
-    """The row a trial would deploy: best validation AUC, the earliest on ties (as the trainer's best.pt)."""
-    best = rows[0]
-    for row in rows[1:]:
-        if not math.isnan(row["auc"]) and (math.isnan(best["auc"]) or row["auc"] > best["auc"]):
-            best = row
-    return best
 
 
 def _device_name(device: str) -> str:
@@ -104,15 +90,20 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     train_config = trial_config(setup, config["settings"], int(config["seed"]), str(run_dir), device)
     if train_config.wandb_dir:
         Path(train_config.wandb_dir).mkdir(parents=True, exist_ok=True)
-    where = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-             "device": _device_name(device)}
+    where = {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "hostname": socket.gethostname(),
+        "device": _device_name(device),
+    }
 
     def report(row: EpochRow, folder: Path) -> None:
         flat = row.flat()
         rows.append(flat)
-        best = selected(rows)
+        best = select_epoch(rows)
         metrics = {
-            **{name: best[name] for name in METRICS},
+            **{
+                name: value for name, value in best.items() if name != "epoch"
+            },  # the driver picks the metrics
             "selected_epoch": int(best["epoch"]),
             "epoch_row": flat,
             "trial_seconds": time.perf_counter() - began,  # training and validation in this process

@@ -68,7 +68,9 @@ def sample_once(space: Space, seed: int = 0, fixed: dict[str, Any] | None = None
         study.enqueue_trial(fixed, skip_if_exists=False)
     trial = study.ask()
     try:
-        with warnings.catch_warnings():  # Optuna warns of an out-of-range start value; the check below says it
+        with (
+            warnings.catch_warnings()
+        ):  # Optuna warns of an out-of-range start value; the check below says it
             warnings.simplefilter("ignore", UserWarning)
             settings = space(trial)
     except Exception as err:  # any failure of user code is a bad space
@@ -77,8 +79,10 @@ def sample_once(space: Space, seed: int = 0, fixed: dict[str, Any] | None = None
         raise SpaceError(f"space {label} must return a dict of settings, got {settings!r}")
     for name, value in (fixed or {}).items():
         if name not in trial.params:
-            raise SpaceError(f"start point {fixed}: space {label} samples no parameter {name!r} there "
-                             f"(it sampled: {', '.join(trial.params)})")
+            raise SpaceError(
+                f"start point {fixed}: space {label} samples no parameter {name!r} there "
+                f"(it sampled: {', '.join(trial.params)})"
+            )
         dist = trial.distributions[name]
         low, high = getattr(dist, "low", value), getattr(dist, "high", value)
         if trial.params[name] != value or not low <= value <= high:
@@ -86,4 +90,5 @@ def sample_once(space: Space, seed: int = 0, fixed: dict[str, Any] | None = None
     return settings
 
 
-from . import aux_weights as _aux_weights  # noqa: F401  (registers the built-in spaces)
+# At the end on purpose: importing aux_weights registers the built-in spaces, which uses register() above.
+from . import aux_weights as _aux_weights  # noqa: E402, F401  (import for its side effect: registration)

@@ -6,18 +6,21 @@ from typing import Any
 
 import optuna
 
+from gainakt.schema import LOSS_NAMES
+
 from . import register
 
-AUX_LOSSES = ("non_negative", "monotonicity", "mastery_performance", "gain_performance", "sparsity", "consistency")
 WEIGHT_RANGE = (1e-3, 1.0)  # log-uniform; below 1e-3 a loss hardly moves the total, above 1 it drowns the BCE
 
 
 def sample_weights(trial: optuna.Trial, switchable: bool = True) -> dict[str, float]:
     """A weight per auxiliary loss; with `switchable`, each loss may also be switched off (weight 0)."""
     weights = {}
-    for name in AUX_LOSSES:
+    for name in LOSS_NAMES:
         on = trial.suggest_categorical(f"use_{name}", [True, False]) if switchable else True
-        weights[f"weights.{name}"] = trial.suggest_float(f"weights.{name}", *WEIGHT_RANGE, log=True) if on else 0.0
+        weights[f"weights.{name}"] = (
+            trial.suggest_float(f"weights.{name}", *WEIGHT_RANGE, log=True) if on else 0.0
+        )
     return weights
 
 

@@ -14,8 +14,9 @@ from hypothesis.extra import numpy as hnp
 
 from gainakt.data import Batch, BatchPlan, load_dataset
 from gainakt.errors import ConfigError
-from gainakt.losses import AUX_NAMES, LossWeights, auxiliary_losses, compose, prediction_loss, warmup_factor
+from gainakt.losses import LossWeights, auxiliary_losses, compose, prediction_loss, warmup_factor
 from gainakt.model import GainAKT2Exp, ModelOptions, States
+from gainakt.schema import LOSS_NAMES
 
 # ---------------------------------------------------------------------------- properties on random states
 
@@ -27,7 +28,7 @@ def _floats(lo: float, hi: float) -> st.SearchStrategy[float]:
 @st.composite
 def states_and_batches(draw) -> tuple[States, Batch, float]:
     b, t, c = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
-    ints = lambda hi: hnp.arrays(np.int64, (b, t), elements=st.integers(0, hi))  # noqa: E731
+    ints = lambda hi: hnp.arrays(np.int64, (b, t), elements=st.integers(0, hi))  # noqa: E731  (local helper)
     logits = draw(hnp.arrays(np.float32, (b, t), elements=_floats(-30, 30)))
     gains = draw(hnp.arrays(np.float32, (b, t, c), elements=_floats(-10, 10)))
     mastery = draw(hnp.arrays(np.float32, (b, t, c), elements=_floats(0, 1)))
@@ -51,15 +52,17 @@ def states_and_batches(draw) -> tuple[States, Batch, float]:
     return states, batch, step
 
 
-weights_strategy = st.builds(LossWeights, **{name: st.floats(0, 10, allow_nan=False) for name in AUX_NAMES})
+weights_strategy = st.builds(LossWeights, **{name: st.floats(0, 10, allow_nan=False) for name in LOSS_NAMES})
 
 
 @settings(max_examples=50, deadline=None)
 @given(sample=states_and_batches(), weights=weights_strategy, factor=st.floats(0, 1))
-def test_aux_losses_are_finite_non_negative_and_shares_add_to_one(sample, weights: LossWeights, factor: float) -> None:
+def test_aux_losses_are_finite_non_negative_and_shares_add_to_one(
+    sample, weights: LossWeights, factor: float
+) -> None:
     states, batch, step = sample
     aux = auxiliary_losses(states, batch, step)
-    assert set(aux) == set(AUX_NAMES)
+    assert set(aux) == set(LOSS_NAMES)
     for name, value in aux.items():
         assert value.dim() == 0, name
         assert torch.isfinite(value), f"{name} = {value}"
@@ -69,7 +72,7 @@ def test_aux_losses_are_finite_non_negative_and_shares_add_to_one(sample, weight
     assert torch.isfinite(bce) and float(bce) >= 0
     composition = compose(bce, aux, weights, factor)
     shares = composition.shares()
-    assert set(shares) == {"bce", *AUX_NAMES}
+    assert set(shares) == {"bce", *LOSS_NAMES}
     assert all(share >= 0 for share in shares.values()), shares
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6)
     assert float(composition.total) >= float(bce)
@@ -90,14 +93,18 @@ def test_aux_losses_ignore_padded_positions(sample, junk: float) -> None:
         value=states.value,
     )
     before, after = auxiliary_losses(states, batch, step), auxiliary_losses(wild, batch, step)
-    for name in AUX_NAMES:
+    for name in LOSS_NAMES:
         assert float(after[name]) == pytest.approx(float(before[name]), rel=1e-5, abs=1e-6), name
-    assert float(prediction_loss(wild, batch)) == pytest.approx(float(prediction_loss(states, batch)), rel=1e-5, abs=1e-6)
+    assert float(prediction_loss(wild, batch)) == pytest.approx(
+        float(prediction_loss(states, batch)), rel=1e-5, abs=1e-6
+    )
 
 
 def test_shares_when_everything_is_zero_go_to_bce() -> None:
     zero = torch.zeros(())
-    shares = compose(zero, {n: zero for n in AUX_NAMES}, LossWeights(**{n: 1.0 for n in AUX_NAMES})).shares()
+    shares = compose(
+        zero, {n: zero for n in LOSS_NAMES}, LossWeights(**{n: 1.0 for n in LOSS_NAMES})
+    ).shares()
     assert shares["bce"] == 1.0 and sum(shares.values()) == 1.0
 
 
@@ -168,16 +175,19 @@ def gradients(model: GainAKT2Exp, batch: Batch, weights: LossWeights) -> tuple[d
     states = model.forward_with_states(batch)
     aux = auxiliary_losses(states, batch, model.cfg.mastery_step)
     compose(prediction_loss(states, batch), aux, weights).total.backward()
-    grads = {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+    grads = {
+        n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+        for n, p in model.named_parameters()
+    }
     return grads, {n: float(v.detach()) for n, v in aux.items()}
 
 
-CASES = [(mode, name) for mode in ("direct", "cumulative") for name in AUX_NAMES if name in DEPENDS_ON[mode]]
+CASES = [(mode, name) for mode in ("direct", "cumulative") for name in LOSS_NAMES if name in DEPENDS_ON[mode]]
 
 
 def test_every_aux_loss_has_a_mode_where_it_is_checked() -> None:
     covered = {name for _, name in CASES}
-    assert covered == set(AUX_NAMES)
+    assert covered == set(LOSS_NAMES)
 
 
 @pytest.mark.parametrize("mode, name", CASES)
@@ -201,7 +211,8 @@ def test_weight_of_each_aux_loss_changes_the_gradient_of_its_head(batch: Batch, 
 
 
 def test_weights_of_other_losses_do_not_touch_an_unrelated_head(batch: Batch) -> None:
-    # direct mastery: the gain-only losses do not reach the mastery head, the mastery-only ones not the gain head
+    # direct mastery: the gain-only losses do not reach the mastery head, the mastery-only ones
+    # not the gain head
     model = make_model("direct")
     off, _ = gradients(model, batch, LossWeights())
     gain_only, _ = gradients(model, batch, LossWeights(non_negative=1.0, gain_performance=1.0, sparsity=1.0))
@@ -224,11 +235,13 @@ def test_an_optimizer_step_with_weights_moves_the_heads_differently(batch: Batch
         return {n: p.detach().clone() for n, p in model.named_parameters()}
 
     start = {n: p.detach().clone() for n, p in make_model("direct").named_parameters()}
-    with_aux = step(LossWeights(**{n: 1.0 for n in AUX_NAMES}))
+    with_aux = step(LossWeights(**{n: 1.0 for n in LOSS_NAMES}))
     without = step(LossWeights())
     for pname in ("gain_head.weight", "gain_head.bias", "mastery_head.weight", "mastery_head.bias"):
         assert not torch.equal(with_aux[pname], start[pname]), f"{pname} did not move"
-        assert (with_aux[pname] - without[pname]).abs().max() > 1e-6, f"{pname} moved the same without weights"
+        assert (with_aux[pname] - without[pname]).abs().max() > 1e-6, (
+            f"{pname} moved the same without weights"
+        )
 
 
 # ---------------------------------------------------------------------------- warm-up and weights
@@ -260,7 +273,7 @@ def test_warmup_factor_grows_linearly_reaches_one_and_stays(warmup_epochs: int) 
     assert all(v == 1.0 for v in values[warmup_epochs:])
 
 
-@pytest.mark.parametrize("name", AUX_NAMES)
+@pytest.mark.parametrize("name", LOSS_NAMES)
 @pytest.mark.parametrize("bad", [-1e-9, -1.0, math.nan])
 def test_loss_weights_reject_negative_and_nan(name: str, bad: float) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -268,6 +281,6 @@ def test_loss_weights_reject_negative_and_nan(name: str, bad: float) -> None:
 
 
 def test_loss_weights_accept_zero_and_positive() -> None:
-    weights = LossWeights(**{n: float(i) for i, n in enumerate(AUX_NAMES)})
-    assert [w for _, w in weights.items()] == [float(i) for i in range(len(AUX_NAMES))]
-    assert [n for n, _ in weights.items()] == list(AUX_NAMES)
+    weights = LossWeights(**{n: float(i) for i, n in enumerate(LOSS_NAMES)})
+    assert [w for _, w in weights.items()] == [float(i) for i in range(len(LOSS_NAMES))]
+    assert [n for n, _ in weights.items()] == list(LOSS_NAMES)

@@ -16,8 +16,9 @@ import torch
 
 from gainakt import metrics
 from gainakt.data import Batch
-from gainakt.evaluate import EvalMetrics, Observations
+from gainakt.evaluate import Observations, eval_metrics
 from gainakt.model import States
+from gainakt.schema import EvalMetrics
 
 
 def textbook_pearson(x: list[float], y: list[float]) -> float:
@@ -153,7 +154,9 @@ def test_per_student_pearson_min_positions_and_nan_when_nobody_qualifies() -> No
     assert math.isnan(metrics.per_student_pearson(x, y, students))
     # with min_positions=4: student 0 -> r(1..4, 0 0 1 1), student 1 -> the opposite; mean 0
     r0 = textbook_pearson([1, 2, 3, 4], [0, 0, 1, 1])
-    assert metrics.per_student_pearson(x, y, students, min_positions=4) == pytest.approx((r0 - r0) / 2, abs=1e-12)
+    assert metrics.per_student_pearson(x, y, students, min_positions=4) == pytest.approx(
+        (r0 - r0) / 2, abs=1e-12
+    )
     assert metrics.per_student_pearson(x[:4], y[:4], students[:4], min_positions=4) == pytest.approx(r0)
     assert math.isnan(metrics.per_student_pearson(np.array([]), np.array([]), np.array([], dtype=int)))
 
@@ -195,7 +198,9 @@ def test_monotonicity_violation_rate_counts_only_correct_answers() -> None:
 
 
 def test_monotonicity_violation_rate_without_correct_answers_is_nan() -> None:
-    assert math.isnan(metrics.monotonicity_violation_rate(np.array([0.5, 0.5]), np.array([0.1, 0.2]), np.array([0, 0])))
+    assert math.isnan(
+        metrics.monotonicity_violation_rate(np.array([0.5, 0.5]), np.array([0.1, 0.2]), np.array([0, 0]))
+    )
     assert math.isnan(metrics.monotonicity_violation_rate(np.array([]), np.array([]), np.array([])))
 
 
@@ -228,7 +233,9 @@ def make_batch(pad_concept: int, pad_response: int) -> Batch:
     )
 
 
-def make_states(pad_mastery: list[list[float]], pad_gains: list[list[float]], pad_probs: list[float]) -> States:
+def make_states(
+    pad_mastery: list[list[float]], pad_gains: list[list[float]], pad_probs: list[float]
+) -> States:
     mastery = [REAL_MASTERY[0], REAL_MASTERY[1][:2] + pad_mastery]
     gains = [REAL_GAINS[0], REAL_GAINS[1][:2] + pad_gains]
     probs = torch.tensor([REAL_PROBS[0], REAL_PROBS[1][:2] + [0.5, 0.5]], dtype=torch.float64)
@@ -243,7 +250,11 @@ def make_states(pad_mastery: list[list[float]], pad_gains: list[list[float]], pa
     )
 
 
-CLEAN = dict(pad_mastery=[[-50.0, 100.0, 7.0], [-3.0, 9.0, 42.0]], pad_gains=[[-9.0] * 3, [-9.0] * 3], pad_probs=[50.0, -50.0])
+CLEAN = dict(
+    pad_mastery=[[-50.0, 100.0, 7.0], [-3.0, 9.0, 42.0]],
+    pad_gains=[[-9.0] * 3, [-9.0] * 3],
+    pad_probs=[50.0, -50.0],
+)
 WILD = dict(
     pad_mastery=[[float("nan"), float("inf"), -1e6], [1e6, float("-inf"), float("nan")]],
     pad_gains=[[float("-inf"), -1.0, float("nan")], [5.0, -5.0, float("inf")]],
@@ -274,7 +285,9 @@ def expected_metrics() -> dict[str, float]:
     #   acc: p >= .5 -> 0 1 1 0 1 0 vs y -> 5/6
     #   loss: mean of -log(1-.3), -log(.8), -log(.6), -log(1-.4), -log(.7), -log(.35)
     probs = [0.3, 0.8, 0.6, 0.4, 0.7, 0.35]
-    loss = -(math.log(0.7) + math.log(0.8) + math.log(0.6) + math.log(0.6) + math.log(0.7) + math.log(0.35)) / 6
+    loss = (
+        -(math.log(0.7) + math.log(0.8) + math.log(0.6) + math.log(0.6) + math.log(0.7) + math.log(0.35)) / 6
+    )
     return {
         "loss": loss,
         "auc": 7 / 8,
@@ -317,20 +330,20 @@ def test_observations_gather_what_each_metric_looks_at() -> None:
 
 def test_eval_metrics_match_the_hand_computation() -> None:
     obs = Observations.of(make_states(**CLEAN), make_batch(pad_concept=0, pad_response=1))
-    assert_metrics_equal(EvalMetrics.from_observations(obs), expected_metrics())
+    assert_metrics_equal(eval_metrics(obs), expected_metrics())
 
 
 @pytest.mark.parametrize("pads", [CLEAN, WILD], ids=["large", "nan-inf"])
 @pytest.mark.parametrize("pad_concept, pad_response", [(0, 1), (2, 0), (1, 1)])
 def test_padded_positions_change_no_metric(pads: dict, pad_concept: int, pad_response: int) -> None:
     obs = Observations.of(make_states(**pads), make_batch(pad_concept, pad_response))
-    assert_metrics_equal(EvalMetrics.from_observations(obs), expected_metrics())
+    assert_metrics_equal(eval_metrics(obs), expected_metrics())
 
 
 def test_concat_of_two_halves_equals_the_whole() -> None:
     batch = make_batch(0, 1)
     states = make_states(**CLEAN)
-    whole = EvalMetrics.from_observations(Observations.of(states, batch))
+    whole = eval_metrics(Observations.of(states, batch))
 
     def row(x, i):
         return x[i : i + 1]
@@ -338,9 +351,14 @@ def test_concat_of_two_halves_equals_the_whole() -> None:
     parts = [
         Observations.of(
             States(*(row(getattr(states, f.name), i) for f in fields(States))),
-            Batch(**{f.name: (row(getattr(batch, f.name), i) if getattr(batch, f.name) is not None else None) for f in fields(Batch)}),
+            Batch(
+                **{
+                    f.name: (row(getattr(batch, f.name), i) if getattr(batch, f.name) is not None else None)
+                    for f in fields(Batch)
+                }
+            ),
         )
         for i in (1, 0)
     ]
-    merged = EvalMetrics.from_observations(Observations.concat(parts))
+    merged = eval_metrics(Observations.concat(parts))
     assert_metrics_equal(merged, whole.as_dict())

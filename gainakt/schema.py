@@ -1,0 +1,125 @@
+"""The model-side names every layer shares, each defined once.
+
+- the auxiliary losses: the fields of `LossWeights` (`LOSS_NAMES`);
+- the evaluation metrics and the direction that is better: the fields of `EvalMetrics`
+  (`METRICS`, `METRIC_DIRECTIONS`, `MONITOR_METRICS`), as the epoch rows name them;
+- the best-epoch rule (`improves`, `select_epoch`) and the loss shares (`loss_shares`).
+
+Adding a loss is a field of `LossWeights` plus its term in `gainakt/losses.py`; adding a
+metric is a field of `EvalMetrics` plus its computation in `gainakt/evaluate.py`. Search
+spaces, the trainer's epoch rows, the sweep's trial table, the report and the CLI follow.
+This module imports only the standard library, so `spaces/` and the commands that only
+read a study never import torch to know a name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+from .errors import ConfigError
+
+Direction = Literal["max", "min"]
+Row = TypeVar("Row", bound=Mapping[str, Any])
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each auxiliary loss in the total; 0 switches a loss off."""
+
+    non_negative: float = 0.0
+    monotonicity: float = 0.0
+    mastery_performance: float = 0.0
+    gain_performance: float = 0.0
+    sparsity: float = 0.0
+    consistency: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, value in self.items():
+            if not 0 <= value < float("inf"):  # also rejects NaN
+                raise ConfigError(f"weights.{name} must be >= 0 and finite, got {value}")
+
+    def items(self) -> list[tuple[str, float]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+
+LOSS_NAMES: tuple[str, ...] = tuple(f.name for f in fields(LossWeights))
+PREDICTION_LOSS = "bce"
+LOSS_COMPONENTS: tuple[str, ...] = (PREDICTION_LOSS, *LOSS_NAMES)  # the terms of the total, in logging order
+
+
+def _metric(better: Direction | None, monitored: bool = False) -> Any:
+    """A metric field: which direction is better (None: not an objective), and whether the monitor
+    samples it."""
+    return field(metadata={"better": better, "monitored": monitored})
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    """Every metric of one evaluation split (NaN where undefined); docs in the README's metric table."""
+
+    loss: float = _metric("min")
+    auc: float = _metric("max")
+    acc: float = _metric("max")
+    mastery_corr: float = _metric("max", monitored=True)
+    pred_corr: float = _metric("max")
+    mastery_corr_student: float = _metric("max")
+    gain_corr: float = _metric("max", monitored=True)
+    neg_gain_rate: float = _metric("min", monitored=True)
+    monotonicity_violation_rate: float = _metric("min", monitored=True)
+    mastery_recovery: float = _metric("max")
+    positions: int = _metric(None)
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+VALIDATION_LOSS = "val_loss"  # the epoch row's name of the validation split's `loss`
+TRAIN_LOSS = "train_loss"
+
+
+def epoch_name(metric: str) -> str:
+    """The epoch row's column of an `EvalMetrics` field."""
+    return VALIDATION_LOSS if metric == "loss" else metric
+
+
+# Every figure of an epoch row that can be an objective or a constraint, with its better direction.
+METRIC_DIRECTIONS: dict[str, Direction] = {
+    **{epoch_name(f.name): f.metadata["better"] for f in fields(EvalMetrics) if f.metadata["better"]},
+    TRAIN_LOSS: "min",
+}
+METRICS: tuple[str, ...] = tuple(METRIC_DIRECTIONS)
+MONITOR_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EvalMetrics) if f.metadata["monitored"])
+# A metric's ceiling: the prediction's own correlation with the next response bounds how well one
+# score per step (the mastery of the next concept) can correlate with it.
+CEILINGS: dict[str, str] = {"mastery_corr": "pred_corr"}
+
+SELECTION_METRIC = "auc"  # the validation figure that picks a run's best epoch (best.pt) and stops it early
+
+
+def improves(value: float, best: float) -> bool:
+    """Whether an epoch's `SELECTION_METRIC` beats the best so far: strictly higher, so the earliest
+    epoch wins ties; NaN never improves, and anything improves on NaN or -inf."""
+    return not math.isnan(value) and (math.isnan(best) or value > best)
+
+
+def select_epoch(rows: Sequence[Row]) -> Row:
+    """The epoch row a run deploys (its best.pt): the best `SELECTION_METRIC` by `improves`."""
+    if not rows:
+        raise ValueError("no epoch rows to select from")
+    best = rows[0]
+    for row in rows[1:]:
+        if improves(float(row[SELECTION_METRIC]), float(best[SELECTION_METRIC])):
+            best = row
+    return best
+
+
+def loss_shares(components: Mapping[str, float]) -> dict[str, float]:
+    """Each loss component over their sum: all >= 0 and summing to 1; all on the prediction loss
+    when the total is 0 (nothing to share)."""
+    total = sum(components.values())
+    if total <= 0:
+        return {name: float(name == PREDICTION_LOSS) for name in components}
+    return {name: value / total for name, value in components.items()}

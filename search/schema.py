@@ -1,0 +1,64 @@
+"""The study-side names every module of `search` shares, each defined once: trial statuses,
+the trial table's key and time columns, column prefixes and their short labels.
+
+The model-side names (losses, metrics and their directions, the best-epoch rule) live in
+`gainakt.schema`; this module imports nothing heavier than it, so the commands that only read
+a study (status, pareto, report) stay free of torch and Ray.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class TrialStatus(StrEnum):
+    """Where a trial stands in the store's `status` column."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"  # failed; retried once when the study is resumed
+    STOPPED = "STOPPED"  # stopped early by the scheduler
+    LOST = "LOST"  # unknown to a restored Tuner; its run was abandoned and does not count
+
+    @property
+    def ended(self) -> bool:
+        """Ended for good: counts against the study's number of trials."""
+        return self in (TrialStatus.COMPLETED, TrialStatus.ERROR, TrialStatus.STOPPED)
+
+    @property
+    def settled(self) -> bool:
+        """Its row is final: never written again, not even by a resumed sweep (ERROR is retried)."""
+        return self in (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.LOST)
+
+
+ENDED_STATUSES = tuple(s.value for s in TrialStatus if s.ended)
+
+TRIAL_KEY = "trial_id"
+TIME_COLUMNS = ("started_at", "ended_at", "reported_at")  # UTC timestamps; NaT while a trial runs
+CHECKPOINT = "checkpoint"
+
+PARAM = "param."  # a setting the search space chose, e.g. param.weights.sparsity
+FIXED = "fixed."  # a training setting every trial of the study shares, e.g. fixed.epochs
+VIOLATION = "violation."  # how far the selected epoch misses a constraint, e.g. violation.auc>=0.7
+FEASIBLE = "feasible"  # meets every constraint
+_SECTIONS = ("weights.", "model.")  # sections of the training settings a short label drops
+
+
+def short_label(column: str) -> str:
+    """A column or setting as tables and plots show it: `param.weights.sparsity` -> `sparsity`,
+    `param.model.gains` -> `gains`, `fixed.epochs` -> `epochs`."""
+    for prefix in (PARAM, FIXED):
+        column = column.removeprefix(prefix)
+    for section in _SECTIONS:
+        column = column.removeprefix(section)
+    return column
+
+
+def param_column(setting: str) -> str:
+    return f"{PARAM}{setting}"
+
+
+def violation_column(constraint: Any) -> str:
+    """The trial table's column of a `search.spec.Constraint`."""
+    return f"{VIOLATION}{constraint.metric}{constraint.op}{constraint.threshold:g}"
