@@ -1,4 +1,5 @@
-"""`gainakt-search`: the command line. Bad input ends with one line on stderr and exit code 2."""
+"""`gainakt-search`: the command line. It parses arguments and calls; what is printed comes from
+`search.views`. Bad input ends with one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from gainakt.errors import UserError
 
@@ -16,7 +18,7 @@ PROG = "gainakt-search"
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, like every other user error."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> None:  # type: ignore[override]  # typeshed says NoReturn; it exits
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -58,22 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_data(commands: argparse._SubParsersAction) -> None:
-    data = commands.add_parser("data", help="inspect and validate datasets", description="Inspect and validate datasets.")
+    data = commands.add_parser(
+        "data", help="inspect and validate datasets", description="Inspect and validate datasets."
+    )
     sub = data.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     check = sub.add_parser(
         "check",
         help="validate a dataset and print its summary",
-        description="Read a dataset, validate every row, and print its size, lengths, folds, share of correct "
-        "answers and content fingerprint. For the simulator, also the Bayes-optimal AUC (true probabilities "
-        "against responses on the validation fold), the ceiling any model can reach.",
+        description="Read a dataset, validate every row, and print its size, lengths, folds, share of "
+        "correct answers and content fingerprint. For the simulator, also the Bayes-optimal AUC (true "
+        "probabilities against responses on the validation fold), the ceiling any model can reach.",
     )
     check.add_argument(
         "source",
         metavar="PATH|synthetic[:key=value,...]",
-        help="a pyKT dataset folder (train_valid.csv or train_valid_sequences.csv, optional test.csv), one such "
-        "CSV file, or the simulator, e.g. synthetic:students=2000,concepts=50,seed=0",
+        help="a pyKT dataset folder (train_valid.csv or train_valid_sequences.csv, optional test.csv), one "
+        "such CSV file, or the simulator, e.g. synthetic:students=2000,concepts=50,seed=0",
     )
-    check.add_argument("--num-concepts", type=int, help="number of concepts; inferred from the data when omitted")
+    check.add_argument(
+        "--num-concepts", type=int, help="number of concepts; inferred from the data when omitted"
+    )
     check.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
     check.add_argument("--json", action="store_true", help="print the summary as JSON, for scripts")
     check.set_defaults(handler=_data_check)
@@ -82,80 +88,66 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
 
 def _data_check(args: argparse.Namespace) -> int:
     from gainakt.data import load_dataset
+    from search.views import data_summary_lines
 
     dataset = load_dataset(args.source, num_concepts=args.num_concepts)
     dataset.split(args.fold)  # an absent validation fold is an error here too
     summary = dataset.summary(fold=args.fold)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    _print(json.dumps(summary, indent=2) if args.json else data_summary_lines(summary))
     return 0
-
-
-def format_summary(summary: dict) -> str:
-    def block(part: dict) -> list[str]:
-        return [
-            f"  students      {part['students']:,}",
-            f"  interactions  {part['interactions']:,}",
-            f"  windows       {part['windows']:,} (at most 200 interactions; a trailing window under 3 dropped)",
-            (f"  length        min {part['length_min']}, median {part['length_median']:g}, "
-             f"mean {part['length_mean']:g}, max {part['length_max']}"),
-            f"  correct       {part['correct_share']:.1%}",
-        ]
-
-    folds = ", ".join(f"{fold}: {count:,}" for fold, count in summary["folds"].items())
-    lines = [f"{summary['source']}", f"train/valid     {summary['file']}", *block(summary)]
-    lines += [f"  folds         {folds} (students)", f"  concepts      {summary['concepts']}"]
-    if "test" in summary:
-        lines += [f"test            {summary['test']['file']}", *block(summary["test"])]
-    lines.append(f"fingerprint     {summary['fingerprint']}")
-    if "bayes_auc" in summary:
-        lines.append(
-            f"Bayes-optimal AUC {summary['bayes_auc']:.4f} (true probabilities, validation fold {summary['bayes_auc_fold']})"
-        )
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- train, eval
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    from gainakt.train import PRESETS
+    from gainakt.presets import PRESETS
 
     train = commands.add_parser(
         "train",
         help="train one GainAKT2Exp run",
-        description="Train one GainAKT2Exp run. Settings come from the preset, then the TOML file, then --set, "
-        "later winning. The run folder receives metrics_epoch.csv (a row per epoch), best.pt (best validation "
-        "AUC), last.pt (for --resume) and results.json.",
+        description="Train one GainAKT2Exp run. Settings come from the preset, then the TOML file, then "
+        "--set, later winning. The run folder receives metrics_epoch.csv (a row per epoch), best.pt (best "
+        "validation AUC), last.pt (for --resume) and results.json.",
     )
-    train.add_argument("--data", help="dataset folder, CSV file or synthetic[:key=value,...] (default: synthetic)")
-    train.add_argument("--preset", default="cpu-small", choices=list(PRESETS), help="starting settings (default cpu-small)")
-    train.add_argument("--config", metavar="FILE.toml", help="TOML file of settings (tables [model] and [weights])")
     train.add_argument(
-        "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+        "--data", help="dataset folder, CSV file or synthetic[:key=value,...] (default: synthetic)"
+    )
+    train.add_argument(
+        "--preset", default="cpu-small", choices=list(PRESETS), help="starting settings (default cpu-small)"
+    )
+    train.add_argument(
+        "--config", metavar="FILE.toml", help="TOML file of settings (tables [model] and [weights])"
+    )
+    train.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one setting, e.g. --set epochs=5 --set model.gains=linear --set weights.sparsity=0.01",
     )
     train.add_argument("--out", required=True, help="run folder")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt if it has one (a finished run just reports)")
-    train.add_argument("--wandb", choices=["off", "offline", "online"], help="log to Weights & Biases (default off)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt if it has one (a finished run just reports)",
+    )
+    train.add_argument(
+        "--wandb", choices=["off", "offline", "online"], help="log to Weights & Biases (default off)"
+    )
     train.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
     from gainakt.train import make_config, train
+    from search.views import training_lines
 
-    values = {"out": args.out}
-    if args.data is not None:
-        values["data"] = args.data
-    if args.wandb is not None:
-        values["wandb"] = args.wandb
-    config = make_config(args.preset, args.config, args.assignments, **values)
-    results = train(config, resume=args.resume)
-    best = results["best"] or {}
-    print(
-        f"best epoch {results['best_epoch']} of {results['epochs_run']}: auc {best.get('auc', float('nan')):.4f}, "
-        f"mastery_corr {best.get('mastery_corr', float('nan')):.3f}, neg_gain_rate {best.get('neg_gain_rate', float('nan')):.3f}"
+    values = {"out": args.out, "data": args.data, "wandb": args.wandb}
+    config = make_config(
+        args.preset, args.config, args.assignments, **{k: v for k, v in values.items() if v is not None}
     )
-    print(f"run folder: {args.out}")
+    _print(training_lines(train(config, resume=args.resume), args.out))
     return 0
 
 
@@ -163,8 +155,8 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     ev = commands.add_parser(
         "eval",
         help="every metric of a run's best.pt on a split",
-        description="Load RUN_DIR/best.pt and compute every metric of DESIGN.md on the validation fold it was "
-        "trained against, or on the test split.",
+        description="Load RUN_DIR/best.pt and compute every metric of DESIGN.md on the validation fold it "
+        "was trained against, or on the test split.",
     )
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--data", help="dataset (default: the one the run was trained on)")
@@ -174,24 +166,19 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from gainakt.data import BatchPlan, load_dataset
-    from gainakt.errors import DataError
-    from gainakt.evaluate import evaluate
-    from gainakt.train import load_run
+    from gainakt.evaluate import evaluate_run
+    from search.views import metric_lines
 
-    model, config, state = load_run(args.run_dir)
-    dataset = load_dataset(args.data or config.data, state["num_concepts"])
-    if dataset.num_concepts != state["num_concepts"]:
-        raise DataError(f"{dataset.source}: {dataset.num_concepts} concepts, but the run was trained on {state['num_concepts']}")
-    windows = dataset.split(config.fold)[1] if args.split == "valid" else dataset.test_windows()
-    metrics = evaluate(model, BatchPlan(windows, 256, "bucketed", shuffle=False)).as_dict()
-    out = {"run": args.run_dir, "split": args.split, "epoch": state["epoch"], "data": dataset.source, **metrics}
+    epoch, source, metrics = evaluate_run(args.run_dir, args.split, args.data)
     if args.json:
-        print(json.dumps(out, indent=2))
+        _print(
+            json.dumps(
+                {"run": args.run_dir, "split": args.split, "epoch": epoch, "data": source, **metrics},
+                indent=2,
+            )
+        )
     else:
-        print(f"{args.run_dir} best.pt (epoch {state['epoch']}) on {dataset.source}, {args.split}:")
-        for name, value in metrics.items():
-            print(f"  {name:<28} {value:.4f}" if isinstance(value, float) else f"  {name:<28} {value}")
+        _print(metric_lines(f"{args.run_dir} best.pt (epoch {epoch}) on {source}, {args.split}:", metrics))
     return 0
 
 
@@ -199,18 +186,18 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser(
         "check",
         help="quick setup test: one OK or FAIL line per component",
-        description="Build a tiny model in each mode, run one training step on simulated data, and print one OK "
-        "or FAIL line per component. Exit code 1 if anything fails.",
+        description="Build a tiny model in each mode, run one training step on simulated data, and print one "
+        "OK or FAIL line per component. Exit code 1 if anything fails.",
     )
     check.set_defaults(handler=_check)
 
 
 def _check(args: argparse.Namespace) -> int:
     from gainakt.selfcheck import run_checks
+    from search.views import check_lines
 
     results = run_checks()
-    for result in results:
-        print(f"{'OK  ' if result.ok else 'FAIL'}  {result.name:<22} {result.detail}")
+    _print(check_lines(results))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -223,34 +210,63 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run",
         help="run (or continue) a multi-objective search; with no arguments, the quick-start sweep",
-        description="Run a multi-objective search over the auxiliary-loss weights: Ray Tune runs the trials, Optuna "
-        "proposes them, every epoch and trial goes into the study's Parquet store, and the non-dominated trials are "
-        "printed at the end with the path of the study report (report.html). Settings come from the defaults, then "
-        "SPEC.toml, then the flags. With no arguments: 8 "
-        "short trials, 2 at a time, on the simulator (a few minutes on two cores). A study that already exists under "
-        "the same name is continued where it stopped.",
+        description="Run a multi-objective search over the auxiliary-loss weights: Ray Tune runs the trials, "
+        "Optuna proposes them, every epoch and trial goes into the study's Parquet store, and the "
+        "non-dominated trials are printed at the end with the path of the study report (report.html). "
+        "Settings come from the defaults, then SPEC.toml, then the flags. With no arguments: 8 short trials, "
+        "2 at a time, on the simulator (a few minutes on two cores). A study that already exists under the "
+        "same name is continued where it stopped.",
     )
-    run.add_argument("spec", nargs="?", metavar="SPEC.toml", help="sweep spec (see search/spec.py or the README)")
+    run.add_argument(
+        "spec", nargs="?", metavar="SPEC.toml", help="sweep spec (see search/spec.py or the README)"
+    )
     run.add_argument("--name", help="study name; the study folder is STORAGE/NAME (default quickstart)")
-    run.add_argument("--data", help="dataset folder, CSV file or synthetic[:key=value,...] (default synthetic)")
-    run.add_argument("--space", help="search space: aux_weights (default), aux_weights_lr, or module:function")
+    run.add_argument(
+        "--data", help="dataset folder, CSV file or synthetic[:key=value,...] (default synthetic)"
+    )
+    run.add_argument(
+        "--space", help="search space: aux_weights (default), aux_weights_lr, or module:function"
+    )
     run.add_argument("--preset", help="training preset the trials start from (default cpu-small)")
-    run.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-                     help="fixed training setting for every trial, e.g. --set epochs=6 --set model.d_model=128")
-    run.add_argument("--objective", dest="objectives", action="append", metavar="METRIC:max|min",
-                     help="an objective (repeat for several; replaces the default auc:max, mastery_corr:max, neg_gain_rate:min)")
-    run.add_argument("--constraint", dest="constraints", action="append", metavar="'METRIC >= VALUE'",
-                     help="a target (repeat for several; replaces the default mastery_corr >= 0.4, neg_gain_rate < 0.10)")
+    run.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fixed training setting for every trial, e.g. --set epochs=6 --set model.d_model=128",
+    )
+    run.add_argument(
+        "--objective",
+        dest="objectives",
+        action="append",
+        metavar="METRIC:max|min",
+        help="an objective (repeat for several; replaces the default auc:max, mastery_corr:max, "
+        "neg_gain_rate:min)",
+    )
+    run.add_argument(
+        "--constraint",
+        dest="constraints",
+        action="append",
+        metavar="'METRIC >= VALUE'",
+        help="a target (repeat for several; replaces the default mastery_corr >= 0.4, neg_gain_rate < 0.10)",
+    )
     run.add_argument("--no-constraints", action="store_true", help="search without targets")
     run.add_argument("--trials", type=int, help="trials in total (default 8)")
     run.add_argument("--concurrent", type=int, help="trials at a time (default 2)")
     run.add_argument("--cpus", type=float, help="CPUs per trial; also its torch threads (default 1)")
     run.add_argument("--gpus", type=float, help="GPUs per trial; a fraction shares one GPU (default 0)")
     run.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (default tpe)")
-    run.add_argument("--scheduler", choices=SCHEDULERS, help="fifo (default) or asha: stop weak trials early on AUC")
+    run.add_argument(
+        "--scheduler", choices=SCHEDULERS, help="fifo (default) or asha: stop weak trials early on AUC"
+    )
     run.add_argument("--seed", type=int, help="seed of the sampler; trial n trains with seed+n (default 0)")
-    run.add_argument("--storage", help="folder or URI (s3://..., gs://...) holding study folders (default runs)")
-    run.add_argument("--keep-checkpoints", type=int, help="epoch checkpoints kept per trial, best AUC first; 0 keeps all")
+    run.add_argument(
+        "--storage", help="folder or URI (s3://..., gs://...) holding study folders (default runs)"
+    )
+    run.add_argument(
+        "--keep-checkpoints", type=int, help="epoch checkpoints kept per trial, best AUC first; 0 keeps all"
+    )
     _add_cluster_flags(run)
     run.set_defaults(handler=_run)
 
@@ -258,8 +274,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all of this machine)")
-    parser.add_argument("--wandb", choices=["off", "offline", "online"], default="off",
-                        help="log every trial to Weights & Biases, grouped by study (default off)")
+    parser.add_argument(
+        "--wandb",
+        choices=["off", "offline", "online"],
+        default="off",
+        help="log every trial to Weights & Biases, grouped by study (default off)",
+    )
 
 
 def _add_study_args(parser: argparse.ArgumentParser) -> None:
@@ -272,8 +292,9 @@ def _add_resume(commands: argparse._SubParsersAction) -> None:
     resume = commands.add_parser(
         "resume",
         help="continue an interrupted search",
-        description="Continue a study where it stopped: finished trials are kept, unfinished ones continue from "
-        "their last checkpoint, errored ones are retried once, and the total number of trials stays as asked.",
+        description="Continue a study where it stopped: finished trials are kept, unfinished ones continue "
+        "from their last checkpoint, errored ones are retried once, and the total number of trials stays as "
+        "asked.",
     )
     _add_study_args(resume)
     _add_cluster_flags(resume)
@@ -284,8 +305,8 @@ def _add_status(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser(
         "status",
         help="how a study stands, from its Parquet store",
-        description="Trials by status, the best value so far on each objective, how many trials meet the targets, "
-        "elapsed time and an estimate of the time left. Reads only the study's Parquet store.",
+        description="Trials by status, the best value so far on each objective, how many trials meet the "
+        "targets, elapsed time and an estimate of the time left. Reads only the study's Parquet store.",
     )
     _add_study_args(status)
     status.set_defaults(handler=_status)
@@ -301,10 +322,22 @@ def _spec_from_args(args: argparse.Namespace):
     else:
         constraints = tuple(Constraint.parse(c) for c in args.constraints) if args.constraints else None
     return spec.with_overrides(
-        name=args.name, data=args.data, space=args.space, preset=args.preset, assignments=args.assignments,
-        objectives=objectives, constraints=constraints, trials=args.trials, concurrent=args.concurrent,
-        cpus=args.cpus, gpus=args.gpus, sampler=args.sampler, scheduler=args.scheduler, seed=args.seed,
-        storage=args.storage, keep_checkpoints=args.keep_checkpoints,
+        name=args.name,
+        data=args.data,
+        space=args.space,
+        preset=args.preset,
+        assignments=args.assignments,
+        objectives=objectives,
+        constraints=constraints,
+        trials=args.trials,
+        concurrent=args.concurrent,
+        cpus=args.cpus,
+        gpus=args.gpus,
+        sampler=args.sampler,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        storage=args.storage,
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 
@@ -322,42 +355,35 @@ def _resume(args: argparse.Namespace) -> int:
     return _sweep(prepare(spec, wandb=args.wandb, must_exist=True, spec_given=False), args)
 
 
-def _sweep(prepared, args: argparse.Namespace) -> int:
-    from search.pareto import front
+def _sweep(prepared: Any, args: argparse.Namespace) -> int:
+    from search import views
+    from search.pareto import load_analysis
+    from search.report import write_report
     from search.store import Store
     from search.sweep import run_sweep
-    from search.tables import front_columns, short_headers, text_table
 
     spec = prepared.spec
-    verb = "continuing" if prepared.resumed else "starting"
-    print(f"{verb} study {spec.name!r}: {spec.trials} trials, {spec.concurrent} at a time, space {spec.space}, "
-          f"data {prepared.dataset.source}", flush=True)
-    outcome = run_sweep(prepared, address=args.address, num_cpus=args.num_cpus, echo=lambda line: print(line, flush=True))
+    _print(views.sweep_start_line(spec, prepared.dataset.source, prepared.resumed))
+    outcome = run_sweep(prepared, address=args.address, num_cpus=args.num_cpus, echo=_print)
     trials = Store(outcome.study).trials()
-    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
-    print("\ntrials: " + ", ".join(f"{n} {s.lower()}" for s, n in counts.items()))
-    best = front(trials, spec.objectives)
-    if len(best):
-        print(f"non-dominated trials ({', '.join(str(o) for o in spec.objectives)}):")
-        print(text_table(short_headers(best), [c.removeprefix("param.weights.").removeprefix("param.") for c in front_columns(spec, best)]))
-    else:
-        print("no completed trial with every objective defined yet")
-    print(f"study folder: {outcome.study.display()}")
+    _print("\ntrials: " + views.status_counts(trials))
     if len(trials):
-        from search.report import write_report
-
-        print(f"report: {write_report(outcome.study).html}")
+        _print(views.front_lines(load_analysis(outcome.study)[1]))
+    _print(f"study folder: {outcome.study.display()}")
+    if len(trials):
+        _print(f"report: {write_report(outcome.study).html}")
     if outcome.interrupted:
-        print(f"interrupted: continue with 'gainakt-search resume {spec.name}" + (f" --storage {spec.storage}'" if spec.storage != "runs" else "'"))
+        _print(views.resume_hint(spec))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from search.status import status_lines
+    from search.store import Store
     from search.study import open_study
+    from search.views import status_lines
 
     study = open_study(args.storage, args.name)
-    print("\n".join(status_lines(study, study.read_spec())))
+    _print(status_lines(study.read_spec(), Store(study).trials(), study.display()))
     return 0
 
 
@@ -365,105 +391,56 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
     pareto = commands.add_parser(
         "pareto",
         help="the non-dominated trials of a study, from its Parquet store",
-        description="Print the non-dominated completed trials (or, with --epoch-level, checkpointed epochs) of a "
-        "study for its objectives or those given, with the trials meeting the targets, the hypervolume and its "
-        "reference point, and the trials left out for a missing objective. Reads only the Parquet store.",
+        description="Print the non-dominated completed trials (or, with --epoch-level, checkpointed epochs) "
+        "of a study for its objectives or those given, with the trials meeting the targets, the hypervolume "
+        "and its reference point, and the trials left out for a missing objective. Reads only the Parquet "
+        "store.",
     )
     _add_study_args(pareto)
-    pareto.add_argument("--objectives", nargs="+", metavar="METRIC[:max|min]",
-                        help="objectives to rank on (default: the study's); a bare metric takes the study's direction")
-    pareto.add_argument("--epoch-level", action="store_true", help="every checkpointed epoch of every trial is a candidate")
-    pareto.add_argument("--feasible", action="store_true", help="only the candidates that meet every constraint")
-    pareto.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format (default table)")
+    pareto.add_argument(
+        "--objectives",
+        nargs="+",
+        metavar="METRIC[:max|min]",
+        help="objectives to rank on (default: the study's); a bare metric takes the study's direction",
+    )
+    pareto.add_argument(
+        "--epoch-level", action="store_true", help="every checkpointed epoch of every trial is a candidate"
+    )
+    pareto.add_argument(
+        "--feasible", action="store_true", help="only the candidates that meet every constraint"
+    )
+    pareto.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="output format (default table)"
+    )
     pareto.set_defaults(handler=_pareto)
 
 
-def _objectives(spec, given: Sequence[str] | None) -> tuple:
-    from gainakt.errors import ConfigError
-    from search.spec import Objective
-
-    if not given:
-        return tuple(spec.objectives)
-    directions = {o.metric: o for o in spec.objectives}
-    out = []
-    for text in given:
-        if ":" not in text and text.strip() not in directions:
-            raise ConfigError(f"objective {text!r}: not an objective of the study; give its direction as {text}:max or {text}:min")
-        out.append(directions[text.strip()] if ":" not in text else Objective.parse(text))
-    if len({o.metric for o in out}) != len(out):
-        raise ConfigError(f"objectives name a metric twice: {', '.join(given)}")
-    return tuple(out)
-
-
 def _pareto(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from search import pareto
-    from search.report import front_table_columns, load_analysis
+    from search.pareto import load_analysis
     from search.study import open_study
-    from search.tables import short_headers, text_table
+    from search.views import pareto_output
 
     study = open_study(args.storage, args.name)
-    spec = study.read_spec()
-    objectives = _objectives(spec, args.objectives)
-    spec, analysis = load_analysis(study, objectives)
-    spec = replace(spec, objectives=objectives)
-    if args.epoch_level:
-        constraints = spec.constraints if args.feasible else ()
-        rows = pareto.epoch_front(analysis.epochs, analysis.trials, objectives, constraints)
-        columns = ["trial_id", "epoch", *spec.metric_names, *(c.metric for c in spec.constraints), "pred_corr", "feasible", "checkpoint"]
-        what = "non-dominated checkpointed epochs" + (" meeting the targets" if args.feasible else "")
-    else:
-        rows = (analysis.feasible_front if args.feasible else analysis.front).copy()
-        columns = front_table_columns(spec, analysis, rows)
-        what = "non-dominated trials" + (" meeting the targets" if args.feasible else "")
-    if len(rows):
-        rows["feasible"] = pareto.feasible(rows, spec.constraints)
-    columns = [c for c in dict.fromkeys(columns) if c in rows.columns]
-    if args.format == "csv":
-        sys.stdout.write(rows[columns].to_csv(index=False))
-        return 0
-    if args.format == "json":
-        print(rows[columns].to_json(orient="records", date_format="iso", indent=2))
-        return 0
-    print(f"{what} ({', '.join(str(o) for o in objectives)}):")
-    if len(rows):
-        shown = [c for c in columns if c not in ("checkpoint", "number") and not c.startswith("violation.")]
-        print(text_table(short_headers(rows), [c.removeprefix("param.weights.").removeprefix("param.") for c in shown]))
-    else:
-        print("none")
-    for line in _pareto_notes(analysis):
-        print(line)
+    _, analysis = load_analysis(study, study.read_spec().named_objectives(args.objectives))
+    _print(pareto_output(analysis, args.epoch_level, args.feasible, args.format))
     return 0
-
-
-def _pareto_notes(analysis) -> list[str]:
-    lines = []
-    targets = " and ".join(str(c) for c in analysis.constraints)
-    if analysis.constraints:
-        feasible = int(analysis.candidates["feasible"].sum()) if len(analysis.candidates) else 0
-        lines.append(f"feasible ({targets}): {feasible} of {len(analysis.candidates)}")
-        if len(analysis.closest):
-            closest = ", ".join(f"{r.trial_id} ({r.total_violation:.3f})" for r in analysis.closest.itertuples())
-            lines.append(f"closest to feasible (total normalised violation): {closest}")
-    reference = ", ".join(f"{o.metric} {v:.4g}" for o, v in zip(analysis.objectives, analysis.reference))
-    lines.append(f"hypervolume: {analysis.hypervolume:.6g} (reference point: {reference})")
-    for row in analysis.excluded.itertuples():
-        lines.append(f"excluded: trial {row.trial_id}, {row.reason}")
-    return lines
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser(
         "report",
         help="write a study's HTML report and Markdown summary",
-        description="Write one self-contained HTML file (opens with no network): the front in 2-D and 3-D, parallel "
-        "coordinates, hypervolume over trials, learning curves of the front, a table of the front, provenance; "
-        "and a Markdown summary next to it. Reads only the Parquet store.",
+        description="Write one self-contained HTML file (opens with no network): the front in 2-D and 3-D, "
+        "parallel coordinates, hypervolume over trials, learning curves of the front, a table of the front, "
+        "provenance; and a Markdown summary next to it. Reads only the Parquet store.",
     )
     _add_study_args(report)
-    report.add_argument("-o", "--output", metavar="FILE", help="HTML file; the summary goes to FILE with .md "
-                        "(default: STUDY_FOLDER/report.html and report.md)")
+    report.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="HTML file; the summary goes to FILE with .md (default: STUDY_FOLDER/report.html and report.md)",
+    )
     report.set_defaults(handler=_report)
 
 
@@ -472,9 +449,12 @@ def _report(args: argparse.Namespace) -> int:
     from search.study import open_study
 
     written = write_report(open_study(args.storage, args.name), args.output)
-    print(f"report: {written.html}")
-    print(f"summary: {written.markdown}")
+    _print([f"report: {written.html}", f"summary: {written.markdown}"])
     return 0
+
+
+def _print(text: str | Sequence[str]) -> None:
+    print(text if isinstance(text, str) else "\n".join(text), flush=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,12 @@ import moocore
 import numpy as np
 import pandas as pd
 
-from .spec import Constraint, Objective
+from gainakt.errors import ConfigError
+
+from .schema import FEASIBLE, TRIAL_KEY, TrialStatus
+from .spec import Constraint, Objective, SweepSpec
+from .store import Store
+from .study import Study
 
 REFERENCE_MARGIN = 0.1  # of the observed range, beyond the worst observed value
 SPREAD_EPSILON = 1e-12  # relative: a smaller range of an objective counts as all values equal
@@ -50,15 +55,23 @@ VIOLATION_COLUMN = "total_violation"
 
 def objective_values(frame: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
     """The objective columns as floats; a column the table lacks reads as NaN."""
-    columns = [pd.to_numeric(frame[o.metric], errors="coerce") if o.metric in frame.columns else pd.Series(np.nan, index=frame.index)
-               for o in objectives]
-    return np.column_stack([c.to_numpy(dtype=float) for c in columns]) if len(frame) else np.empty((0, len(objectives)))
+    columns = [
+        pd.to_numeric(frame[o.metric], errors="coerce")
+        if o.metric in frame.columns
+        else pd.Series(np.nan, index=frame.index)
+        for o in objectives
+    ]
+    return (
+        np.column_stack([c.to_numpy(dtype=float) for c in columns])
+        if len(frame)
+        else np.empty((0, len(objectives)))
+    )
 
 
 def _completed(trials: pd.DataFrame) -> pd.DataFrame:
     if not len(trials) or "status" not in trials.columns:
         return trials.iloc[0:0]
-    return trials[trials["status"] == "COMPLETED"]
+    return trials[trials["status"] == TrialStatus.COMPLETED]
 
 
 def usable(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
@@ -76,7 +89,8 @@ def excluded(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFr
     bad = ~np.isfinite(values).all(axis=1)
     out = done[bad].copy()
     out["reason"] = [
-        "no value for " + ", ".join(o.metric for o, ok in zip(objectives, np.isfinite(row)) if not ok) for row in values[bad]
+        "no value for " + ", ".join(o.metric for o, ok in zip(objectives, np.isfinite(row)) if not ok)
+        for row in values[bad]
     ]
     return out.reset_index(drop=True)
 
@@ -88,12 +102,16 @@ def nondominated(values: np.ndarray, objectives: Sequence[Objective]) -> np.ndar
     """Mask of the rows of `values` (finite) that no other row dominates; duplicates all kept."""
     if not len(values):
         return np.zeros(0, dtype=bool)
-    return moocore.is_nondominated(values, maximise=[o.direction == "max" for o in objectives], keep_weakly=True)
+    return moocore.is_nondominated(
+        values, maximise=[o.direction == "max" for o in objectives], keep_weakly=True
+    )
 
 
 def _sorted(frame: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
     first = objectives[0]
-    return frame.sort_values(first.metric, ascending=first.direction == "min", kind="stable", ignore_index=True)
+    return frame.sort_values(
+        first.metric, ascending=first.direction == "min", kind="stable", ignore_index=True
+    )
 
 
 def front(trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
@@ -122,13 +140,17 @@ def feasible(frame: pd.DataFrame, constraints: Sequence[Constraint]) -> pd.Serie
     return pd.Series(mask, index=frame.index, name="feasible")
 
 
-def constrained_front(trials: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint]) -> pd.DataFrame:
+def constrained_front(
+    trials: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint]
+) -> pd.DataFrame:
     """The non-dominated trials among the usable ones that meet every constraint."""
     candidates = usable(trials, objectives)
     return front(candidates[feasible(candidates, constraints)], objectives)
 
 
-def total_violation(frame: pd.DataFrame, constraints: Sequence[Constraint], scales: Mapping[str, float] | None = None) -> pd.Series:
+def total_violation(
+    frame: pd.DataFrame, constraints: Sequence[Constraint], scales: Mapping[str, float] | None = None
+) -> pd.Series:
     """Sum over constraints of violation / scale (the metric's spread over `frame` unless given)."""
     total = np.zeros(len(frame))
     for constraint in constraints:
@@ -144,8 +166,9 @@ def _spread(values: np.ndarray) -> float:
     return spread if spread > 0 else 1.0
 
 
-def closest_to_feasible(trials: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint],
-                        count: int = 5) -> pd.DataFrame:
+def closest_to_feasible(
+    trials: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint], count: int = 5
+) -> pd.DataFrame:
     """The `count` usable trials of smallest total normalised violation, with a `total_violation` column."""
     candidates = usable(trials, objectives).copy()
     candidates[VIOLATION_COLUMN] = total_violation(candidates, constraints)
@@ -155,7 +178,9 @@ def closest_to_feasible(trials: pd.DataFrame, objectives: Sequence[Objective], c
 # ---------------------------------------------------------------------------- hypervolume
 
 
-def reference_point(trials: pd.DataFrame, objectives: Sequence[Objective], given: Mapping[str, float] | None = None) -> np.ndarray:
+def reference_point(
+    trials: pd.DataFrame, objectives: Sequence[Objective], given: Mapping[str, float] | None = None
+) -> np.ndarray:
     """One value per objective: the given one, or the worst observed pushed out by 10% of the range."""
     values = objective_values(usable(trials, objectives), objectives)
     point = []
@@ -180,7 +205,9 @@ def reference_point(trials: pd.DataFrame, objectives: Sequence[Objective], given
 def _hv(values: np.ndarray, reference: np.ndarray, objectives: Sequence[Objective]) -> float:
     if not len(values) or not np.isfinite(reference).all():
         return 0.0
-    return float(moocore.hypervolume(values, ref=reference, maximise=[o.direction == "max" for o in objectives]))
+    return float(
+        moocore.hypervolume(values, ref=reference, maximise=[o.direction == "max" for o in objectives])
+    )
 
 
 def hypervolume(trials: pd.DataFrame, objectives: Sequence[Objective], reference: np.ndarray) -> float:
@@ -196,8 +223,12 @@ def completion_order(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.sort_values(keys, kind="stable", na_position="last", ignore_index=True)
 
 
-def hypervolume_history(trials: pd.DataFrame, objectives: Sequence[Objective], reference: np.ndarray,
-                        constraints: Sequence[Constraint] = ()) -> pd.DataFrame:
+def hypervolume_history(
+    trials: pd.DataFrame,
+    objectives: Sequence[Objective],
+    reference: np.ndarray,
+    constraints: Sequence[Constraint] = (),
+) -> pd.DataFrame:
     """The hypervolume after each usable trial, in order of completion.
 
     Columns: `trial_id`, `ended_at`, `hypervolume`. With `constraints`, only the feasible
@@ -221,29 +252,39 @@ def hypervolume_history(trials: pd.DataFrame, objectives: Sequence[Objective], r
             running = merged[keep]
             current = _hv(running, reference, objectives)
         history.append(current)
-    return pd.DataFrame({
-        "trial_id": ordered["trial_id"].to_numpy() if len(ordered) else [],
-        "ended_at": ordered["ended_at"].to_numpy() if len(ordered) and "ended_at" in ordered.columns else [None] * len(ordered),
-        "hypervolume": history,
-    })
+    return pd.DataFrame(
+        {
+            "trial_id": ordered["trial_id"].to_numpy() if len(ordered) else [],
+            "ended_at": ordered["ended_at"].to_numpy()
+            if len(ordered) and "ended_at" in ordered.columns
+            else [None] * len(ordered),
+            "hypervolume": history,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- epochs
 
 
-def epoch_candidates(epochs: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+def epoch_candidates(
+    epochs: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[Objective]
+) -> pd.DataFrame:
     """Epoch rows with a checkpoint and every objective a number, of trials that are not LOST."""
     if not len(epochs) or "checkpoint" not in epochs.columns:
         return epochs.iloc[0:0]
     rows = epochs[epochs["checkpoint"].notna()]
     if len(trials) and "status" in trials.columns:
-        lost = set(trials.loc[trials["status"] == "LOST", "trial_id"])
+        lost = set(trials.loc[trials["status"] == TrialStatus.LOST, TRIAL_KEY])
         rows = rows[~rows["trial_id"].isin(lost)]
     return rows[np.isfinite(objective_values(rows, objectives)).all(axis=1)]
 
 
-def epoch_front(epochs: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[Objective],
-                constraints: Sequence[Constraint] = ()) -> pd.DataFrame:
+def epoch_front(
+    epochs: pd.DataFrame,
+    trials: pd.DataFrame,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint] = (),
+) -> pd.DataFrame:
     """The non-dominated checkpointed epochs: every saved epoch of every trial is a candidate model.
 
     With `constraints`, only the epochs that meet them all are candidates (the constrained front).
@@ -267,8 +308,8 @@ class Analysis:
     constraints: tuple[Constraint, ...]
     trials: pd.DataFrame
     epochs: pd.DataFrame
-    candidates: pd.DataFrame  # usable trials, with a `front` column
-    front: pd.DataFrame
+    candidates: pd.DataFrame  # usable trials, with `feasible` and `front` columns
+    front: pd.DataFrame  # with `feasible`
     feasible_front: pd.DataFrame
     closest: pd.DataFrame  # empty unless no candidate is feasible
     excluded: pd.DataFrame
@@ -277,26 +318,62 @@ class Analysis:
     hypervolume: float
     feasible_hypervolume: float
     history: pd.DataFrame  # trial_id, ended_at, hypervolume, feasible_hypervolume
-    epoch_front: pd.DataFrame
+    epoch_front: pd.DataFrame  # with `feasible`
 
 
-def analyse(trials: pd.DataFrame, epochs: pd.DataFrame, objectives: Sequence[Objective],
-            constraints: Sequence[Constraint], reference: Mapping[str, float] | None = None) -> Analysis:
+def analyse(
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint],
+    reference: Mapping[str, float] | None = None,
+) -> Analysis:
     objectives, constraints = tuple(objectives), tuple(constraints)
     candidates = usable(trials, objectives).copy()
-    candidates["feasible"] = feasible(candidates, constraints)
-    candidates["front"] = nondominated(objective_values(candidates, objectives), objectives) if len(candidates) else []
+    candidates[FEASIBLE] = feasible(candidates, constraints)
+    candidates["front"] = (
+        nondominated(objective_values(candidates, objectives), objectives) if len(candidates) else []
+    )
     point = reference_point(trials, objectives, reference)
+    epochs_front = epoch_front(epochs, trials, objectives)
+    epochs_front[FEASIBLE] = feasible(epochs_front, constraints)
     history = hypervolume_history(trials, objectives, point)
-    history["feasible_hypervolume"] = hypervolume_history(trials, objectives, point, constraints)["hypervolume"]
+    history["feasible_hypervolume"] = hypervolume_history(trials, objectives, point, constraints)[
+        "hypervolume"
+    ]
     any_feasible = bool(candidates["feasible"].any()) if len(candidates) else False
     return Analysis(
-        objectives=objectives, constraints=constraints, trials=trials, epochs=epochs, candidates=candidates,
-        front=front(trials, objectives), feasible_front=constrained_front(trials, objectives, constraints),
-        closest=closest_to_feasible(trials, objectives, constraints) if constraints and not any_feasible else candidates.iloc[0:0],
-        excluded=excluded(trials, objectives), reference=point,
-        reference_given=tuple(bool(reference) and o.metric in reference for o in objectives),
+        objectives=objectives,
+        constraints=constraints,
+        trials=trials,
+        epochs=epochs,
+        candidates=candidates,
+        front=_sorted(candidates[candidates["front"]], objectives),
+        feasible_front=constrained_front(trials, objectives, constraints),
+        closest=closest_to_feasible(trials, objectives, constraints)
+        if constraints and not any_feasible
+        else candidates.iloc[0:0],
+        excluded=excluded(trials, objectives),
+        reference=point,
+        reference_given=tuple(o.metric in (reference or {}) for o in objectives),
         hypervolume=hypervolume(trials, objectives, point),
-        feasible_hypervolume=_hv(objective_values(candidates[candidates["feasible"]], objectives), point, objectives) if len(candidates) else 0.0,
-        history=history, epoch_front=epoch_front(epochs, trials, objectives),
+        feasible_hypervolume=_hv(
+            objective_values(candidates[candidates["feasible"]], objectives), point, objectives
+        )
+        if len(candidates)
+        else 0.0,
+        history=history,
+        epoch_front=epochs_front,
+    )
+
+
+def load_analysis(study: Study, objectives: Sequence[Objective] | None = None) -> tuple[SweepSpec, Analysis]:
+    """The study's spec and the analysis of its store; a one-line error when the store holds no trial."""
+    spec = study.read_spec()
+    store = Store(study)
+    trials = store.trials()
+    if not len(trials):
+        raise ConfigError(f"study {study.name!r} has no trials in its store yet ({study.trials_dir})")
+    return spec, analyse(
+        trials, store.epochs(), objectives or spec.objectives, spec.constraints, spec.reference
     )

@@ -20,7 +20,8 @@ from search.spec import SweepSpec
 from search.study import Study
 
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
+    CHROMIUM is None,
+    reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)",
 )
 
 
@@ -51,7 +52,7 @@ def table_ids(page: str, table_id: str = "front-table") -> list[str]:
 
 def terminal_ids(output: str, header: str) -> list[str]:
     """The first column of the table printed under `header`."""
-    lines = output[output.index(header):].splitlines()[1:]
+    lines = output[output.index(header) :].splitlines()[1:]
     assert lines[0].startswith("trial_id")
     ids = []
     for line in lines[1:]:
@@ -107,9 +108,16 @@ def test_report_holds_every_part_and_a_markdown_summary(tmp_path, capsys):
     spec = study.read_spec()
     expected = pareto.front(trials, spec.objectives)
     assert table_ids(page) == list(expected["trial_id"])
-    assert "parcoords" in page and "scatter3d" in page and "pred_corr (mastery ceiling)" in page
-    for part in ("Hypervolume over trials", "Learning curves of the front", "Epoch-level front", "Provenance",
-                 "0123456789abcdef", "mastery_corr &gt;= 0.4", "checkpoint_0000"):
+    assert "parcoords" in page and "scatter3d" in page and "pred_corr (mastery_corr ceiling)" in page
+    for part in (
+        "Hypervolume over trials",
+        "Learning curves of the front",
+        "Epoch-level front",
+        "Provenance",
+        "0123456789abcdef",
+        "mastery_corr &gt;= 0.4",
+        "checkpoint_0000",
+    ):
         assert part in page, part
     # The NaN trial is listed as excluded, the errored one as not completed.
     assert table_ids(page, "excluded-table") == ["t00023"] and "no value for mastery_corr" in page
@@ -139,8 +147,25 @@ def test_pareto_command_formats(tmp_path, capsys):
     assert csv_lines[0].startswith("trial_id,epoch,auc,mastery_corr,neg_gain_rate")
     assert len(csv_lines) - 1 == len(pareto.epoch_front(epochs, trials, spec.objectives))
     two = [pareto.Objective("auc", "max"), pareto.Objective("neg_gain_rate", "min")]
-    assert main(["pareto", "fmt", "--storage", str(tmp_path), "--objectives", "auc", "neg_gain_rate:min", "--format", "json"]) == 0
-    assert [r["trial_id"] for r in json.loads(capsys.readouterr().out)] == list(pareto.front(trials, two)["trial_id"])
+    assert (
+        main(
+            [
+                "pareto",
+                "fmt",
+                "--storage",
+                str(tmp_path),
+                "--objectives",
+                "auc",
+                "neg_gain_rate:min",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    assert [r["trial_id"] for r in json.loads(capsys.readouterr().out)] == list(
+        pareto.front(trials, two)["trial_id"]
+    )
     assert main(["pareto", "fmt", "--storage", str(tmp_path), "--feasible", "--format", "json"]) == 0
     assert all(r["feasible"] for r in json.loads(capsys.readouterr().out))
 
@@ -148,15 +173,18 @@ def test_pareto_command_formats(tmp_path, capsys):
 # ---------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["pareto", "missing"], "study 'missing' not found"),
-    (["report", "missing"], "study 'missing' not found"),
-    (["pareto", "empty"], "has no trials in its store"),
-    (["report", "empty"], "has no trials in its store"),
-    (["pareto", "some", "--objectives", "auc:max", "nope:min"], "unknown metric 'nope'"),
-    (["pareto", "some", "--objectives", "acc"], "not an objective of the study"),
-    (["pareto", "some", "--objectives", "auc:sideways"], "expected metric:max or metric:min"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["pareto", "missing"], "study 'missing' not found"),
+        (["report", "missing"], "study 'missing' not found"),
+        (["pareto", "empty"], "has no trials in its store"),
+        (["report", "empty"], "has no trials in its store"),
+        (["pareto", "some", "--objectives", "auc:max", "nope:min"], "unknown metric 'nope'"),
+        (["pareto", "some", "--objectives", "acc"], "not an objective of the study"),
+        (["pareto", "some", "--objectives", "auc:sideways"], "expected metric:max or metric:min"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
     Study(str(tmp_path), "empty").write_spec(SweepSpec(name="empty", storage=str(tmp_path)))
     fake_study(tmp_path, "some", 4)
@@ -168,6 +196,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
 # ---------------------------------------------------------------------------- a real sweep
 
 
+@pytest.mark.slow
 def test_a_real_sweep_ends_with_a_report_that_agrees_with_the_terminal(tmp_path, capsys):
     assert main(sweep_argv(tmp_path, "reported", 4, 2, "--num-cpus", "2")) == 0
     out = capsys.readouterr().out

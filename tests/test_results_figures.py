@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from study_helpers import fake_study
 
-from search.report import load_analysis
+from search.pareto import load_analysis
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "results" / "figures.py"
 spec = importlib.util.spec_from_file_location("results_figures", FIGURES)
@@ -18,11 +18,13 @@ spec.loader.exec_module(figures)
 
 
 def test_trade_off_is_the_auc_lost_per_tenth_of_mastery_corr_along_the_two_objective_front():
-    trials = pd.DataFrame({
-        "trial_id": ["a", "b", "c", "dominated"],
-        "auc": [0.730, 0.728, 0.724, 0.720],
-        "mastery_corr": [0.10, 0.20, 0.40, 0.15],
-    })
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c", "dominated"],
+            "auc": [0.730, 0.728, 0.724, 0.720],
+            "mastery_corr": [0.10, 0.20, 0.40, 0.15],
+        }
+    )
     front, cost = figures.trade_off(trials)
     assert list(front["trial_id"]) == ["a", "b", "c"]
     assert cost == pytest.approx(0.002)  # AUC falls 0.02 per unit of mastery_corr on this line

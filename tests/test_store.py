@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 from study_helpers import fake_study, put_trial_like
 
 from search.cli import main
-from search.status import status_lines
 from search.store import Store
+from search.views import status_lines
 
 
 def _start_running_trial(study, trial_id: str) -> None:
@@ -33,11 +33,14 @@ def test_a_running_trial_keeps_the_time_columns_typed(tmp_path):
 def test_status_of_a_running_study(tmp_path, capsys):
     study = fake_study(tmp_path, "running", 4)
     _start_running_trial(study, "run00001")
-    lines = status_lines(study, study.read_spec())
+    lines = status_lines(study.read_spec(), Store(study).trials(), study.display())
     assert "trials: 1 running, 3 completed, 1 error, 0 stopped, 0 lost" in lines
     assert any(line.startswith("elapsed: ") and line.endswith("(first start to now)") for line in lines)
     # 2 of 6 trials left: the estimate needs the finished trials' durations (end minus start).
-    assert any(line.startswith("time left: about ") and "(2 trials of about 0m04s, 2 at a time)" in line for line in lines)
+    assert any(
+        line.startswith("time left: about ") and "(2 trials of about 0m04s, 2 at a time)" in line
+        for line in lines
+    )
     assert main(["status", "running", "--storage", str(tmp_path)]) == 0
     assert "1 running" in capsys.readouterr().out
 
@@ -45,13 +48,17 @@ def test_status_of_a_running_study(tmp_path, capsys):
 def test_a_store_written_with_an_untyped_end_time_reads_typed(tmp_path):
     """Stores written before the time columns were typed hold a running trial's `ended_at` as `null`."""
     study = fake_study(tmp_path, "old", 3)
-    row = {**next(iter(Store(study).trial_rows().values())), "trial_id": "run00001", "status": "RUNNING",
-           "ended_at": None}
+    row = {
+        **next(iter(Store(study).trial_rows().values())),
+        "trial_id": "run00001",
+        "status": "RUNNING",
+        "ended_at": None,
+    }
     table = pa.Table.from_pandas(pd.DataFrame([row]), preserve_index=False)
     assert table.schema.field("ended_at").type == pa.null()
     pq.write_table(table, f"{study.trials_dir}/run00001.parquet")
     trials = Store(study).trials()
     assert str(trials["ended_at"].dtype) == "datetime64[us, UTC]"
     study.write_spec(replace(study.read_spec(), trials=6))
-    lines = status_lines(study, study.read_spec())
+    lines = status_lines(study.read_spec(), Store(study).trials(), study.display())
     assert lines[1].startswith("trials: 1 running") and any(line.startswith("time left: ") for line in lines)

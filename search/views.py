@@ -1,0 +1,247 @@
+"""What the commands print: terminal tables, summaries and notes, as lines of text.
+
+The CLI parses and calls; this module turns results into text. The report uses the same
+column choices and counts, so the terminal and the HTML never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from gainakt.schema import CEILINGS
+
+from . import pareto
+from .pareto import Analysis
+from .schema import CHECKPOINT, FEASIBLE, PARAM, TRIAL_KEY, VIOLATION, TrialStatus, short_label
+from .spec import Constraint, Objective, SweepSpec
+
+# ---------------------------------------------------------------------------- tables
+
+
+def text_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """Columns aligned under their short labels, numbers to 4 decimals, NaN as '-'."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.4f}"
+        return "-" if value is None else str(value)
+
+    headers = [short_label(c) for c in columns]
+    rows = [[cell(v) for v in record] for record in frame[list(columns)].itertuples(index=False)]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def front_columns(
+    frame: pd.DataFrame,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint],
+    detail: bool = False,
+) -> list[str]:
+    """Trial, objectives, constraint metrics, their ceilings, feasibility, selected epoch and parameters;
+    with `detail` also the Optuna number, each constraint's violation and the checkpoint."""
+    metrics = [o.metric for o in objectives] + [c.metric for c in constraints]
+    columns = [TRIAL_KEY, *(["number"] if detail else []), *metrics]
+    columns += [CEILINGS[m] for m in metrics if m in CEILINGS]
+    columns += [c for c in frame.columns if c.startswith(VIOLATION)] if detail else []
+    columns += [FEASIBLE, "selected_epoch", *(c for c in frame.columns if c.startswith(PARAM))]
+    columns += [CHECKPOINT] if detail else []
+    return [c for c in dict.fromkeys(columns) if c in frame.columns]
+
+
+def status_counts(trials: pd.DataFrame, every_status: bool = False) -> str:
+    """`3 completed, 1 error`; with `every_status`, zeros too, in the order of `TrialStatus`."""
+    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
+    shown = list(TrialStatus) if every_status else [s for s in TrialStatus if counts.get(s.value)]
+    return ", ".join(f"{counts.get(s.value, 0)} {s.value.lower()}" for s in shown) or "none"
+
+
+# ---------------------------------------------------------------------------- data, train, eval, check
+
+
+def data_summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    def block(part: Mapping[str, Any]) -> list[str]:
+        return [
+            f"  students      {part['students']:,}",
+            f"  interactions  {part['interactions']:,}",
+            f"  windows       {part['windows']:,} "
+            f"(at most 200 interactions; a trailing window under 3 dropped)",
+            (
+                f"  length        min {part['length_min']}, median {part['length_median']:g}, "
+                f"mean {part['length_mean']:g}, max {part['length_max']}"
+            ),
+            f"  correct       {part['correct_share']:.1%}",
+        ]
+
+    folds = ", ".join(f"{fold}: {count:,}" for fold, count in summary["folds"].items())
+    lines = [f"{summary['source']}", f"train/valid     {summary['file']}", *block(summary)]
+    lines += [f"  folds         {folds} (students)", f"  concepts      {summary['concepts']}"]
+    if "test" in summary:
+        lines += [f"test            {summary['test']['file']}", *block(summary["test"])]
+    lines.append(f"fingerprint     {summary['fingerprint']}")
+    if "bayes_auc" in summary:
+        lines.append(
+            f"Bayes-optimal AUC {summary['bayes_auc']:.4f} "
+            f"(true probabilities, validation fold {summary['bayes_auc_fold']})"
+        )
+    return lines
+
+
+def training_lines(results: Mapping[str, Any], run_dir: str) -> list[str]:
+    best = results["best"] or {}
+    figures = ", ".join(
+        f"{name} {best.get(name, math.nan):.4f}" for name in ("auc", "mastery_corr", "neg_gain_rate")
+    )
+    return [
+        f"best epoch {results['best_epoch']} of {results['epochs_run']}: {figures}",
+        f"run folder: {run_dir}",
+    ]
+
+
+def metric_lines(title: str, metrics: Mapping[str, Any]) -> list[str]:
+    return [title] + [
+        f"  {name:<28} {value:.4f}" if isinstance(value, float) else f"  {name:<28} {value}"
+        for name, value in metrics.items()
+    ]
+
+
+def check_lines(results: Sequence[Any]) -> list[str]:
+    return [f"{'OK  ' if r.ok else 'FAIL'}  {r.name:<22} {r.detail}" for r in results]
+
+
+# ---------------------------------------------------------------------------- a study
+
+
+def front_lines(analysis: Analysis) -> list[str]:
+    """The study's non-dominated trials as a terminal table."""
+    if not len(analysis.front):
+        return ["no completed trial with every objective defined yet"]
+    objectives = ", ".join(str(o) for o in analysis.objectives)
+    columns = front_columns(analysis.front, analysis.objectives, analysis.constraints)
+    return [f"non-dominated trials ({objectives}):", text_table(analysis.front, columns)]
+
+
+def pareto_notes(analysis: Analysis) -> list[str]:
+    """Feasibility, the closest trials when none is feasible, the hypervolume and the excluded trials."""
+    lines = []
+    if analysis.constraints:
+        targets = " and ".join(str(c) for c in analysis.constraints)
+        feasible = int(analysis.candidates[FEASIBLE].sum()) if len(analysis.candidates) else 0
+        lines.append(f"feasible ({targets}): {feasible} of {len(analysis.candidates)}")
+        if len(analysis.closest):
+            closest = ", ".join(
+                f"{r.trial_id} ({r.total_violation:.3f})" for r in analysis.closest.itertuples()
+            )
+            lines.append(f"closest to feasible (total normalised violation): {closest}")
+    reference = ", ".join(f"{o.metric} {v:.4g}" for o, v in zip(analysis.objectives, analysis.reference))
+    lines.append(f"hypervolume: {analysis.hypervolume:.6g} (reference point: {reference})")
+    lines += [f"excluded: trial {row.trial_id}, {row.reason}" for row in analysis.excluded.itertuples()]
+    return lines
+
+
+def status_lines(spec: SweepSpec, trials: pd.DataFrame, where: str) -> list[str]:
+    """How a study stands: counts, the best value per objective, feasibility, elapsed and left time."""
+    header = (
+        f"study {spec.name} in {where}: {spec.trials} trials asked, {spec.concurrent} at a time, "
+        f"space {spec.space}, data {spec.data}"
+    )
+    if not len(trials):
+        return [header, "no trial has started yet"]
+    lines = [header, "trials: " + status_counts(trials, every_status=True)]
+    completed = trials[trials["status"] == TrialStatus.COMPLETED]
+    for objective in spec.objectives:
+        values = completed[objective.metric].astype(float).dropna()
+        label = f"best {objective.metric} ({objective.direction})"
+        if len(values):
+            best = completed.loc[values.idxmax() if objective.direction == "max" else values.idxmin()]
+            lines.append(f"{label}: {best[objective.metric]:.4f} (trial {best[TRIAL_KEY]})")
+        else:
+            lines.append(f"{label}: none yet")
+    feasible = int(completed[FEASIBLE].astype(bool).sum()) if len(completed) else 0
+    targets = " and ".join(str(c) for c in spec.constraints) or "no constraints"
+    lines.append(f"feasible ({targets}): {feasible} of {len(completed)} completed")
+    return lines + _timing(trials, spec)
+
+
+def _timing(trials: pd.DataFrame, spec: SweepSpec) -> list[str]:
+    start = trials["started_at"].min()
+    ended = trials["ended_at"].dropna()
+    running = (trials["status"] == TrialStatus.RUNNING).any()
+    finished = trials[trials["status"].map(lambda s: TrialStatus(s).ended)]
+    end = pd.Timestamp.now(tz="UTC") if running or not len(ended) else ended.max()
+    elapsed = (end - start).total_seconds()
+    lines = [f"elapsed: {duration(elapsed)} (first start to {'now' if running else 'last end'})"]
+    left = spec.trials - len(finished)
+    if left > 0 and len(finished):
+        per_trial = (finished["ended_at"] - finished["started_at"]).dt.total_seconds().mean()
+        lines.append(
+            f"time left: about {duration(math.ceil(left / spec.concurrent) * per_trial)} "
+            f"({left} trials of about {duration(per_trial)}, {spec.concurrent} at a time)"
+        )
+    elif left <= 0:
+        lines.append("time left: none, every trial has finished")
+    return lines
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def sweep_start_line(spec: SweepSpec, data: str, resumed: bool) -> str:
+    verb = "continuing" if resumed else "starting"
+    return (
+        f"{verb} study {spec.name!r}: {spec.trials} trials, {spec.concurrent} at a time, space {spec.space}, "
+        f"data {data}"
+    )
+
+
+def resume_hint(spec: SweepSpec) -> str:
+    storage = f" --storage {spec.storage}" if spec.storage != "runs" else ""
+    return f"interrupted: continue with 'gainakt-search resume {spec.name}{storage}'"
+
+
+def pareto_output(
+    analysis: Analysis, epoch_level: bool = False, feasible_only: bool = False, output: str = "table"
+) -> str:
+    """The `pareto` command's answer: the front of trials (or checkpointed epochs) as a table, CSV or JSON."""
+    objectives, constraints = analysis.objectives, analysis.constraints
+    if epoch_level:
+        rows = pareto.epoch_front(
+            analysis.epochs, analysis.trials, objectives, constraints if feasible_only else ()
+        )
+        metrics = [o.metric for o in objectives] + [c.metric for c in constraints]
+        columns = [
+            TRIAL_KEY,
+            "epoch",
+            *metrics,
+            *(CEILINGS[m] for m in metrics if m in CEILINGS),
+            FEASIBLE,
+            CHECKPOINT,
+        ]
+        what = "non-dominated checkpointed epochs"
+    else:
+        rows = analysis.feasible_front if feasible_only else analysis.front
+        columns = front_columns(rows, objectives, constraints, detail=True)
+        what = "non-dominated trials"
+    rows = rows.assign(**{FEASIBLE: pareto.feasible(rows, constraints)})
+    columns = [c for c in dict.fromkeys(columns) if c in rows.columns]
+    if output == "csv":
+        return rows[columns].to_csv(index=False).rstrip("\n")
+    if output == "json":
+        return str(rows[columns].to_json(orient="records", date_format="iso", indent=2))
+    shown = [c for c in columns if c not in (CHECKPOINT, "number") and not c.startswith(VIOLATION)]
+    targets = " meeting the targets" if feasible_only else ""
+    lines = [
+        f"{what}{targets} ({', '.join(str(o) for o in objectives)}):",
+        text_table(rows, shown) if len(rows) else "none",
+    ]
+    return "\n".join(lines + pareto_notes(analysis))
