@@ -23,12 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from study_helpers import fake_study
-
 from search import pareto
+from search.demo import fake_study
 from search.report import write_report
+from search.schema import TrialStatus
 from search.spec import Objective
 from search.store import Store
 
@@ -37,12 +35,17 @@ OBJECTIVES = (Objective("auc", "max"), Objective("mastery_corr", "max"), Objecti
 
 def random_trials(count: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "trial_id": [f"t{i:06d}" for i in range(count)], "status": "COMPLETED",
-        "auc": rng.uniform(0.5, 0.8, count), "mastery_corr": rng.uniform(-0.2, 0.8, count),
-        "neg_gain_rate": rng.uniform(0.0, 0.4, count),
-        "ended_at": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.permutation(count), unit="s"),
-    })
+    return pd.DataFrame(
+        {
+            "trial_id": [f"t{i:06d}" for i in range(count)],
+            "status": TrialStatus.COMPLETED.value,
+            "auc": rng.uniform(0.5, 0.8, count),
+            "mastery_corr": rng.uniform(-0.2, 0.8, count),
+            "neg_gain_rate": rng.uniform(0.0, 0.4, count),
+            "ended_at": pd.Timestamp("2026-01-01", tz="UTC")
+            + pd.to_timedelta(rng.permutation(count), unit="s"),
+        }
+    )
 
 
 def time_front(count: int) -> None:
@@ -52,12 +55,16 @@ def time_front(count: int) -> None:
     reference = pareto.reference_point(trials, OBJECTIVES)
     volume = pareto.hypervolume(trials, OBJECTIVES, reference)
     seconds = time.perf_counter() - started
-    print(f"front + hypervolume, {count:,} trials x 3 objectives: {seconds:.3f} s (target < 1 s); "
-          f"front {len(chosen)} trials, hypervolume {volume:.5f}")
+    print(
+        f"front + hypervolume, {count:,} trials x 3 objectives: {seconds:.3f} s (target < 1 s); "
+        f"front {len(chosen)} trials, hypervolume {volume:.5f}"
+    )
     started = time.perf_counter()
     history = pareto.hypervolume_history(trials, OBJECTIVES, reference)
-    print(f"hypervolume history, {count:,} trials: {time.perf_counter() - started:.3f} s "
-          f"(last value {history['hypervolume'].iloc[-1]:.5f})")
+    print(
+        f"hypervolume history, {count:,} trials: {time.perf_counter() - started:.3f} s "
+        f"(last value {history['hypervolume'].iloc[-1]:.5f})"
+    )
 
 
 def time_report(count: int) -> None:
@@ -65,23 +72,34 @@ def time_report(count: int) -> None:
     try:
         started = time.perf_counter()
         study = fake_study(storage, "bench", count, epochs=5)
-        print(f"(writing the synthetic store of {count:,} trials x 5 epochs: {time.perf_counter() - started:.1f} s, not counted)")
+        print(
+            f"(writing the synthetic store of {count:,} trials x 5 epochs: "
+            f"{time.perf_counter() - started:.1f} s, not counted)"
+        )
         started = time.perf_counter()
         written = write_report(study)
         seconds = time.perf_counter() - started
         size = os.path.getsize(written.html)
-        print(f"report of {count:,} trials (store read, analysis, HTML and Markdown): {seconds:.2f} s (target < 10 s); "
-              f"HTML {size / 1e6:.2f} MB (target < 10 MB)")
+        print(
+            f"report of {count:,} trials (store read, analysis, HTML and Markdown): "
+            f"{seconds:.2f} s (target < 10 s); "
+            f"HTML {size / 1e6:.2f} MB (target < 10 MB)"
+        )
         started = time.perf_counter()
         store = Store(study)
         store.trials(), store.epochs()
-        print(f"  of which reading the store ({2 * count:,} Parquet files, search/store.py): about {time.perf_counter() - started:.2f} s")
+        print(
+            f"  of which reading the store ({2 * count:,} Parquet files, search/store.py): "
+            f"about {time.perf_counter() - started:.2f} s"
+        )
     finally:
         shutil.rmtree(storage, ignore_errors=True)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=100_000, help="trials for front and hypervolume")
     parser.add_argument("--report-trials", type=int, default=1_000, help="trials of the report's study")
     args = parser.parse_args()

@@ -4,26 +4,28 @@ Reads `../shared/data/assist2015` (relative to the repository root), trains on f
 validates on fold 0, and prints in one run:
 
 1. training throughput (real interactions per second) with bucketed and with fixed padding,
-   on the same settings and a fixed number of batches each, and their ratio (target >= 4x);
-2. the monitor's share of a training epoch's time (target < 5%);
+   on the same settings and a fixed number of `Trainer.train_step` calls each, and their ratio
+   (target >= 4x);
+2. the monitor's share of a training epoch's time (target < 5%): one `Trainer.train_epoch()`
+   with the monitor's batch hook wrapped in a timer;
 3. peak memory: resident set size high-water mark (and CUDA peak allocation on a GPU);
 4. unless `--skip-full`: a full training run of the preset (`Trainer(config).run()`), its best
-   epoch's validation AUC (target >= 0.725) and interpretability metrics.
+   epoch's validation AUC and interpretability metrics, each judged by the sweep's `Constraint`
+   (`auc >= 0.725`, `mastery_corr >= 0.4`, ...).
 
-Example:
+It runs on the installed package, through the trainer's public API only:
     .venv/bin/python benchmarks/train_assist2015.py --skip-full
     .venv/bin/python benchmarks/train_assist2015.py --set weights.non_negative=0.1 --out runs/a15
 
 Throughput counts real prediction positions (`Batch.num_real`, what the trainer's
 `interactions_per_s` counts), and times the whole training step, batch construction included,
-exactly as `Trainer._train_epoch` takes it. The exit code is 0 whether targets are met or not;
-2 for missing data or a bad setting.
+as `Trainer.train_epoch` does. The exit code is 0 whether targets are met or not; 2 for missing
+data or a bad setting.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import logging
@@ -36,36 +38,39 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import torch
+
+from gainakt.data import Batch, Dataset, Padding, load_dataset
+from gainakt.errors import UserError
+from gainakt.losses import warmup_factor
+from gainakt.model import States
+from gainakt.presets import PRESETS
+from gainakt.train import BatchHook, EpochRow, TrainConfig, Trainer, make_config, resolve_device
+from search.spec import Constraint
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = (REPO / ".." / "shared" / "data" / "assist2015").resolve()
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-
-import torch  # noqa: E402
-
-from gainakt.data import Batch, BatchPlan, Dataset, load_dataset  # noqa: E402
-from gainakt.errors import UserError  # noqa: E402
-from gainakt.losses import warmup_factor  # noqa: E402
-from gainakt.train import PRESETS, Trainer, TrainConfig, make_config, resolve_device  # noqa: E402
-
+DATA = REPO.parent / "shared" / "data" / "assist2015"
 PRESET = "cpu-small"
 VALID_FOLD = 0
 TARGET_RATIO = 4.0
 TARGET_MONITOR_SHARE = 0.05
-TARGET_AUC = 0.725
-# DESIGN.md's interpretability targets; None: reported only.
-INTERPRETABILITY_TARGETS: dict[str, tuple[str, float] | None] = {
-    "mastery_corr": (">=", 0.4),
-    "pred_corr": None,
-    "mastery_corr_student": None,
-    "gain_corr": (">=", 0.3),
-    "neg_gain_rate": ("<", 0.10),
-    "monotonicity_violation_rate": ("<", 0.20),
-}
+TARGET_AUC = Constraint.parse("auc >= 0.725")
+# DESIGN.md's interpretability targets, then the metrics reported without one.
+INTERPRETABILITY_TARGETS = tuple(
+    Constraint.parse(text)
+    for text in (
+        "mastery_corr >= 0.4",
+        "gain_corr >= 0.3",
+        "neg_gain_rate < 0.10",
+        "monotonicity_violation_rate < 0.20",
+    )
+)
+REPORTED_ONLY = ("pred_corr", "mastery_corr_student")
 
 # Settings the benchmark fixes itself; a --set of them would be silently overridden, so it is refused.
 FIXED_SETTINGS = {
@@ -76,28 +81,28 @@ FIXED_SETTINGS = {
 }
 
 log = logging.getLogger("benchmark")
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------- figures
 
 
-@dataclass
+@dataclass(frozen=True)
 class Figure:
+    """One printed figure; `met` is None for a figure reported without a target."""
+
     name: str
-    value: float
     shown: str
-    target: tuple[str, float] | None = None  # (">=", 4.0) etc.; None: reported only
-    target_text: str = ""
+    target: str = "reported"
+    met: bool | None = None
 
     @property
     def verdict(self) -> str:
-        if self.target is None:
-            return ""
-        op, bound = self.target
-        if not math.isfinite(self.value):
-            return "MISS"
-        ok = {">=": self.value >= bound, ">": self.value > bound, "<": self.value < bound, "<=": self.value <= bound}[op]
-        return "PASS" if ok else "MISS"
+        return "" if self.met is None else "PASS" if self.met else "MISS"
+
+
+def judged(name: str, value: float, shown: str, constraint: Constraint) -> Figure:
+    return Figure(name, shown, f"{constraint.op} {constraint.threshold:g}", constraint.met(value))
 
 
 @dataclass
@@ -114,13 +119,16 @@ class Report:
         for section, figures in self.sections.items():
             lines.append(f"[{section}]")
             for f in figures:
-                target = f.target_text or (f"{f.target[0]} {f.target[1]:g}" if f.target else "reported")
-                lines.append(f"  {f.name:<{width}}{f.shown:>16}   target {target:<10} {f.verdict}".rstrip())
+                lines.append(f"  {f.name:<{width}}{f.shown:>16}   target {f.target:<10} {f.verdict}".rstrip())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------- memory
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%" if math.isfinite(x) else "nan"
+
+
+# ---------------------------------------------------------------------------- memory and contention
 
 
 def rss_high_water_mib() -> float:
@@ -134,11 +142,14 @@ class MemoryMarks:
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
-        self.marks: list[tuple[str, float, float | None]] = []
+        self.marks: list[tuple[str, float, float | None]] = []  # (phase, RSS MiB, CUDA MiB)
 
-    def start(self) -> None:
+    def phase(self, name: str, measure: Callable[[], T]) -> T:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
+        result = measure()
+        self.mark(name)
+        return result
 
     def mark(self, phase: str) -> None:
         cuda = torch.cuda.max_memory_allocated() / 2**20 if self.cuda else None
@@ -147,17 +158,13 @@ class MemoryMarks:
         log.info("memory after %s: RSS high-water %.0f MiB%s", phase, self.marks[-1][1], extra)
 
 
-# ---------------------------------------------------------------------------- contention
-
-
 def _machine_busy_seconds() -> float | None:
     """CPU seconds all processes have spent busy since boot (Linux /proc/stat), steal included."""
     try:
         with open("/proc/stat") as handle:
-            fields = handle.readline().split()[1:]
+            ticks = [int(x) for x in handle.readline().split()[1:]]
     except OSError:
         return None
-    ticks = [int(x) for x in fields]
     busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # all but idle and iowait
     return busy / os.sysconf("SC_CLK_TCK")
 
@@ -189,7 +196,13 @@ class Contention:
             return
         others = max(0.0, (busy - busy0) - (_own_cpu_seconds() - own0))
         self.spans.append((span, wall, others))
-        log.info("%s: other processes used %.1f CPU-s in %.1f s (%.0f%% of one core)", span, others, wall, 100 * others / wall)
+        log.info(
+            "%s: other processes used %.1f CPU-s in %.1f s (%.0f%% of one core)",
+            span,
+            others,
+            wall,
+            100 * others / wall,
+        )
 
     def warnings(self, threshold: float = 0.15) -> list[str]:
         return [
@@ -211,15 +224,9 @@ def synchronize(device: torch.device) -> None:
 # ---------------------------------------------------------------------------- 1. throughput
 
 
-def endless_batches(plan: BatchPlan) -> Iterator[Batch]:
-    for epoch in itertools.count():
-        yield from plan.batches(epoch)
-
-
 @dataclass(frozen=True)
 class Throughput:
-    padding: str
-    batches: int
+    padding: Padding
     interactions: int  # real prediction positions
     padded_positions: int
     seconds: float
@@ -228,13 +235,19 @@ class Throughput:
     def per_second(self) -> float:
         return self.interactions / self.seconds if self.seconds > 0 else float("nan")
 
+    @property
+    def padding_share(self) -> float:
+        return 1 - self.interactions / self.padded_positions
 
-def measure_throughput(config: TrainConfig, dataset: Dataset, padding: str, batches: int, warmup: int, scratch: Path) -> Throughput:
+
+def measure_throughput(
+    config: TrainConfig, dataset: Dataset, padding: Padding, batches: int, warmup: int
+) -> Throughput:
     """Real interactions per second over `batches` training steps after `warmup` untimed ones."""
-    trainer = Trainer(replace(config, padding=padding, wandb="off", out=str(scratch / f"throughput-{padding}")), dataset)
+    trainer = Trainer(replace(config, padding=padding), dataset)
     trainer.model.train()
     factor = warmup_factor(0, config.warmup_epochs) if config.warmup_epochs else 1.0
-    stream = endless_batches(trainer.train_plan)
+    stream = itertools.chain.from_iterable(trainer.train_plan.batches(epoch) for epoch in itertools.count())
     log.info("throughput, %s padding: %d warm-up batches, then %d timed batches", padding, warmup, batches)
     for batch in itertools.islice(stream, warmup):
         trainer.train_step(batch, factor)
@@ -242,16 +255,20 @@ def measure_throughput(config: TrainConfig, dataset: Dataset, padding: str, batc
     synchronize(trainer.device)
     CONTENTION.begin()
     started = time.perf_counter()
-    for batch in itertools.islice(stream, batches):  # batch construction is inside the timed span, as in training
+    for batch in itertools.islice(stream, batches):  # batch construction is timed too, as in training
         trainer.train_step(batch, factor)
         interactions += batch.num_real
         padded += batch.mask.numel()
     synchronize(trainer.device)
-    result = Throughput(padding, batches, interactions, padded, time.perf_counter() - started)
+    result = Throughput(padding, interactions, padded, time.perf_counter() - started)
     CONTENTION.end(f"{padding} throughput")
     log.info(
         "throughput, %s padding: %d real of %d positions in %.1f s: %.0f interactions/s",
-        padding, interactions, padded, result.seconds, result.per_second,
+        padding,
+        interactions,
+        padded,
+        result.seconds,
+        result.per_second,
     )
     return result
 
@@ -259,62 +276,71 @@ def measure_throughput(config: TrainConfig, dataset: Dataset, padding: str, batc
 # ---------------------------------------------------------------------------- 2. monitor share
 
 
-class TimedMonitor:
-    """Wraps a trainer's `monitor.after_batch` (an instance attribute patch) and adds up its time."""
+class TimedHook:
+    """A batch hook that calls `hook` and adds up its time and the samples it returned."""
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, hook: BatchHook, device: torch.device) -> None:
+        self.hook = hook
+        self.device = device
         self.seconds = 0.0
         self.samples = 0
-        self._device = trainer.device
-        self._inner = trainer.monitor.after_batch
-        trainer.monitor.after_batch = self  # type: ignore[method-assign]
 
-    def __call__(self, step: int, states: Any, batch: Batch) -> Any:
+    def __call__(self, step: int, states: States, batch: Batch) -> object:
         # On a GPU, wait for the step's queued work first so it is not billed to the monitor;
         # the trainer reads the loss back right after, so the wait would happen anyway.
-        synchronize(self._device)
+        synchronize(self.device)
         started = time.perf_counter()
-        values = self._inner(step, states, batch)
+        values = self.hook(step, states, batch)
         self.seconds += time.perf_counter() - started
         self.samples += values is not None
         return values
 
 
+def time_monitor(trainer: Trainer) -> TimedHook:
+    """Put a timed wrapper of the monitor's hook in its place among the trainer's batch hooks."""
+    timed = TimedHook(trainer.monitor.after_batch, trainer.device)
+    trainer.batch_hooks[trainer.batch_hooks.index(trainer.monitor.after_batch)] = timed
+    return timed
+
+
 @dataclass(frozen=True)
 class MonitorShare:
     interval: int
-    samples: int
-    monitor_seconds: float
-    train_seconds: float  # the epoch row's `seconds`: the training loop, validation excluded
-    epoch_seconds: float  # `_train_epoch` wall time, validation included
-    interactions_per_s: float
-    monitor_means: dict[str, float]
+    monitor: TimedHook
+    row: EpochRow  # its `seconds`: the training loop, validation excluded
+    epoch_seconds: float  # `train_epoch()` wall time, validation included
 
     @property
     def share(self) -> float:
-        return self.monitor_seconds / self.train_seconds if self.train_seconds > 0 else float("nan")
+        """Of the training loop; NaN without a sample, when it says nothing."""
+        if not self.monitor.samples or self.row.seconds <= 0:
+            return math.nan
+        return self.monitor.seconds / self.row.seconds
 
 
-def measure_monitor_share(config: TrainConfig, dataset: Dataset, scratch: Path) -> MonitorShare:
-    """One real training epoch through `Trainer._train_epoch`, with the monitor's calls timed."""
-    trainer = Trainer(replace(config, wandb="off", out=str(scratch / "monitor")), dataset)
-    timer = TimedMonitor(trainer)
+def measure_monitor_share(config: TrainConfig, dataset: Dataset) -> MonitorShare:
+    """One real training epoch (`Trainer.train_epoch()`), with the monitor's hook timed."""
+    trainer = Trainer(config, dataset)
+    timer = time_monitor(trainer)
     log.info(
         "monitor share: one training epoch (%d batches, %s padding), monitor every %d batches",
-        len(trainer.train_plan), config.padding, config.monitor_interval,
+        len(trainer.train_plan),
+        config.padding,
+        config.monitor_interval,
     )
     CONTENTION.begin()
     started = time.perf_counter()
-    row = trainer._train_epoch()  # the trainer's own epoch; no public way to run one without writing a run folder
-    wall = time.perf_counter() - started
+    row = trainer.train_epoch()
+    result = MonitorShare(config.monitor_interval, timer, row, time.perf_counter() - started)
     CONTENTION.end("monitored epoch")
-    result = MonitorShare(
-        config.monitor_interval, timer.samples, timer.seconds, row.seconds, wall, row.interactions_per_s, row.monitor
-    )
     log.info(
-        "monitor share: %d samples, %.3f s of %.1f s training (%.2f%%); epoch %.0f interactions/s, val auc %.4f",
-        result.samples, result.monitor_seconds, result.train_seconds, 100 * result.share,
-        result.interactions_per_s, row.valid.auc,
+        "monitor share: %d samples, %.3f s of %.1f s training (%s); epoch %.0f interactions/s, val auc %.4f",
+        timer.samples,
+        timer.seconds,
+        row.seconds,
+        pct(result.share),
+        row.interactions_per_s,
+        row.valid.auc,
     )
     return result
 
@@ -324,41 +350,198 @@ def measure_monitor_share(config: TrainConfig, dataset: Dataset, scratch: Path) 
 
 @dataclass(frozen=True)
 class FullRun:
-    out: Path
-    results: dict[str, Any]
-    rows: list[dict[str, str]]  # metrics_epoch.csv
-    best: dict[str, str]  # the best epoch's row
-    monitor_seconds: float
-    monitor_samples: int
+    out: str
+    results: dict[str, Any]  # what `Trainer.run()` returns; `best` is the best epoch's row
+    rows: list[EpochRow]
+    monitor: TimedHook
 
 
 def full_training(config: TrainConfig, dataset: Dataset) -> FullRun:
-    trainer = Trainer(config, dataset)
-    timer = TimedMonitor(trainer)
+    rows: list[EpochRow] = []
+    trainer = Trainer(config, dataset, on_epoch=lambda row, _: rows.append(row))
+    timer = time_monitor(trainer)
     log.info(
         "full training: up to %d epochs (patience %d) of %d batches, %s padding, run folder %s",
-        config.epochs, config.patience, len(trainer.train_plan), config.padding, config.out,
+        config.epochs,
+        config.patience,
+        len(trainer.train_plan),
+        config.padding,
+        config.out,
     )
     CONTENTION.begin()
-    trainer.run()
+    results = trainer.run()
     CONTENTION.end("full training")
-    out = Path(config.out)
-    results = json.loads((out / "results.json").read_text())
-    with open(out / "metrics_epoch.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    best = next((r for r in rows if int(float(r["epoch"])) == results["best_epoch"]), None)
-    if best is None:  # no epoch with a finite validation AUC: fall back to what results.json holds
-        best = {k: str(v) for k, v in (results.get("best") or {}).items()}
-    return FullRun(out, results, rows, best, timer.seconds, timer.samples)
-
-
-def log_learning_curve(run: FullRun) -> None:
-    for r in run.rows:
+    log.info(
+        "full training done: best epoch %d of %d, run folder %s",
+        results["best_epoch"],
+        results["epochs_run"],
+        config.out,
+    )
+    for r in rows:
         log.info(
-            "  epoch %s: train loss %.4f  val auc %.4f  mastery_corr %.3f  lr %.2g  %.0f s  %.0f interactions/s",
-            r["epoch"], float(r["train_loss"]), float(r["auc"]), float(r["mastery_corr"]), float(r["lr"]),
-            float(r["seconds"]), float(r["interactions_per_s"]),
+            "  epoch %d: train loss %.4f  val auc %.4f  mastery_corr %.3f  lr %.2g  %.0f s  "
+            "%.0f interactions/s",
+            r.epoch,
+            r.train_loss,
+            r.valid.auc,
+            r.valid.mastery_corr,
+            r.lr,
+            r.seconds,
+            r.interactions_per_s,
         )
+    return FullRun(str(config.out), results, rows, timer)
+
+
+# ---------------------------------------------------------------------------- the phases
+
+
+@dataclass(frozen=True)
+class Measurements:
+    bucketed: Throughput
+    fixed: Throughput
+    monitor: MonitorShare
+    full: FullRun | None
+    memory: list[tuple[str, float, float | None]]  # MemoryMarks.marks
+
+
+def measure(config: TrainConfig, dataset: Dataset, args: argparse.Namespace) -> Measurements:
+    """Bucketed phases first, then the full run, then fixed padding: the RSS high-water mark only
+    grows, so this order lets each mark say what bucketed training itself needs."""
+    memory = MemoryMarks(resolve_device(config.device))
+    memory.mark("loading the data")
+    full: FullRun | None = None
+    with tempfile.TemporaryDirectory(prefix="gainakt-bench-") as scratch:
+        unrun = replace(config, out=scratch)  # for the trainers that never run()
+
+        def throughput(padding: Padding) -> Throughput:
+            return measure_throughput(unrun, dataset, padding, args.batches, args.warmup)
+
+        bucketed = memory.phase("bucketed throughput", lambda: throughput("bucketed"))
+        monitor = memory.phase("monitored epoch", lambda: measure_monitor_share(unrun, dataset))
+        if not args.skip_full:
+            out = args.out or tempfile.mkdtemp(prefix="gainakt-assist2015-")
+            full = memory.phase("full training", lambda: full_training(replace(config, out=out), dataset))
+        fixed = memory.phase("fixed throughput", lambda: throughput("fixed"))
+    return Measurements(bucketed, fixed, monitor, full, memory.marks)
+
+
+# ---------------------------------------------------------------------------- the report
+
+
+def throughput_section(report: Report, m: Measurements, batch_size: int, args: argparse.Namespace) -> None:
+    section = (
+        f"1. training throughput ({args.batches} batches after {args.warmup} warm-up, batch {batch_size})"
+    )
+    for t in (m.bucketed, m.fixed):
+        report.add(section, Figure(f"{t.padding} padding, real interactions/s", f"{t.per_second:,.0f}"))
+        report.add(section, Figure(f"{t.padding} padding, padding share", pct(t.padding_share)))
+    ratio = m.bucketed.per_second / m.fixed.per_second
+    target = f">= {TARGET_RATIO:g}x"
+    report.add(section, Figure("bucketed / fixed", f"{ratio:.2f}x", target, ratio >= TARGET_RATIO))
+
+
+def monitor_section(report: Report, m: Measurements) -> None:
+    monitor, target = m.monitor, f"< {100 * TARGET_MONITOR_SHARE:g}%"
+    section = f"2. monitor (interval {monitor.interval}, one epoch, {monitor.monitor.samples} samples)"
+    report.add(section, Figure("monitor seconds", f"{monitor.monitor.seconds:.3f} s"))
+    report.add(section, Figure("training-loop seconds", f"{monitor.row.seconds:.1f} s"))
+    if not monitor.monitor.samples:
+        report.notes.append(
+            f"the monitor took no sample in the epoch (fewer than {monitor.interval} "
+            "batches): its share says nothing"
+        )
+    share, whole = monitor.share, monitor.monitor.seconds / monitor.epoch_seconds
+    met = share < TARGET_MONITOR_SHARE
+    report.add(section, Figure("monitor share of training loop", pct(share), target, met))
+    report.add(section, Figure("monitor share incl. validation", pct(whole)))
+    report.add(section, Figure("epoch interactions/s (bucketed)", f"{monitor.row.interactions_per_s:,.0f}"))
+    if m.full is not None:
+        train_seconds = sum(row.seconds for row in m.full.rows)
+        share = m.full.monitor.seconds / train_seconds if train_seconds > 0 else math.nan
+        report.add(
+            section,
+            Figure(
+                f"full run: share over {len(m.full.rows)} epochs",
+                pct(share),
+                target,
+                share < TARGET_MONITOR_SHARE,
+            ),
+        )
+
+
+def memory_section(report: Report, m: Measurements) -> None:
+    section = "3. peak memory (high-water mark after each phase)"
+    for phase, rss, cuda in m.memory:
+        report.add(section, Figure(f"RSS after {phase}", f"{rss:,.0f} MiB"))
+        if cuda is not None:
+            report.add(section, Figure(f"CUDA peak allocated, {phase}", f"{cuda:,.0f} MiB"))
+
+
+def full_section(report: Report, full: FullRun) -> None:
+    results, best = full.results, full.results["best"] or {}  # no best: no epoch had a finite validation AUC
+    ending = "stopped early" if results["stopped_early"] else "all epochs"
+    section = (
+        f"4. full training (best epoch {results['best_epoch']} of {results['epochs_run']}, {ending}, "
+        f"{results['seconds']:.0f} s)"
+    )
+
+    def value(name: str) -> float:
+        return float(best.get(name, math.nan))
+
+    report.add(section, judged("validation auc", value("auc"), f"{value('auc'):.4f}", TARGET_AUC))
+    for target in INTERPRETABILITY_TARGETS:
+        name = target.metric
+        report.add(section, judged(name, value(name), f"{value(name):.4f}", target))
+    for name in REPORTED_ONLY:
+        report.add(section, Figure(name, f"{value(name):.4f}"))
+    report.notes.append(f"run folder: {full.out} (results.json, metrics_epoch.csv, best.pt)")
+
+
+def build_report(m: Measurements, config: TrainConfig, args: argparse.Namespace) -> Report:
+    report = Report()
+    throughput_section(report, m, config.batch_size, args)
+    monitor_section(report, m)
+    memory_section(report, m)
+    if m.full is not None:
+        full_section(report, m.full)
+    else:
+        report.notes.append("full training skipped (--skip-full)")
+    report.notes.extend(CONTENTION.warnings())
+    return report
+
+
+def git_revision() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    try:
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (uncommitted changes)" if dirty else "")
+
+
+def header(config: TrainConfig, dataset: Dataset, args: argparse.Namespace) -> str:
+    train_windows, valid_windows = dataset.split(config.fold)
+    overrides = {k: v for k, v in config.to_dict().items() if k not in ("data", "out")}
+    command = f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"
+    return "\n".join(
+        [
+            "=" * 100,
+            f"GainAKT2Exp on ASSIST2015, preset '{PRESET}', validation fold {config.fold}",
+            f"command: {command}",
+            f"git {git_revision()}, python {platform.python_version()}, torch {torch.__version__}, "
+            f"device {resolve_device(config.device)}, {torch.get_num_threads()} threads, "
+            f"{os.cpu_count()} CPUs",
+            f"data: {DATA}: {len(train_windows)} training windows ({train_windows.num_interactions} "
+            f"interactions), {len(valid_windows)} validation windows, {dataset.num_concepts} concepts",
+            f"preset settings: {PRESETS[PRESET] or '(the TrainConfig defaults)'}; "
+            f"--set: {args.assignments or 'none'}",
+            f"config: {json.dumps(overrides, default=str)}",
+            "=" * 100,
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------- the run
@@ -371,175 +554,75 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"'{PRESET}' preset on ASSIST2015 ({DATA}), folds 1-4 for training, fold 0 for validation."
         )
     )
-    parser.add_argument("--epochs", type=int, default=None, help="epochs of the full training (default: the preset's)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2; 0 keeps torch's default)")
-    parser.add_argument("--skip-full", action="store_true", help="only the throughput, monitor and memory parts")
-    parser.add_argument(
-        "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-        help="a training setting for make_config, e.g. weights.non_negative=0.1 or model.d_model=256 (repeatable); "
-        "applies to every part (padding is forced per throughput measurement)",
+    add = parser.add_argument
+    add("--epochs", type=int, default=None, help="epochs of the full training (default: the preset's)")
+    add("--threads", type=int, default=2, help="torch CPU threads (default 2; 0 keeps torch's default)")
+    add("--skip-full", action="store_true", help="only the throughput, monitor and memory parts")
+    add(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training setting for make_config, e.g. weights.non_negative=0.1 or model.d_model=256 "
+        "(repeatable); applies to every part (padding is forced per throughput measurement)",
     )
-    parser.add_argument("--out", default=None, help="run folder of the full training (default: a new temporary folder, kept)")
-    parser.add_argument("--batches", type=int, default=60, help="timed batches per throughput measurement (default 60)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed warm-up batches before them (default 5)")
+    add("--out", default=None, help="run folder of the full training (default: a new temporary folder, kept)")
+    add("--batches", type=int, default=60, help="timed batches per throughput measurement (default 60)")
+    add("--warmup", type=int, default=5, help="untimed warm-up batches before them (default 5)")
     args = parser.parse_args(argv)
     if args.batches < 1 or args.warmup < 0 or args.threads < 0:
         parser.error("--batches must be >= 1, --warmup and --threads >= 0")
     return args
 
 
-def data_present() -> bool:
-    return any((DATA / name).is_file() for name in ("train_valid.csv", "train_valid_sequences.csv"))
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
-
-
-def command_line() -> str:
-    return f"cd {shlex.quote(os.getcwd())} && " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.2f}%" if math.isfinite(x) else "nan"
+def setup(args: argparse.Namespace) -> tuple[TrainConfig, Dataset]:
+    """The configuration and the data; a `UserError` for missing data or a bad setting."""
+    if not any((DATA / name).is_file() for name in ("train_valid.csv", "train_valid_sequences.csv")):
+        raise UserError(f"no ASSIST2015 data at {DATA} (expected train_valid.csv there)")
+    for text in args.assignments:
+        key = text.partition("=")[0].strip()
+        if key in FIXED_SETTINGS:
+            raise UserError(f"--set {text}: {FIXED_SETTINGS[key]}")
+    if args.out and not args.skip_full and (Path(args.out) / "last.pt").is_file():
+        raise UserError(f"--out {args.out}: already holds a run (last.pt); choose another folder")
+    values: dict[str, Any] = {"data": str(DATA), "fold": VALID_FOLD, "threads": args.threads}
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    config = make_config(PRESET, assignments=args.assignments, **values)
+    resolve_device(config.device)
+    log.info("loading %s", DATA)
+    started = time.perf_counter()
+    dataset = load_dataset(config.data, config.num_concepts)
+    train_windows, valid_windows = dataset.split(config.fold)
+    log.info(
+        "loaded in %.1f s: %d concepts, %d training windows (%d interactions), %d validation windows "
+        "(%d interactions)",
+        time.perf_counter() - started,
+        dataset.num_concepts,
+        len(train_windows),
+        train_windows.num_interactions,
+        len(valid_windows),
+        valid_windows.num_interactions,
+    )
+    return config, dataset
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if not data_present():
-        print(f"train_assist2015: no ASSIST2015 data at {DATA} (expected train_valid.csv there)", file=sys.stderr)
-        return 2
-    for text in args.assignments:
-        key = text.partition("=")[0].strip()
-        if key in FIXED_SETTINGS:
-            print(f"train_assist2015: --set {text}: {FIXED_SETTINGS[key]}", file=sys.stderr)
-            return 2
-    if args.out and not args.skip_full and (Path(args.out) / "last.pt").is_file():
-        print(f"train_assist2015: --out {args.out}: already holds a run (last.pt); choose another folder", file=sys.stderr)
-        return 2
-    values: dict[str, Any] = {"data": str(DATA), "fold": VALID_FOLD, "threads": args.threads}
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
     try:
-        config = make_config(PRESET, assignments=args.assignments, **values)
-        log.info("loading %s", DATA)
-        started = time.perf_counter()
-        dataset = load_dataset(config.data, config.num_concepts)
-        train_windows, valid_windows = dataset.split(config.fold)
+        config, dataset = setup(args)
+        # What `Trainer.run()` does first; the throughput and monitor phases train without it.
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        measured = measure(config, dataset, args)
     except UserError as err:
         print(f"train_assist2015: {err}", file=sys.stderr)
         return 2
-    log.info(
-        "loaded in %.1f s: %d concepts, %d training windows (%d interactions), %d validation windows (%d interactions)",
-        time.perf_counter() - started, dataset.num_concepts, len(train_windows), train_windows.num_interactions,
-        len(valid_windows), valid_windows.num_interactions,
-    )
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        device = resolve_device(config.device)
-    except UserError as err:
-        print(f"train_assist2015: {err}", file=sys.stderr)
-        return 2
-    memory = MemoryMarks(device)
-    memory.mark("loading the data")
-    report = Report()
-    full: FullRun | None = None
-    try:
-        with tempfile.TemporaryDirectory(prefix="gainakt-bench-") as tmp:
-            scratch = Path(tmp)
-            # Bucketed phases first, then the full run, then fixed padding: the RSS high-water mark
-            # only grows, so this order lets each mark say what bucketed training itself needs.
-            memory.start()
-            bucketed = measure_throughput(config, dataset, "bucketed", args.batches, args.warmup, scratch)
-            memory.mark("bucketed throughput")
-            memory.start()
-            monitor = measure_monitor_share(config, dataset, scratch)
-            memory.mark("monitored epoch")
-            if not args.skip_full:
-                out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="gainakt-assist2015-"))
-                memory.start()
-                full = full_training(replace(config, out=str(out)), dataset)
-                memory.mark("full training")
-                log.info("full training done: best epoch %d of %d, run folder %s",
-                         full.results["best_epoch"], full.results["epochs_run"], full.out)
-                log_learning_curve(full)
-            memory.start()
-            fixed = measure_throughput(config, dataset, "fixed", args.batches, args.warmup, scratch)
-            memory.mark("fixed throughput")
-    except UserError as err:
-        print(f"train_assist2015: {err}", file=sys.stderr)
-        return 2
-
-    # ------------------------------------------------------------------ report
-    ratio = bucketed.per_second / fixed.per_second
-    section = f"1. training throughput ({args.batches} batches after {args.warmup} warm-up, batch {config.batch_size})"
-    for t in (bucketed, fixed):
-        report.add(section, Figure(f"{t.padding} padding, real interactions/s", t.per_second, f"{t.per_second:,.0f}"))
-        report.add(section, Figure(f"{t.padding} padding, padding share", 1 - t.interactions / t.padded_positions,
-                                   pct(1 - t.interactions / t.padded_positions)))
-    report.add(section, Figure("bucketed / fixed", ratio, f"{ratio:.2f}x", (">=", TARGET_RATIO), f">= {TARGET_RATIO:g}x"))
-
-    section = f"2. monitor (interval {monitor.interval}, one epoch, {monitor.samples} samples)"
-    report.add(section, Figure("monitor seconds", monitor.monitor_seconds, f"{monitor.monitor_seconds:.3f} s"))
-    report.add(section, Figure("training-loop seconds", monitor.train_seconds, f"{monitor.train_seconds:.1f} s"))
-    if monitor.samples == 0:
-        report.notes.append(f"the monitor took no sample in the epoch (fewer than {monitor.interval} batches): its share says nothing")
-    share = monitor.share if monitor.samples else float("nan")
-    report.add(section, Figure("monitor share of training loop", share, pct(share),
-                               ("<", TARGET_MONITOR_SHARE), f"< {100 * TARGET_MONITOR_SHARE:g}%"))
-    whole = monitor.monitor_seconds / monitor.epoch_seconds
-    report.add(section, Figure("monitor share incl. validation", whole, pct(whole)))
-    report.add(section, Figure("epoch interactions/s (bucketed)", monitor.interactions_per_s, f"{monitor.interactions_per_s:,.0f}"))
-    if full is not None:
-        train_seconds = sum(float(r["seconds"]) for r in full.rows)
-        share = full.monitor_seconds / train_seconds if train_seconds > 0 else float("nan")
-        report.add(section, Figure(f"full run: share over {len(full.rows)} epochs", share, pct(share),
-                                   ("<", TARGET_MONITOR_SHARE), f"< {100 * TARGET_MONITOR_SHARE:g}%"))
-
-    section = "3. peak memory (high-water mark after each phase)"
-    for phase, rss, cuda in memory.marks:
-        report.add(section, Figure(f"RSS after {phase}", rss, f"{rss:,.0f} MiB"))
-        if cuda is not None:
-            report.add(section, Figure(f"CUDA peak allocated, {phase}", cuda, f"{cuda:,.0f} MiB"))
-
-    if full is not None:
-        best = full.best
-        section = f"4. full training (best epoch {full.results['best_epoch']} of {full.results['epochs_run']}, " \
-                  f"{'stopped early' if full.results['stopped_early'] else 'all epochs'}, {full.results['seconds']:.0f} s)"
-        auc = float(best.get("auc", "nan"))
-        report.add(section, Figure("validation auc", auc, f"{auc:.4f}", (">=", TARGET_AUC)))
-        for name, target in INTERPRETABILITY_TARGETS.items():
-            value = float(best.get(name, "nan"))
-            report.add(section, Figure(name, value, f"{value:.4f}", target))
-        report.notes.append(f"run folder: {full.out} (results.json, metrics_epoch.csv, best.pt)")
-    else:
-        report.notes.append("full training skipped (--skip-full)")
-    report.notes.extend(CONTENTION.warnings())
-
-    overrides = {k: v for k, v in config.to_dict().items() if k not in ("data", "out")}
-    print()
-    print("=" * 100)
-    print(f"GainAKT2Exp on ASSIST2015, preset '{PRESET}', validation fold {config.fold}")
-    print(f"command: {command_line()}")
-    print(
-        f"git {git_revision()}, python {platform.python_version()}, torch {torch.__version__}, device {device}, "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
-    )
-    print(
-        f"data: {DATA}: {len(train_windows)} training windows ({train_windows.num_interactions} interactions), "
-        f"{len(valid_windows)} validation windows, {dataset.num_concepts} concepts"
-    )
-    print(f"preset settings: {PRESETS[PRESET] or '(the TrainConfig defaults)'}; --set: {args.assignments or 'none'}")
-    print(f"config: {json.dumps(overrides, default=str)}")
-    print("=" * 100)
-    print(report.render())
+    print(f"\n{header(config, dataset, args)}")
+    print(build_report(measured, config, args).render())
     return 0
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .files import atomic_path
 
 MAX_WINDOW = 200  # pyKT's maxlen
 MIN_WINDOW = 3  # pyKT's min_seq_len: shorter trailing windows are dropped
@@ -50,7 +51,9 @@ class Sequences:
     folds: np.ndarray  # int64 [S]
     students: np.ndarray  # int64 [S], index into uids
     uids: tuple[str, ...]
-    true_mastery: np.ndarray | None = None  # float64 [N], simulator only: mastery of the answered concept before answering
+    true_mastery: np.ndarray | None = (
+        None  # float64 [N], simulator only: mastery of the answered concept before answering
+    )
     true_prob: np.ndarray | None = None  # float64 [N], simulator only: probability of a correct answer
 
     def __len__(self) -> int:
@@ -152,7 +155,9 @@ class Dataset:
         """Figures for `data check`: sizes, lengths, folds, correct share, fingerprint."""
         out = {"source": self.source, "file": self.train_valid_file, **_describe(self.train_valid)}
         out["concepts"] = self.num_concepts
-        out["folds"] = {int(f): int(n) for f, n in zip(*np.unique(self.train_valid.folds, return_counts=True))}
+        out["folds"] = {
+            int(f): int(n) for f, n in zip(*np.unique(self.train_valid.folds, return_counts=True))
+        }
         out["fingerprint"] = self.fingerprint
         if self.test is not None:
             out["test"] = {"file": self.test_file, **_describe(self.test)}
@@ -161,6 +166,7 @@ class Dataset:
 
             _, valid = self.split(fold)
             targets = _target_positions(valid)
+            assert valid.true_prob is not None  # simulated data keeps the true probabilities
             out["bayes_auc"] = roc_auc(valid.responses[targets], valid.true_prob[targets])
             out["bayes_auc_fold"] = fold
         return out
@@ -243,13 +249,17 @@ def _read_csv(path: Path, num_concepts: int | None, split: str) -> Sequences:
             columns = {name.strip(): i for i, name in enumerate(header)}
             for name in required:
                 if name not in columns:
-                    raise DataError(f"{path} line 1, field '{name}': missing column (found: {', '.join(columns)})")
+                    raise DataError(
+                        f"{path} line 1, field '{name}': missing column (found: {', '.join(columns)})"
+                    )
             for row in reader:
                 if not row or not any(field.strip() for field in row):
                     continue
                 line = reader.line_num
                 if len(row) != len(header):
-                    raise DataError(f"{path} line {line}: {len(row)} fields, but the header has {len(header)}")
+                    raise DataError(
+                        f"{path} line {line}: {len(row)} fields, but the header has {len(header)}"
+                    )
                 c, r = parser.interactions(row, columns, line)
                 fold = parser.integer(row[columns["fold"]], line, "fold") if "fold" in columns else -1
                 uid = row[columns["uid"]].strip()
@@ -302,11 +312,15 @@ class _RowParser:
         k, token = next((k, t) for k, t in enumerate(tokens) if not _INT.fullmatch(t))
         raise self.fail(line, field, f"token {token.strip()!r} at position {k + 1} is not an integer")
 
-    def interactions(self, row: list[str], columns: dict[str, int], line: int) -> tuple[np.ndarray, np.ndarray]:
+    def interactions(
+        self, row: list[str], columns: dict[str, int], line: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         concepts = self.int_list(row[columns["concepts"]], line, "concepts")
         responses = self.int_list(row[columns["responses"]], line, "responses")
         if len(responses) != len(concepts):
-            raise self.fail(line, "responses", f"{len(responses)} entries, but 'concepts' has {len(concepts)}")
+            raise self.fail(
+                line, "responses", f"{len(responses)} entries, but 'concepts' has {len(concepts)}"
+            )
         for name in OPTIONAL_LIST_COLUMNS:
             if name in columns and row[columns[name]].strip():
                 extra = self.int_list(row[columns[name]], line, name)
@@ -325,10 +339,14 @@ class _RowParser:
         real = int(np.argmax(pad)) if pad.any() else len(concepts)
         if pad[real:].size and not pad[real:].all():
             k = real + int(np.argmin(pad[real:]))
-            raise self.fail(line, "concepts", f"real entry {concepts[k]} at position {k + 1} after padding -1")
+            raise self.fail(
+                line, "concepts", f"real entry {concepts[k]} at position {k + 1} after padding -1"
+            )
         if (responses[real:] != PAD).any():
             k = real + int(np.argmax(responses[real:] != PAD))
-            raise self.fail(line, "responses", f"value {responses[k]} at position {k + 1} where concepts are padding")
+            raise self.fail(
+                line, "responses", f"value {responses[k]} at position {k + 1} where concepts are padding"
+            )
         return real
 
     def _check_values(self, concepts: np.ndarray, responses: np.ndarray, line: int) -> None:
@@ -345,15 +363,14 @@ class _RowParser:
             raise self.fail(
                 line,
                 "concepts",
-                f"concept id {concepts[k]} at position {k + 1} is out of range (num_concepts={self.num_concepts})",
+                f"concept id {concepts[k]} at position {k + 1} is out of range "
+                f"(num_concepts={self.num_concepts})",
             )
 
 
 def write_pykt_csv(seqs: Sequences, path: str | Path) -> None:
     """Write per-student sequences as a pyKT `fold,uid,concepts,responses` CSV (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(REQUIRED_COLUMNS)
         for start, length, fold, student in zip(seqs.starts, seqs.lengths, seqs.folds, seqs.students):
@@ -361,7 +378,6 @@ def write_pykt_csv(seqs: Sequences, path: str | Path) -> None:
             writer.writerow(
                 (fold, seqs.uids[student], _join(seqs.concepts[span]), _join(seqs.responses[span]))
             )
-    tmp.replace(path)
 
 
 def _join(values: np.ndarray) -> str:

@@ -2,7 +2,10 @@
 
 The run folder holds `metrics_epoch.csv` (one row per epoch), `best.pt` (weights of
 the best validation AUC), `last.pt` (everything needed to resume exactly) and
-`results.json`. The outside world hears of each epoch through `on_epoch(row, run_dir)`.
+`results.json`. The outside world hears of each epoch through `on_epoch(row, run_dir)`, and of
+each optimisation step through the batch hooks, `hook(step, states, batch)` (the monitor is one).
+Constructing a `Trainer` has no global side effect; `run()` seeds torch, sets its thread count
+and opens the wandb run, and closes that run however training ends.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import csv
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,10 +29,21 @@ from . import __version__
 from .config import build, merge, read_toml, with_assignments
 from .data import Batch, BatchPlan, Dataset, Padding, load_dataset
 from .errors import ConfigError
-from .evaluate import EvalMetrics, evaluate
-from .losses import AUX_NAMES, LossWeights, auxiliary_losses, compose, prediction_loss, warmup_factor
-from .model import GainAKT2Exp, ModelOptions
+from .evaluate import evaluate
+from .files import atomic_path
+from .losses import auxiliary_losses, compose, prediction_loss, warmup_factor
+from .model import GainAKT2Exp, ModelOptions, States
 from .monitor import Monitor, log_sink
+from .presets import PRESETS
+from .schema import (
+    LOSS_COMPONENTS,
+    SELECTION_METRIC,
+    EvalMetrics,
+    LossWeights,
+    epoch_name,
+    improves,
+    loss_shares,
+)
 from .wandb_sink import WandbMode, WandbSink
 
 Scheduler = Literal["step", "plateau", "none"]
@@ -89,30 +102,6 @@ class TrainConfig:
         return asdict(self)
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # Sized for a two-core CPU. Batches of 32 give twice the optimiser steps per epoch (and less
-    # padding); halving the learning rate every epoch lets the best epoch settle instead of
-    # overfitting at 1e-3 (ASSIST2015 fold 0, best validation AUC 0.7213 -> 0.7234); weight decay
-    # 1e-5 adds the rest (0.7255, benchmarks/train_assist2015.py).
-    "cpu-small": {"batch_size": 32, "scheduler": "step", "step_size": 1, "gamma": 0.5, "epochs": 8, "weight_decay": 1e-5},
-    # The monitored trainer's published setting.
-    "monitored": {
-        "epochs": 15,
-        "scheduler": "step",
-        "model": {"d_model": 256, "heads": 8, "blocks": 4, "d_ff": 512},
-        "weights": {"non_negative": 0.1, "consistency": 0.05},
-        "monitor_interval": 25,
-    },
-    # The original's training script.
-    "paper": {
-        "model": {"d_model": 512, "heads": 8, "blocks": 6, "d_ff": 1024, "dropout": 0.2},
-        "lr": 1.74e-4,
-        "weight_decay": 1.76e-5,
-        "batch_size": 64,
-    },
-}
-
-
 def make_config(
     preset: str = "cpu-small", file: str | Path | None = None, assignments: Sequence[str] = (), **values: Any
 ) -> TrainConfig:
@@ -142,15 +131,14 @@ class EpochRow:
         row: dict[str, float] = {"epoch": self.epoch, "train_loss": self.train_loss}
         row.update({f"loss_{k}": v for k, v in self.components.items()})
         row.update({f"share_{k}": v for k, v in self.shares.items()})
-        valid = self.valid.as_dict()
-        row["val_loss"] = valid.pop("loss")
-        row.update(valid)
+        row.update({epoch_name(name): value for name, value in self.valid.as_dict().items()})
         row.update({f"monitor_{k}": v for k, v in self.monitor.items()})
         row.update(lr=self.lr, seconds=self.seconds, interactions_per_s=self.interactions_per_s)
         return row
 
 
 EpochCallback = Callable[[EpochRow, Path], None]
+BatchHook = Callable[[int, States, Batch], object]  # (steps done, the step's forward states, its batch)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -162,15 +150,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class Trainer:
-    """Trains one run; `run()` goes from the first (or resumed) epoch to the end or early stop."""
+    """Trains one run; `run()` goes from the first (or resumed) epoch to the end or early stop.
 
-    def __init__(self, config: TrainConfig, dataset: Dataset | None = None, on_epoch: EpochCallback | None = None) -> None:
+    `batch_hooks` is called in order after each optimisation step; it starts with the monitor's
+    (`monitor.after_batch`), then those given here. Wrap or add to it before training.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: Dataset | None = None,
+        on_epoch: EpochCallback | None = None,
+        batch_hooks: Sequence[BatchHook] = (),
+    ) -> None:
         if config.out is None:
             raise ConfigError("'out' (the run folder) is required")
         self.config = config
@@ -179,21 +176,28 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(config.data, config.num_concepts)
         train_windows, valid_windows = self.dataset.split(config.fold)
         self.device = resolve_device(config.device)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        torch.manual_seed(config.seed)
-        self.model = GainAKT2Exp(config.model, self.dataset.num_concepts).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        with torch.random.fork_rng():  # the seed's initial weights, leaving the caller's RNG as it was
+            torch.manual_seed(config.seed)
+            model = GainAKT2Exp(config.model, self.dataset.num_concepts)
+            # Training's random stream continues from here, so dropout never reuses the draws of the weights.
+            self._train_rng = torch.get_rng_state()
+        self.model = model.to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
         self.scheduler = self._make_scheduler()
-        self.train_plan = BatchPlan(train_windows, config.batch_size, config.padding, shuffle=True, seed=config.seed)
+        self.train_plan = BatchPlan(
+            train_windows, config.batch_size, config.padding, shuffle=True, seed=config.seed
+        )
         self.valid_plan = BatchPlan(valid_windows, max(config.batch_size, 128), "bucketed", shuffle=False)
         # Every real position weighs the same: a batch's summed loss over a fixed expected count.
         self.positions_per_batch = config.batch_size * float((train_windows.lengths - 1).mean())
-        self.wandb = WandbSink(
-            config.wandb, config.wandb_project, config.to_dict(), config.wandb_dir or str(self.out),
-            group=config.wandb_group,
+        self.wandb = WandbSink()  # inactive until run() opens the run's
+        # The monitor logs through `self.wandb` as it is at each call: the sink that run() opened.
+        self.monitor = Monitor(
+            config.monitor_interval, [log_sink, lambda step, values: self.wandb(step, values)]
         )
-        self.monitor = Monitor(config.monitor_interval, [log_sink, self.wandb])
+        self.batch_hooks: list[BatchHook] = [self.monitor.after_batch, *batch_hooks]
         self.epoch = 0  # epochs done
         self.step = 0  # batches done
         self.best_auc = -math.inf
@@ -206,39 +210,65 @@ class Trainer:
         if c.scheduler == "step":
             return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.step_size, gamma=c.gamma)
         if c.scheduler == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=c.gamma, patience=1)
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", factor=c.gamma, patience=1
+            )
         return None
 
     # ------------------------------------------------------------------ the loop
 
     def run(self, resume: bool = False) -> dict[str, Any]:
-        """Train to the end; with `resume`, continue from `last.pt` in the run folder if it has one."""
+        """Train to the end; with `resume`, continue from `last.pt` in the run folder if it has one.
+
+        Seeds torch (or restores the RNG of `last.pt`), sets its thread count and opens the wandb
+        run, which it closes whether training ends, stops early or raises.
+        """
+        c = self.config
         last = self.out / "last.pt"
-        if resume and last.is_file():
+        if last.is_file() and not resume:
+            raise ConfigError(
+                f"{self.out}: already holds a run (last.pt); resume it or choose another folder"
+            )
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        torch.manual_seed(c.seed)  # for the CUDA generators; the CPU one continues after the initial weights
+        torch.set_rng_state(self._train_rng)
+        if last.is_file():
             self._load_last(last)
-        elif last.is_file():
-            raise ConfigError(f"{self.out}: already holds a run (last.pt); resume it or choose another folder")
         self.out.mkdir(parents=True, exist_ok=True)
-        started = time.time()
-        while self.epoch < self.config.epochs and not self.stopped_early:
-            self._record(self._train_epoch())
+        self.wandb = WandbSink(
+            c.wandb, c.wandb_project, c.to_dict(), c.wandb_dir or str(self.out), group=c.wandb_group
+        )
+        try:
+            started = time.time()
+            while self.epoch < c.epochs and not self.stopped_early:
+                self._record(self.train_epoch())
             if self.stopped_early:
-                log.info("early stop after epoch %d: no better validation AUC for %d epochs", self.epoch, self.stale_epochs)
-        results = self._results(time.time() - started)
-        (self.out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
-        self.wandb.finish()
+                log.info(
+                    "early stop after epoch %d: no better validation AUC for %d epochs",
+                    self.epoch,
+                    self.stale_epochs,
+                )
+            results = self._results(time.time() - started)
+            text = json.dumps(results, indent=2, default=_json_default)
+            (self.out / "results.json").write_text(text + "\n")
+        finally:
+            self.wandb.finish()
         return results
 
-    def _train_epoch(self) -> EpochRow:
+    def train_epoch(self) -> EpochRow:
+        """One epoch of training, then validation; advances the scheduler and `epoch` and returns
+        the epoch's row, without writing the run folder (that is `run()`'s)."""
         c = self.config
         self.model.train()
         factor = warmup_factor(self.epoch, c.warmup_epochs) if c.warmup_epochs else 1.0
-        sums = {name: 0.0 for name in ("bce", *AUX_NAMES)}
+        sums = {name: 0.0 for name in LOSS_COMPONENTS}
         total = 0.0
         batches = 0
         interactions = 0
         started = time.perf_counter()
-        for batch in _progress(self.train_plan.batches(self.epoch), len(self.train_plan), f"epoch {self.epoch + 1}"):
+        batches_of_epoch = self.train_plan.batches(self.epoch)
+        for batch in _progress(batches_of_epoch, len(self.train_plan), f"epoch {self.epoch + 1}"):
             components = self.train_step(batch, factor)
             for name, value in components.items():
                 sums[name] += value
@@ -248,16 +278,14 @@ class Trainer:
         seconds = time.perf_counter() - started
         valid = evaluate(self.model, self.valid_plan, self.device)
         components = {name: value / batches for name, value in sums.items()}
-        mean_total = total / batches
-        shares = {name: (value / mean_total if mean_total > 0 else float(name == "bce")) for name, value in components.items()}
         lr = self.optimizer.param_groups[0]["lr"]
         self._step_scheduler(valid.auc)
         self.epoch += 1
         return EpochRow(
             epoch=self.epoch,
-            train_loss=mean_total,
+            train_loss=total / batches,
             components=components,
-            shares=shares,
+            shares=loss_shares(components),
             valid=valid,
             monitor=self.monitor.epoch_means(),
             lr=lr,
@@ -266,7 +294,7 @@ class Trainer:
         )
 
     def train_step(self, batch: Batch, factor: float = 1.0) -> dict[str, float]:
-        """One optimisation step on one batch; returns the weighted loss components."""
+        """One optimisation step on one batch, then the batch hooks; returns the weighted loss components."""
         c = self.config
         batch = batch.to(self.device)
         states = self.model.forward_with_states(batch)
@@ -274,13 +302,16 @@ class Trainer:
         aux = auxiliary_losses(states, batch, c.model.mastery_step)
         composition = compose(bce, aux, c.weights, factor)
         if not torch.isfinite(composition.total):
-            raise FloatingPointError(f"loss is {float(composition.total.detach())} at epoch {self.epoch + 1}, step {self.step + 1}")
+            raise FloatingPointError(
+                f"loss is {float(composition.total.detach())} at epoch {self.epoch + 1}, step {self.step + 1}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         composition.total.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
         self.optimizer.step()
         self.step += 1
-        self.monitor.after_batch(self.step, states, batch)
+        for hook in self.batch_hooks:
+            hook(self.step, states, batch)
         return {name: float(value.detach()) for name, value in composition.components.items()}
 
     def _step_scheduler(self, auc: float) -> None:
@@ -293,13 +324,20 @@ class Trainer:
         """CSV row, best.pt when better, last.pt, then the callback: in that order, so a resume is exact."""
         flat = row.flat()
         _append_csv(self.out / "metrics_epoch.csv", flat)
-        auc = row.valid.auc
-        if not math.isnan(auc) and auc > self.best_auc:
+        auc = flat[SELECTION_METRIC]
+        if improves(auc, self.best_auc):
             self.best_auc, self.best_epoch, self.stale_epochs = auc, row.epoch, 0
             weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             _save_atomic(
-                {"model": weights, "config": self.config.to_dict(), "num_concepts": self.dataset.num_concepts,
-                 "epoch": row.epoch, "metrics": flat, "fingerprint": self.dataset.fingerprint, "version": __version__},
+                {
+                    "model": weights,
+                    "config": self.config.to_dict(),
+                    "num_concepts": self.dataset.num_concepts,
+                    "epoch": row.epoch,
+                    "metrics": flat,
+                    "fingerprint": self.dataset.fingerprint,
+                    "version": __version__,
+                },
                 self.out / "best.pt",
             )
         else:
@@ -308,8 +346,14 @@ class Trainer:
         _save_atomic(self._last_state(), self.out / "last.pt")
         self.wandb.log({k: v for k, v in flat.items() if k != "epoch"} | {"epoch": row.epoch}, step=self.step)
         log.info(
-            "epoch %d/%d  loss %.4f  val auc %.4f  mastery_corr %.3f  neg_gain_rate %.3f  %.0f interactions/s",
-            row.epoch, self.config.epochs, row.train_loss, auc, row.valid.mastery_corr, row.valid.neg_gain_rate,
+            "epoch %d/%d  loss %.4f  val auc %.4f  mastery_corr %.3f  neg_gain_rate %.3f  "
+            "%.0f interactions/s",
+            row.epoch,
+            self.config.epochs,
+            row.train_loss,
+            auc,
+            row.valid.mastery_corr,
+            row.valid.neg_gain_rate,
             row.interactions_per_s,
         )
         if self.on_epoch is not None:
@@ -343,7 +387,8 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
-        self.best_auc, self.best_epoch, self.stale_epochs = state["best_auc"], state["best_epoch"], state["stale_epochs"]
+        self.best_auc, self.best_epoch = state["best_auc"], state["best_epoch"]
+        self.stale_epochs = state["stale_epochs"]
         self.stopped_early = state["stopped_early"]
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
@@ -352,7 +397,8 @@ class Trainer:
         log.info("resumed %s after epoch %d", self.out, self.epoch)
 
     def _results(self, seconds: float) -> dict[str, Any]:
-        best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=False) if (self.out / "best.pt").is_file() else None
+        path = self.out / "best.pt"
+        best = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
         return {
             "best_epoch": self.best_epoch,
             "best": best["metrics"] if best else None,
@@ -367,7 +413,12 @@ class Trainer:
         }
 
 
-def train(config: TrainConfig, dataset: Dataset | None = None, on_epoch: EpochCallback | None = None, resume: bool = False) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    dataset: Dataset | None = None,
+    on_epoch: EpochCallback | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
     return Trainer(config, dataset, on_epoch).run(resume=resume)
 
 
@@ -401,12 +452,10 @@ def _truncate_csv(path: Path, epochs: int) -> None:
     kept = [r for r in rows if int(r["epoch"]) <= epochs]
     if len(kept) == len(rows):
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(kept)
-    os.replace(tmp, path)
 
 
 def _progress(items: Any, total: int, desc: str) -> Any:

@@ -10,16 +10,27 @@ log = logging.getLogger("gainakt.wandb")
 
 
 class WandbSink:
-    """Logs dicts to a wandb run; the first failure is logged once and turns the sink off."""
+    """Logs dicts to a wandb run; the first failure is logged once and turns the sink off.
 
-    def __init__(self, mode: WandbMode, project: str, config: dict[str, Any], run_dir: str, **init: Any) -> None:
+    Constructing one opens the run; `WandbSink()` is an inactive sink that logs nothing."""
+
+    def __init__(
+        self,
+        mode: WandbMode = "off",
+        project: str = "gainakt",
+        config: dict[str, Any] | None = None,
+        run_dir: str | None = None,
+        **init: Any,
+    ) -> None:
         self._run = None
         if mode == "off":
             return
         try:
             import wandb
 
-            self._run = wandb.init(project=project, mode=mode, config=config, dir=run_dir, reinit="create_new", **init)
+            self._run = wandb.init(
+                project=project, mode=mode, config=config, dir=run_dir, reinit="create_new", **init
+            )
         except Exception as err:  # wandb must never stop training
             self._fail(err)
 
@@ -40,6 +51,7 @@ class WandbSink:
         self.log({f"monitor/{k}": v for k, v in values.items()}, step=step)
 
     def finish(self) -> None:
+        """Close the run (once; later calls do nothing)."""
         if self._run is None:
             return
         try:

@@ -62,7 +62,9 @@ def test_written_csv_reads_back_identically(small_synthetic: Dataset, tmp_path) 
         ours, theirs = getattr(small_synthetic, split), getattr(back, split)
         assert np.array_equal(ours.lengths, theirs.lengths)
         for field in ("concepts", "responses"):
-            assert np.array_equal(getattr(ours, field)[ours.positions()], getattr(theirs, field)[theirs.positions()])
+            assert np.array_equal(
+                getattr(ours, field)[ours.positions()], getattr(theirs, field)[theirs.positions()]
+            )
         assert [ours.uids[s] for s in ours.students] == [theirs.uids[s] for s in theirs.students]
     assert np.array_equal(small_synthetic.train_valid.folds, back.train_valid.folds)
     assert back.num_concepts == small_synthetic.num_concepts

@@ -1,4 +1,5 @@
-"""The single-run trainer on simulated data: rows, checkpoints, determinism, exact resume, the CLI."""
+"""The single-run trainer on simulated data: rows, checkpoints, determinism, exact resume, the public
+training API (epochs, batch hooks, no side effects before `run()`), the CLI."""
 
 from __future__ import annotations
 
@@ -8,17 +9,28 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from gainakt.data import load_dataset
-from gainakt.losses import AUX_NAMES
-from gainakt.train import Trainer, make_config, train
+from gainakt.schema import LOSS_COMPONENTS
+from gainakt.train import EpochRow, Trainer, make_config, train
 from search.cli import main
 
 DATA = "synthetic:students=150,concepts=8,seed=2"
 SMALL = [
-    "model.d_model=32", "model.heads=4", "model.blocks=1", "model.d_ff=64", "threads=1", "monitor_interval=2",
-    "weights.non_negative=0.1", "weights.monotonicity=0.1", "weights.mastery_performance=0.1",
-    "weights.gain_performance=0.1", "weights.sparsity=0.05", "weights.consistency=0.05", "model.gains=linear",
+    "model.d_model=32",
+    "model.heads=4",
+    "model.blocks=1",
+    "model.d_ff=64",
+    "threads=1",
+    "monitor_interval=2",
+    "weights.non_negative=0.1",
+    "weights.monotonicity=0.1",
+    "weights.mastery_performance=0.1",
+    "weights.gain_performance=0.1",
+    "weights.sparsity=0.05",
+    "weights.consistency=0.05",
+    "model.gains=linear",
 ]
 TIMING = {"seconds", "interactions_per_s"}
 
@@ -52,13 +64,24 @@ def test_rows_have_shares_that_sum_to_one(finished: Path) -> None:
     table = rows(finished)
     assert [row["epoch"] for row in table] == [1, 2, 3]
     for row in table:
-        shares = [row[f"share_{name}"] for name in ("bce", *AUX_NAMES)]
+        shares = [row[f"share_{name}"] for name in LOSS_COMPONENTS]
         assert min(shares) >= 0 and abs(sum(shares) - 1) < 1e-6
         assert row["share_bce"] < 1  # the auxiliary losses are in the total
-        weighted = sum(row[f"loss_{name}"] for name in ("bce", *AUX_NAMES))
+        weighted = sum(row[f"loss_{name}"] for name in LOSS_COMPONENTS)
         assert weighted == pytest.approx(row["train_loss"], rel=1e-6)
-        for name in ("auc", "acc", "mastery_corr", "gain_corr", "neg_gain_rate", "monotonicity_violation_rate",
-                     "mastery_recovery", "monitor_mastery_corr", "monitor_neg_gain_rate", "lr", "interactions_per_s"):
+        for name in (
+            "auc",
+            "acc",
+            "mastery_corr",
+            "gain_corr",
+            "neg_gain_rate",
+            "monotonicity_violation_rate",
+            "mastery_recovery",
+            "monitor_mastery_corr",
+            "monitor_neg_gain_rate",
+            "lr",
+            "interactions_per_s",
+        ):
             assert math.isfinite(row[name]), name
 
 
@@ -79,7 +102,9 @@ def test_same_seed_same_metrics(tmp_path: Path, dataset, finished: Path) -> None
     assert without_timing(rows(tmp_path / "again")) == without_timing(rows(finished))
 
 
-def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path, dataset, finished: Path) -> None:
+def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(
+    tmp_path: Path, dataset, finished: Path
+) -> None:
     class Crash(Exception):
         pass
 
@@ -104,6 +129,66 @@ def test_wandb_offline_logs_the_run(tmp_path: Path, dataset) -> None:
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
 
 
+def test_constructing_a_trainer_leaves_torchs_rng_and_threads_alone_and_seeds_its_weights(
+    tmp_path: Path, dataset
+) -> None:
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    first = Trainer(small_config(tmp_path / "first", threads=threads + 1), dataset)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert not (tmp_path / "first").exists()
+
+    def same_weights(a: Trainer, b: Trainer) -> bool:
+        return all(torch.equal(w, b.model.state_dict()[k]) for k, w in a.model.state_dict().items())
+
+    assert same_weights(first, Trainer(small_config(tmp_path / "same"), dataset))
+    assert not same_weights(first, Trainer(small_config(tmp_path / "other", seed=1), dataset))
+
+
+def test_train_epoch_calls_each_batch_hook_once_per_step_and_writes_no_run_folder(
+    tmp_path: Path, dataset
+) -> None:
+    out = tmp_path / "epoch"
+    seen: list[tuple[int, int]] = []  # (step, the batch's real positions)
+
+    def hook(step: int, states, batch) -> None:
+        assert states.logits.shape == batch.mask.shape
+        seen.append((step, batch.num_real))
+
+    trainer = Trainer(small_config(out), dataset, batch_hooks=[hook])
+    assert trainer.batch_hooks == [trainer.monitor.after_batch, hook]
+    row = trainer.train_epoch()
+    assert isinstance(row, EpochRow) and row.epoch == trainer.epoch == 1
+    assert [step for step, _ in seen] == list(range(1, len(trainer.train_plan) + 1))
+    assert sum(real for _, real in seen) == pytest.approx(row.interactions_per_s * row.seconds)
+    assert math.isfinite(row.monitor["mastery_corr"])  # the monitor sampled, as the first hook
+    assert not out.exists()
+
+
+def test_a_run_that_raises_closes_its_wandb_run(tmp_path: Path, dataset) -> None:
+    # A learning rate of 1e30 sends the weights to ~1e30 in one step: a later loss is NaN.
+    config = small_config(
+        tmp_path / "nan",
+        epochs=1,
+        lr=1e30,
+        wandb="offline",
+        wandb_project="gainakt-test",
+        wandb_dir=str(tmp_path),
+    )
+    seen = []  # (the trainer's wandb sink, whether it was logging) at each step
+
+    def hook(step: int, states, batch) -> None:
+        seen.append((trainer.wandb, trainer.wandb.active))
+
+    trainer = Trainer(config, dataset, batch_hooks=[hook])
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        trainer.run()
+    sink = trainer.wandb
+    assert seen and all(s is sink and active for s, active in seen)
+    assert not sink.active
+    assert any((tmp_path / "wandb").glob("offline-run-*"))
+
+
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
@@ -117,7 +202,9 @@ def test_wandb_offline_logs_the_run(tmp_path: Path, dataset) -> None:
         (["--config", "{toml}"], "unknown setting 'weights.entropy'"),
     ],
 )
-def test_bad_configuration_is_one_line_and_exit_2(args: list[str], phrase: str, tmp_path: Path, capsys) -> None:
+def test_bad_configuration_is_one_line_and_exit_2(
+    args: list[str], phrase: str, tmp_path: Path, capsys
+) -> None:
     toml = tmp_path / "bad.toml"
     toml.write_text("epochs = 2\n[weights]\nentropy = 0.1\n")
     out = tmp_path / "never"
@@ -142,13 +229,26 @@ def test_check_command_reports_every_component_ok(capsys) -> None:
     assert main(["check"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert all(line.startswith("OK") for line in lines), lines
-    for component in ("dependencies", "devices", "data", "model modes", "losses", "metrics", "monitor",
-                      "checkpoint round trip", "wandb offline"):
+    for component in (
+        "dependencies",
+        "devices",
+        "data",
+        "model modes",
+        "losses",
+        "metrics",
+        "monitor",
+        "checkpoint round trip",
+        "wandb offline",
+    ):
         assert any(line[4:].strip().startswith(component) for line in lines), component
 
 
-def test_default_preset_comes_within_003_of_the_bayes_optimal_auc_on_the_default_simulator(tmp_path: Path) -> None:
-    """The product's quick-start job: cpu-small on `synthetic`, as `gainakt-search train` runs it (~1 minute)."""
+@pytest.mark.slow  # a full training of the default preset
+def test_default_preset_comes_within_003_of_the_bayes_optimal_auc_on_the_default_simulator(
+    tmp_path: Path,
+) -> None:
+    """The product's quick-start job: cpu-small on `synthetic`, as `gainakt-search train` runs it
+    (~1 minute)."""
     data = load_dataset("synthetic")
     bayes = data.summary(0)["bayes_auc"]
     results = train(make_config(data="synthetic", out=str(tmp_path / "default")), data)
