@@ -1,4 +1,5 @@
-"""Frozen dataclasses from plain dicts (TOML files, `--set key=value` overrides), with typed, one-line errors."""
+"""Frozen dataclasses from plain dicts (TOML files, `--set key=value` overrides), with typed,
+one-line errors."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ T = TypeVar("T")
 
 def build(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
     """`cls(**values)` with nested dataclasses built from tables and every value type-checked."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -29,11 +32,15 @@ def build(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
 
 def _coerce(value: Any, hint: Any, name: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if hint is Any:
+        return value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
+        if isinstance(value, str) and hasattr(hint, "parse"):  # a type written as text, e.g. "auc:max"
+            return hint.parse(value)
         if not isinstance(value, Mapping):
-            raise ConfigError(f"'{name}' must be a table of settings, got {value!r}")
+            raise ConfigError(f"'{name}' must be {_describe(hint)}, got {value!r}")
         return build(hint, value, prefix=f"{name}.")
     if origin is typing.Literal:
         if value not in typing.get_args(hint):
@@ -55,13 +62,27 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         return float(value)
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
-    if origin is dict and isinstance(value, Mapping):
-        return dict(value)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        item = typing.get_args(hint)[0]  # tuple[X, ...]
+        return tuple(_coerce(v, item, f"{name}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping) and isinstance(value, Mapping):
+        item = typing.get_args(hint)[1] if typing.get_args(hint) else Any
+        return {key: _coerce(v, item, f"{name}.{key}") for key, v in value.items()}
     raise ConfigError(f"'{name}' must be {_describe(hint)}, got {value!r}")
 
 
 def _describe(hint: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+    simple = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if hint in simple:
+        return simple[hint]
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(hint)[0]).removeprefix('a ').removeprefix('an ')}s"
+    if dataclasses.is_dataclass(hint):
+        return "a string" if hasattr(hint, "parse") else "a table of settings"
+    if origin in (dict, Mapping):
+        return "a table"
+    return str(hint)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -97,17 +118,28 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def with_assignments(values: Mapping[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
-    """Apply `a.b=value` overrides to a nested dict."""
-    out = dict(values)
-    for text in assignments:
-        key, value = parse_assignment(text)
-        nested: dict[str, Any] = value
+def nest(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """{"model.gains": "relu"} -> {"model": {"gains": "relu"}}."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        nested: Any = value
         for part in reversed(key.split(".")):
             nested = {part: nested}
         out = merge(out, nested)
     return out
 
 
-def as_dict(instance: Any) -> dict[str, Any]:
-    return dataclasses.asdict(instance)
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"gains": "relu"}} -> {"model.gains": "relu"}: the inverse of `nest`."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def with_assignments(values: Mapping[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """Apply `a.b=value` overrides to a nested dict."""
+    return merge(values, nest(dict(parse_assignment(text) for text in assignments)))

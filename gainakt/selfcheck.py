@@ -7,6 +7,7 @@ import itertools
 import math
 import tempfile
 import traceback
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,8 @@ def run_checks() -> list[CheckResult]:
             results.append(CheckResult(name, True, check(context)))
         except Exception as err:  # a check reports every failure as FAIL, never a crash
             where = traceback.extract_tb(err.__traceback__)[-1]
-            results.append(CheckResult(name, False, f"{type(err).__name__}: {err} ({Path(where.filename).name}:{where.lineno})"))
+            detail = f"{type(err).__name__}: {err} ({Path(where.filename).name}:{where.lineno})"
+            results.append(CheckResult(name, False, detail))
     return results
 
 
@@ -71,21 +73,37 @@ def _data(context: dict) -> str:
 
     dataset = load_dataset("synthetic:students=60,concepts=6,seed=0")
     train, valid = dataset.split(0)
-    context["dataset"] = dataset
     context["batch"] = next(BatchPlan(train, 8).batches(0))
     context["valid_plan"] = BatchPlan(valid, 16, shuffle=False)
-    return f"synthetic: {len(train)} training and {len(valid)} validation windows, fingerprint {dataset.fingerprint}"
+    windows = f"{len(train)} training and {len(valid)} validation windows"
+    return f"synthetic: {windows}, fingerprint {dataset.fingerprint}"
 
 
 def _model_modes(context: dict) -> str:
+    from .config import build
     from .losses import LossWeights, auxiliary_losses, compose, prediction_loss
-    from .model import GainAKT2Exp, ModelOptions
+    from .model import Attention, GainActivation, GainAKT2Exp, MasteryMode, ModelOptions
 
     batch = context["batch"]
     weights = LossWeights(**{name: 0.1 for name, _ in LossWeights().items()})
-    modes = list(itertools.product(("legacy", "intrinsic"), ("relu", "softplus", "linear"), ("cumulative", "direct")))
+    modes = list(
+        itertools.product(
+            typing.get_args(Attention), typing.get_args(GainActivation), typing.get_args(MasteryMode)
+        )
+    )
     for attention, gains, mastery in modes:
-        options = ModelOptions(d_model=16, heads=2, blocks=1, d_ff=32, attention=attention, gains=gains, mastery=mastery)
+        options = build(
+            ModelOptions,
+            {
+                "d_model": 16,
+                "heads": 2,
+                "blocks": 1,
+                "d_ff": 32,
+                "attention": attention,
+                "gains": gains,
+                "mastery": mastery,
+            },
+        )
         model = GainAKT2Exp(options, num_concepts=6)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         states = model.forward_with_states(batch)

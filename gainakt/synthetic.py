@@ -11,6 +11,7 @@ drawn with probability `guess + (1 - guess - slip) * mastery`.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class SyntheticConfig:
         """Read `synthetic` or `synthetic:key=value,...`; an unknown key or bad value is a DataError."""
         _, _, rest = source.partition(":")
         types = {f.name: f.type for f in fields(cls)}
-        values: dict[str, int | float] = {}
+        values: dict[str, Any] = {}  # typed by the fields below
         for item in filter(None, (part.strip() for part in rest.split(","))):
             key, sep, text = item.partition("=")
             key = key.strip()
@@ -66,7 +67,9 @@ class SyntheticConfig:
             try:
                 values[key] = number(text)
             except ValueError:
-                raise DataError(f"{source}: {key}={text!r} is not {'a number' if number is float else 'an integer'}") from None
+                raise DataError(
+                    f"{source}: {key}={text!r} is not {'a number' if number is float else 'an integer'}"
+                ) from None
         return cls(**values)
 
     @property
@@ -77,11 +80,16 @@ class SyntheticConfig:
 def simulate(config: SyntheticConfig, num_concepts: int | None = None) -> Dataset:
     """Simulate the population; deterministic by `config.seed`."""
     if num_concepts is not None and num_concepts != config.concepts:
-        raise DataError(f"{config.spec}: num_concepts={num_concepts} differs from the simulator's concepts={config.concepts}")
+        raise DataError(
+            f"{config.spec}: num_concepts={num_concepts} differs from the simulator's "
+            f"concepts={config.concepts}"
+        )
     rng = np.random.default_rng(config.seed)
     world = _World.draw(config, rng)
     total = config.students + config.test_students
-    lengths = np.clip(np.rint(rng.lognormal(np.log(config.length), 0.9, total)), 3, config.max_length).astype(np.int64)
+    lengths = np.clip(np.rint(rng.lognormal(np.log(config.length), 0.9, total)), 3, config.max_length).astype(
+        np.int64
+    )
     concepts, responses, mastery, prob = _practise(config, world, lengths, rng)
 
     folds = rng.permutation(np.arange(config.students) % FOLDS)

@@ -1,29 +1,29 @@
 """The sweep specification: a TOML file whose every field a CLI flag can override.
 
-    name = "quickstart"                  # the study folder is STORAGE/NAME
-    data = "synthetic"                   # dataset folder, CSV or synthetic[:key=value,...]
-    space = "aux_weights"                # a registered space or module:function
-    objectives = ["auc:max", "mastery_corr:max", "neg_gain_rate:min"]
-    constraints = ["mastery_corr >= 0.4", "neg_gain_rate < 0.10"]
-    trials = 8                           # in total, including failed ones
-    concurrent = 2                       # trials at a time
-    sampler = "tpe"                      # tpe, nsga2, gp or random
-    scheduler = "fifo"                   # fifo, or asha (stops weak trials early on AUC)
-    seed = 0
-    storage = "runs"                     # a folder or a URI pyarrow understands (s3://..., gs://...)
-    keep_checkpoints = 0                 # epoch checkpoints kept per trial; 0 keeps all
-    [reference]                          # optional: the hypervolume's reference point, per objective
-    auc = 0.5                            # objectives left out get the worst observed value (search/pareto.py)
-    [[start]]                            # optional, repeatable: a trial to run first, given as the
-    use_sparsity = false                 # space's Optuna parameters; those left out are sampled
-    [resources]                          # per trial
-    cpus = 1
-    gpus = 0                             # a fraction shares one GPU between trials
-    [train]                              # fixed training settings: a preset, then overrides
-    preset = "cpu-small"
-    epochs = 4
-    [train.model]
-    d_model = 64
+name = "quickstart"                  # the study folder is STORAGE/NAME
+data = "synthetic"                   # dataset folder, CSV or synthetic[:key=value,...]
+space = "aux_weights"                # a registered space or module:function
+objectives = ["auc:max", "mastery_corr:max", "neg_gain_rate:min"]
+constraints = ["mastery_corr >= 0.4", "neg_gain_rate < 0.10"]
+trials = 8                           # in total, including failed ones
+concurrent = 2                       # trials at a time
+sampler = "tpe"                      # tpe, nsga2, gp or random
+scheduler = "fifo"                   # fifo, or asha (stops weak trials early on AUC)
+seed = 0
+storage = "runs"                     # a folder or a URI pyarrow understands (s3://..., gs://...)
+keep_checkpoints = 0                 # epoch checkpoints kept per trial; 0 keeps all
+[reference]                          # optional: the hypervolume's reference point, per objective
+auc = 0.5                            # objectives left out get the worst observed value (search/pareto.py)
+[[start]]                            # optional, repeatable: a trial to run first, given as the
+use_sparsity = false                 # space's Optuna parameters; those left out are sampled
+[resources]                          # per trial
+cpus = 1
+gpus = 0                             # a fraction shares one GPU between trials
+[train]                              # fixed training settings: a preset, then overrides
+preset = "cpu-small"
+epochs = 4
+[train.model]
+d_model = 64
 """
 
 from __future__ import annotations
@@ -31,30 +31,29 @@ from __future__ import annotations
 import math
 import operator
 import re
+import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from gainakt.config import merge, read_toml, with_assignments
+from gainakt import schema
+from gainakt.config import build, merge, read_toml, with_assignments
 from gainakt.errors import ConfigError
+from gainakt.schema import Direction
 
-Direction = Literal["max", "min"]
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
-SCHEDULERS = ("fifo", "asha")
-
-# Every figure of an epoch row that can be an objective or a constraint (validation split unless named train_).
-METRICS = (
-    "auc", "acc", "mastery_corr", "pred_corr", "mastery_corr_student", "gain_corr", "neg_gain_rate",
-    "monotonicity_violation_rate", "mastery_recovery", "val_loss", "train_loss",
-)
+Sampler = Literal["tpe", "nsga2", "gp", "random"]
+Scheduler = Literal["fifo", "asha"]
+SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
+SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CONSTRAINT = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*(\S+)\s*")
 _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
 def _known_metric(metric: str, where: str) -> str:
-    if metric not in METRICS:
-        raise ConfigError(f"{where}: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    """`metric` if it is a figure of the epoch rows that can be an objective (`gainakt.schema.METRICS`)."""
+    if metric not in schema.METRICS:
+        raise ConfigError(f"{where}: unknown metric {metric!r} (known: {', '.join(schema.METRICS)})")
     return metric
 
 
@@ -69,7 +68,8 @@ class Objective:
         metric, sep, direction = text.partition(":")
         if not sep or direction not in ("max", "min"):
             raise ConfigError(f"objective {text!r}: expected metric:max or metric:min")
-        return cls(_known_metric(metric.strip(), f"objective {text!r}"), direction)  # type: ignore[arg-type]
+        metric = _known_metric(metric.strip(), f"objective {text!r}")
+        return cls(metric, direction)  # type: ignore[arg-type]  # direction is max or min: checked above
 
     def __str__(self) -> str:
         return f"{self.metric}:{self.direction}"
@@ -111,7 +111,11 @@ class Constraint:
         return f"{self.metric} {self.op} {self.threshold:g}"
 
 
-DEFAULT_OBJECTIVES = (Objective("auc", "max"), Objective("mastery_corr", "max"), Objective("neg_gain_rate", "min"))
+DEFAULT_OBJECTIVES = (
+    Objective("auc", "max"),
+    Objective("mastery_corr", "max"),
+    Objective("neg_gain_rate", "min"),
+)
 DEFAULT_CONSTRAINTS = (Constraint("mastery_corr", ">=", 0.4), Constraint("neg_gain_rate", "<", 0.10))
 # The quick-start sweep: a few short epochs of a narrow model, so 8 trials fit in minutes on two cores.
 DEFAULT_TRAIN: dict[str, Any] = {"preset": "cpu-small", "epochs": 4, "model": {"d_model": 64, "d_ff": 128}}
@@ -131,8 +135,8 @@ class SweepSpec:
     concurrent: int = 2
     cpus: float = 1.0
     gpus: float = 0.0
-    sampler: str = "tpe"
-    scheduler: str = "fifo"
+    sampler: Sampler = "tpe"
+    scheduler: Scheduler = "fifo"
     seed: int = 0
     storage: str = "runs"
     keep_checkpoints: int = 0
@@ -141,7 +145,9 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name) or ".." in self.name:
-            raise ConfigError(f"name {self.name!r}: letters, digits, '.', '_' and '-' only (it names a folder)")
+            raise ConfigError(
+                f"name {self.name!r}: letters, digits, '.', '_' and '-' only (it names a folder)"
+            )
         for name in ("trials", "concurrent"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -150,13 +156,11 @@ class SweepSpec:
         if not (self.gpus >= 0 and math.isfinite(self.gpus)):
             raise ConfigError(f"resources.gpus must be >= 0, got {self.gpus}")
         if self.gpus > 1 and self.gpus != int(self.gpus):
-            raise ConfigError(f"resources.gpus must be a fraction of one GPU or a whole number, got {self.gpus}")
+            raise ConfigError(
+                f"resources.gpus must be a fraction of one GPU or a whole number, got {self.gpus}"
+            )
         if self.keep_checkpoints < 0:
             raise ConfigError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
         if not self.objectives:
             raise ConfigError("at least one objective is needed")
         metrics = [o.metric for o in self.objectives]
@@ -188,6 +192,23 @@ class SweepSpec:
     def modes(self) -> list[str]:
         return [o.direction for o in self.objectives]
 
+    def named_objectives(self, given: Sequence[str] | None) -> tuple[Objective, ...]:
+        """`metric:max|min` texts as objectives; a bare metric takes this study's direction for it."""
+        if not given:
+            return self.objectives
+        directions = {o.metric: o for o in self.objectives}
+        out = []
+        for text in given:
+            if ":" not in text and text.strip() not in directions:
+                raise ConfigError(
+                    f"objective {text!r}: not an objective of the study; "
+                    f"give its direction as {text}:max or {text}:min"
+                )
+            out.append(directions[text.strip()] if ":" not in text else Objective.parse(text))
+        if len({o.metric for o in out}) != len(out):
+            raise ConfigError(f"objectives name a metric twice: {', '.join(given)}")
+        return tuple(out)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["train"] = dict(self.train)
@@ -206,34 +227,13 @@ class SweepSpec:
             raise ConfigError(f"{where}: [resources] must be a table")
         unknown_resources = set(resources) - {"cpus", "gpus"}
         if unknown_resources:
-            raise ConfigError(f"{where}: unknown key resources.{min(unknown_resources)} (known: cpus, gpus)")
-        values.update(resources)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known - {'cpus', 'gpus'}))}, resources.cpus, resources.gpus)")
-        if "objectives" in values:
-            values["objectives"] = tuple(Objective.parse(_text(o, "objectives", where)) for o in _list(values["objectives"], "objectives", where))
-        if "constraints" in values:
-            values["constraints"] = tuple(Constraint.parse(_text(c, "constraints", where)) for c in _list(values["constraints"], "constraints", where))
-        if "train" in values and not isinstance(values["train"], Mapping):
-            raise ConfigError(f"{where}: [train] must be a table")
-        if "reference" in values and not isinstance(values["reference"], Mapping):
-            raise ConfigError(f"{where}: [reference] must be a table of metric = value")
-        if "start" in values:
-            points = values["start"]
-            if not isinstance(points, (list, tuple)) or not all(isinstance(p, Mapping) for p in points):
-                raise ConfigError(f"{where}: start must be a list of tables ([[start]] in TOML)")
-            values["start"] = tuple(dict(p) for p in points)
-        expected = {"name": str, "data": str, "space": str, "sampler": str, "scheduler": str, "storage": str,
-                    "trials": int, "concurrent": int, "seed": int, "keep_checkpoints": int, "cpus": (int, float), "gpus": (int, float)}
-        for key, kind in expected.items():
-            if key in values and (not isinstance(values[key], kind) or isinstance(values[key], bool)):
-                raise ConfigError(f"{where}: {key} has the wrong type ({values[key]!r})")
-        for key in ("cpus", "gpus"):
-            if key in values:
-                values[key] = float(values[key])
-        return cls(**values)
+            raise ConfigError(
+                f"{where}: unknown setting 'resources.{min(unknown_resources)}' (known: cpus, gpus)"
+            )
+        try:
+            return build(cls, {**values, **resources})
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
 
     def with_overrides(self, **changes: Any) -> SweepSpec:
         """Replace the fields given (None means: keep); `assignments` are `key=value` training overrides."""
@@ -256,15 +256,3 @@ def load_spec(path: str | None) -> SweepSpec:
     if "train" in values:
         values["train"] = merge({"preset": "cpu-small"}, values["train"])
     return SweepSpec.from_dict(values, where=path)
-
-
-def _list(value: Any, key: str, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: {key} must be a list of strings")
-    return value
-
-
-def _text(value: Any, key: str, where: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key} must be a list of strings, got {value!r}")
-    return value

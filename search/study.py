@@ -1,11 +1,11 @@
 """Where a study lives: its folder on local disk or behind a URI, and the files in it.
 
-    STORAGE/NAME/
-      spec.json              the sweep as it was started (a resume reads it back)
-      optuna.journal         the Optuna study (optuna-dashboard opens it)
-      store/trials/*.parquet one file per trial: its outcome (see search/store.py)
-      store/epochs/*.parquet one file per trial: a row per epoch
-      tune/                  Ray Tune's experiment: trial folders and checkpoints
+STORAGE/NAME/
+  spec.json              the sweep as it was started (a resume reads it back)
+  optuna.journal         the Optuna study (optuna-dashboard opens it)
+  store/trials/*.parquet one file per trial: its outcome (see search/store.py)
+  store/epochs/*.parquet one file per trial: a row per epoch
+  tune/                  Ray Tune's experiment: trial folders and checkpoints
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Study:
         if is_uri(storage):
             try:
                 self.fs, base = pafs.FileSystem.from_uri(storage)
-            except (pafs.ArrowInvalid, ValueError, OSError) as err:  # type: ignore[attr-defined]
+            except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
                 raise ConfigError(f"storage {storage!r}: pyarrow cannot open it ({err})") from None
             self.storage = storage.rstrip("/")
         else:
@@ -72,7 +72,8 @@ class Study:
 
     @property
     def journal_path(self) -> str:
-        """A local file: Optuna's journal needs one. For a remote study it is a cache, uploaded by `sync_journal`."""
+        """A local file: Optuna's journal needs one. For a remote study it is a cache, uploaded by
+        `sync_journal`."""
         if self.local:
             return f"{self.root}/optuna.journal"
         key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
@@ -102,8 +103,11 @@ class Study:
     def list_files(self, folder: str, suffix: str) -> list[str]:
         selector = pafs.FileSelector(folder, allow_not_found=True)
         return sorted(
-            info.path for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File and info.base_name.endswith(suffix) and not info.base_name.startswith(".")
+            info.path
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and info.base_name.endswith(suffix)
+            and not info.base_name.startswith(".")
         )
 
     def write_spec(self, spec: SweepSpec) -> None:

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gainakt import __version__
+from gainakt.config import flatten
 from gainakt.data import Dataset, load_dataset
 from gainakt.errors import ConfigError
 
+from .schema import FIXED, TrialStatus
 from .spec import SweepSpec
 from .store import Store
 from .study import Study
@@ -24,7 +26,17 @@ from .trainable import TrialSetup, trial_config
 
 log = logging.getLogger("search.sweep")
 # Trial settings that differ per trial or only say where to write: not "fixed settings".
-_NOT_FIXED = {"out", "data", "seed", "threads", "device", "wandb", "wandb_group", "wandb_project", "wandb_dir"}
+_NOT_FIXED = {
+    "out",
+    "data",
+    "seed",
+    "threads",
+    "device",
+    "wandb",
+    "wandb_group",
+    "wandb_project",
+    "wandb_dir",
+}
 
 
 @dataclass(frozen=True)
@@ -48,17 +60,9 @@ class SweepOutcome:
     ray_start_seconds: float = 0.0
 
 
-def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, spec_given: bool = True) -> Prepared:
+def prepare(
+    spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, spec_given: bool = True
+) -> Prepared:
     """Validate everything; an existing study of the same name is continued with its saved spec."""
     from spaces import SpaceError, get_space, sample_once
 
@@ -70,13 +74,21 @@ def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, sp
         if spec_given and differ:
             raise ConfigError(
                 f"study {spec.name!r} already exists in {study.storage} with other settings (differs in: "
-                f"{', '.join(differ)}); continue it with 'gainakt-search resume {spec.name}' or choose another --name"
+                f"{', '.join(differ)}); continue it with 'gainakt-search resume {spec.name}' "
+                "or choose another --name"
             )
         spec = saved
     elif must_exist:
         raise ConfigError(f"study {spec.name!r} not found in {study.storage} (no {study.spec_path})")
-    setup = TrialSetup(study=spec.name, data=spec.data, preset=spec.preset, fixed=spec.train_settings,
-                       cpus=spec.cpus, wandb=wandb, wandb_dir=f"{study.root}/wandb" if study.local else None)
+    setup = TrialSetup(
+        study=spec.name,
+        data=spec.data,
+        preset=spec.preset,
+        fixed=spec.train_settings,
+        cpus=spec.cpus,
+        wandb=wandb,
+        wandb_dir=f"{study.root}/wandb" if study.local else None,
+    )
     try:
         space = get_space(spec.space)
         sampled = sample_once(space, seed=spec.seed)
@@ -88,15 +100,28 @@ def prepare(spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, sp
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)
     dataset.split(base.fold)
-    fixed = {f"fixed.{k}": v for k, v in flatten(base.to_dict()).items()
-             if k.split(".")[0] not in _NOT_FIXED and k not in sampled}
-    constants = {"space": spec.space, "data": dataset.source, "data_fingerprint": dataset.fingerprint,
-                 "version": __version__, **fixed}
+    fixed = {
+        f"{FIXED}{k}": v
+        for k, v in flatten(base.to_dict()).items()
+        if k.split(".")[0] not in _NOT_FIXED and k not in sampled
+    }
+    constants = {
+        "space": spec.space,
+        "data": dataset.source,
+        "data_fingerprint": dataset.fingerprint,
+        "version": __version__,
+        **fixed,
+    }
     return Prepared(spec, study, dataset, setup, constants, resumed)
 
 
-def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int | None = None,
-              echo: Callable[[str], None] = print) -> SweepOutcome:
+def run_sweep(
+    prepared: Prepared,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> SweepOutcome:
     """Run (or continue) the sweep until every trial asked for has finished."""
     import ray
 
@@ -112,8 +137,13 @@ def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int |
     if started_ray:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
         try:
-            ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-                     logging_level=logging.ERROR, log_to_driver=False)
+            ray.init(
+                address=address,
+                num_cpus=num_cpus if address is None else None,
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+            )
         except (ConnectionError, ValueError) as err:
             raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
     started = time.time()
@@ -127,7 +157,7 @@ def run_sweep(prepared: Prepared, *, address: str | None = None, num_cpus: int |
             ray.shutdown()
         study.sync_journal()
     trials = Store(study).trials()
-    interrupted = len(trials) > 0 and bool((trials["status"] == "RUNNING").any())
+    interrupted = len(trials) > 0 and bool((trials["status"] == TrialStatus.RUNNING).any())
     return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds)
 
 
@@ -146,7 +176,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from .recorder import StoreRecorder
-    from .searcher import ConstrainedOptunaSearch, TrialBudget, TrialSpace, make_sampler
+    from .searcher import StudySearcher, TrialBudget, TrialSpace, make_sampler
     from .trainable import run_trial
 
     spec, study = prepared.spec, prepared.study
@@ -156,21 +186,37 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     )
     if tune.Tuner.can_restore(study.tune_path if study.local else f"{study.uri}/tune"):
         echo(f"continuing study {spec.name!r} in {study.display()}")
-        return tune.Tuner.restore(f"{study.uri}/tune" if not study.local else study.tune_path, trainable,
-                                  resume_unfinished=True, resume_errored=True)
+        return tune.Tuner.restore(
+            f"{study.uri}/tune" if not study.local else study.tune_path,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+        )
     store = Store(study)
     finished = len(store.ended_trial_ids())  # a study killed before Tune first saved its state starts afresh
-    searcher = ConstrainedOptunaSearch(
-        space=TrialSpace(spec.space, spec.seed), metric=spec.metric_names, mode=spec.modes,
-        sampler=make_sampler(spec), study_name=spec.name, storage=JournalStorage(JournalFileBackend(journal)),
-        constraints=spec.constraints, budget=TrialBudget(study.storage, study.name, spec.trials),
-        # A study restarted before Tune first saved its state already holds its start points.
-        points_to_evaluate=[dict(p) for p in spec.start] if finished == 0 and not _journal_written(journal) else None,
+    # A study restarted before Tune first saved its state already holds its start points.
+    fresh = finished == 0 and not _journal_written(journal)
+    searcher = StudySearcher(  # the project's own Searcher over the Optuna study (see search/searcher.py)
+        space=TrialSpace(spec.space, spec.seed),
+        metric=spec.metric_names,
+        mode=spec.modes,
+        sampler=make_sampler(spec),
+        study_name=spec.name,
+        storage=JournalStorage(JournalFileBackend(journal)),
+        constraints=spec.constraints,
+        budget=TrialBudget(study.storage, study.name, spec.trials),
+        points_to_evaluate=[dict(p) for p in spec.start] if fresh else None,
     )
     if spec.scheduler == "asha":
         epochs = trial_config(prepared.setup, {}, seed=0).epochs
-        scheduler: Any = ASHAScheduler(metric="auc", mode="max", time_attr="training_iteration", max_t=epochs,
-                                       grace_period=1, reduction_factor=2)
+        scheduler: Any = ASHAScheduler(
+            metric="auc",
+            mode="max",
+            time_attr="training_iteration",
+            max_t=epochs,
+            grace_period=1,
+            reduction_factor=2,
+        )
     else:
         scheduler = FIFOScheduler()
     checkpoints = tune.CheckpointConfig(
@@ -181,12 +227,22 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     recorder = StoreRecorder(spec, store, prepared.constants, journal, echo)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.trials - finished,
-                                    max_concurrent_trials=spec.concurrent, trial_dirname_creator=_trial_dirname,
-                                    # A new trial takes over a finished one's worker instead of starting a
-                                    # process and importing torch again (seconds per trial on two cores).
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(name="tune", storage_path=study.uri, callbacks=[recorder], verbose=0,
-                                  checkpoint_config=checkpoints, failure_config=tune.FailureConfig(max_failures=0)),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=spec.trials - finished,
+            max_concurrent_trials=spec.concurrent,
+            trial_dirname_creator=_trial_dirname,
+            # A new trial takes over a finished one's worker instead of starting a
+            # process and importing torch again (seconds per trial on two cores).
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=study.uri,
+            callbacks=[recorder],
+            verbose=0,
+            checkpoint_config=checkpoints,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
     )
-

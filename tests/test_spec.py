@@ -9,6 +9,7 @@ import pytest
 
 import spaces
 from gainakt.errors import ConfigError
+from gainakt.schema import LOSS_NAMES
 from search.cli import main
 from search.spec import Constraint, Objective, SweepSpec, load_spec
 from search.trainable import TrialSetup, trial_config
@@ -19,7 +20,9 @@ def test_every_space_samples_valid_training_settings(name):
     space = spaces.get_space(name)
     for seed in range(5):
         settings = spaces.sample_once(space, seed=seed)
-        config = trial_config(TrialSetup(study="s", data="synthetic", preset="cpu-small"), settings, seed=seed)
+        config = trial_config(
+            TrialSetup(study="s", data="synthetic", preset="cpu-small"), settings, seed=seed
+        )
         for key, value in settings.items():
             section, _, field = key.rpartition(".")
             assert getattr(getattr(config, section) if section else config, field) == value
@@ -31,12 +34,12 @@ def test_aux_weights_can_switch_each_loss_off_and_stays_in_range():
     for _ in range(40):
         trial = study.ask()
         settings = spaces.get_space("aux_weights")(trial)
-        for loss in spaces.aux_weights.AUX_LOSSES:
+        for loss in LOSS_NAMES:
             weight = settings[f"weights.{loss}"]
             (seen_on if weight > 0 else seen_off).add(loss)
             assert weight == 0 or 1e-3 <= weight <= 1.0
         study.tell(trial, 0.0)
-    assert seen_off == seen_on == set(spaces.aux_weights.AUX_LOSSES)
+    assert seen_off == seen_on == set(LOSS_NAMES)
 
 
 def test_a_broken_space_fails_when_sampled():
@@ -49,14 +52,25 @@ def test_a_broken_space_fails_when_sampled():
 
 def test_spec_round_trip_and_file_and_flags(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text('name = "x"\ntrials = 3\nobjectives = ["auc:max", "gain_corr:max"]\n'
-                    'constraints = ["gain_corr >= 0.3"]\n[resources]\ncpus = 2\n[train]\nepochs = 2\n[train.model]\nd_model = 32\n')
+    path.write_text(
+        'name = "x"\ntrials = 3\nobjectives = ["auc:max", "gain_corr:max"]\n'
+        'constraints = ["gain_corr >= 0.3"]\n[resources]\ncpus = 2\n'
+        "[train]\nepochs = 2\n[train.model]\nd_model = 32\n"
+    )
     spec = load_spec(str(path))
-    assert spec.trials == 3 and spec.cpus == 2.0 and spec.train == {"preset": "cpu-small", "epochs": 2, "model": {"d_model": 32}}
+    assert (
+        spec.trials == 3
+        and spec.cpus == 2.0
+        and spec.train == {"preset": "cpu-small", "epochs": 2, "model": {"d_model": 32}}
+    )
     assert spec.objectives == (Objective("auc", "max"), Objective("gain_corr", "max"))
     assert SweepSpec.from_dict(spec.to_dict()) == spec
     changed = spec.with_overrides(trials=5, assignments=["model.heads=4"], preset="monitored")
-    assert changed.trials == 5 and changed.train["model"] == {"d_model": 32, "heads": 4} and changed.preset == "monitored"
+    assert (
+        changed.trials == 5
+        and changed.train["model"] == {"d_model": 32, "heads": 4}
+        and changed.preset == "monitored"
+    )
 
 
 def test_constraints_measure_their_violation():
@@ -70,24 +84,29 @@ def test_constraints_measure_their_violation():
 
 BAD_SPECS = {
     "malformed TOML": ('name = "x"\ntrials = \n', "not valid TOML"),
-    "unknown key": ('name = "x"\ntrails = 3\n', "unknown key 'trails'"),
+    "unknown key": ('name = "x"\ntrails = 3\n', "unknown setting 'trails'"),
+    "unknown resource": ("[resources]\nmemory = 3\n", "unknown setting 'resources.memory'"),
+    "wrong type": ('trials = "many"\n', "'trials' must be an integer, got 'many'"),
+    "objectives not strings": ("objectives = [3]\n", "'objectives[0]' must be a string"),
     "unknown space": ('space = "nope"\n', "unknown space 'nope'"),
     "unknown objective metric": ('objectives = ["aucc:max"]\n', "unknown metric 'aucc'"),
     "bad direction": ('objectives = ["auc:up"]\n', "expected metric:max or metric:min"),
     "bad constraint": ('constraints = ["mastery_corr => 0.4"]\n', "expected 'metric >= value'"),
     "constraint on unknown metric": ('constraints = ["mastery >= 0.4"]\n', "unknown metric 'mastery'"),
-    "negative cpus": ('[resources]\ncpus = -1\n', "resources.cpus must be > 0"),
-    "negative gpus": ('[resources]\ngpus = -0.5\n', "resources.gpus must be >= 0"),
+    "negative cpus": ("[resources]\ncpus = -1\n", "resources.cpus must be > 0"),
+    "negative gpus": ("[resources]\ngpus = -0.5\n", "resources.gpus must be >= 0"),
     "missing data": ('data = "/no/such/folder"\n', "/no/such/folder"),
     "name with path characters": ('name = "../escape"\n', "name '../escape'"),
     "bad training setting": ('[train]\nlr = "fast"\n', "'lr' must be a number"),
     "unknown preset": ('[train]\npreset = "huge"\n', "unknown preset 'huge'"),
-    "wrong sampler": ('sampler = "cmaes"\n', "sampler 'cmaes'"),
-    "start not tables": ('start = 3\n', "start must be a list of tables"),
-    "start naming no parameter": ('[[start]]\nuse_foo = true\n', "samples no parameter 'use_foo'"),
+    "wrong sampler": ('sampler = "cmaes"\n', "'sampler' must be one of tpe, nsga2, gp, random, got 'cmaes'"),
+    "start not tables": ("start = 3\n", "'start' must be a list of tables"),
+    "start naming no parameter": ("[[start]]\nuse_foo = true\n", "samples no parameter 'use_foo'"),
     "start choice outside the space": ('[[start]]\n"model.gains" = "tanh"\n', "'tanh' not in"),
-    "start weight outside the space": ('[[start]]\nuse_sparsity = true\n"weights.sparsity" = 5.0\n',
-                                       "weights.sparsity = 5.0 is outside the space's range"),
+    "start weight outside the space": (
+        '[[start]]\nuse_sparsity = true\n"weights.sparsity" = 5.0\n',
+        "weights.sparsity = 5.0 is outside the space's range",
+    ),
 }
 
 
@@ -103,14 +122,17 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, c
     assert not storage.exists()
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--objective", "auc"], "expected metric:max or metric:min"),
-    (["--constraint", "auc >= high"], "'high' is not a number"),
-    (["--cpus", "0"], "resources.cpus must be > 0"),
-    (["--name", "a/b"], "name 'a/b'"),
-    (["--trials", "0"], "trials must be at least 1"),
-    (["--space", "no_module_here:space"], "cannot import it"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--objective", "auc"], "expected metric:max or metric:min"),
+        (["--constraint", "auc >= high"], "'high' is not a number"),
+        (["--cpus", "0"], "resources.cpus must be > 0"),
+        (["--name", "a/b"], "name 'a/b'"),
+        (["--trials", "0"], "trials must be at least 1"),
+        (["--space", "no_module_here:space"], "cannot import it"),
+    ],
+)
 def test_bad_flags_are_one_line_exit_2(flags, expected, tmp_path, capsys):
     storage = tmp_path / "studies"
     assert main(["run", "--storage", str(storage), *flags]) == 2
