@@ -166,8 +166,12 @@ class GainAKT2Exp(nn.Module):
         self.concept_embedding = nn.Embedding(c, d)
         self.blocks = nn.ModuleList(block(cfg, c) for _ in range(cfg.blocks))
         self.head = nn.Sequential(
-            nn.Linear(3 * d, d), nn.GELU(), nn.Dropout(cfg.dropout),
-            nn.Linear(d, d // 2), nn.GELU(), nn.Linear(d // 2, 1),
+            nn.Linear(3 * d, d),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(d, d // 2),
+            nn.GELU(),
+            nn.Linear(d // 2, 1),
         )
         if block.values_are_gains:
             self.gain_projection = nn.Linear(c, d)  # gains -> the value input of the prediction head

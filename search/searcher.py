@@ -106,14 +106,23 @@ class StudySearcher(Searcher):
     `budget`, suggestions stop once the ended trials in the store plus the suggested ones fill it.
     """
 
-    def __init__(self, *, space: TrialSpace, metric: Sequence[str], mode: Sequence[str],
-                 storage: BaseStorage, study_name: str, sampler: optuna.samplers.BaseSampler | None = None,
-                 constraints: Sequence[Constraint] = (), budget: TrialBudget | None = None,
-                 points_to_evaluate: Sequence[Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        space: TrialSpace,
+        metric: Sequence[str],
+        mode: Sequence[str],
+        storage: BaseStorage,
+        study_name: str,
+        sampler: optuna.samplers.BaseSampler | None = None,
+        constraints: Sequence[Constraint] = (),
+        budget: TrialBudget | None = None,
+        points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         if len(metric) != len(mode) or any(m not in _DIRECTIONS for m in mode):
             raise ValueError(f"modes {list(mode)} must be 'max' or 'min', one per metric {list(metric)}")
         # Ray types metric and mode as str; lists are its multi-objective form.
-        super().__init__(metric=list(metric), mode=list(mode))  # type: ignore[arg-type]
+        super().__init__(metric=list(metric), mode=list(mode))  # type: ignore[arg-type]  # see above
         self._space = space
         self._storage = storage
         self._study_name = study_name
@@ -123,8 +132,12 @@ class StudySearcher(Searcher):
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number: the saved state
         self._ended_before: set[str] | None = None  # read from the store once per driver process
         self._study = optuna.create_study(
-            storage=storage, sampler=self._sampler, pruner=optuna.pruners.NopPruner(), study_name=study_name,
-            directions=[_DIRECTIONS[m] for m in mode], load_if_exists=True,
+            storage=storage,
+            sampler=self._sampler,
+            pruner=optuna.pruners.NopPruner(),
+            study_name=study_name,
+            directions=[_DIRECTIONS[m] for m in mode],
+            load_if_exists=True,
         )
         if points_to_evaluate and not self._study.get_trials(deepcopy=False):  # a new study only
             for point in points_to_evaluate:
@@ -136,7 +149,8 @@ class StudySearcher(Searcher):
         """The space is the define-by-run `TrialSpace` given at construction: accept no other."""
         return not config and metric in (None, self.metric) and mode in (None, self.mode)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED
+    # Ray's annotation leaves out the FINISHED string this may return.
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # see above
         """The next trial's config (`settings`, `seed`, `number`, the raw Optuna parameters) or FINISHED."""
         # A restored Tuner counts trials from its last saved state, which may predate trials that
         # ended (and were stored) just before the driver died: without this check it would run
@@ -167,10 +181,15 @@ class StudySearcher(Searcher):
         if frozen.state == TrialState.FAIL:
             if complete and not self._retried(number):  # an errored trial retried after a resume
                 assert result is not None and values is not None
-                self._study.add_trial(optuna.trial.create_trial(  # Optuna cannot reopen it: record it anew
-                    params=frozen.params, distributions=frozen.distributions, values=values,
-                    constraints=violations(self._constraints, result), user_attrs={"retry_of": number},
-                ))
+                self._study.add_trial(
+                    optuna.trial.create_trial(  # Optuna cannot reopen it: record it anew
+                        params=frozen.params,
+                        distributions=frozen.distributions,
+                        values=values,
+                        constraints=violations(self._constraints, result),
+                        user_attrs={"retry_of": number},
+                    )
+                )
             return
         if frozen.state != TrialState.RUNNING:
             return
@@ -218,8 +237,12 @@ class StudySearcher(Searcher):
         return self._study
 
     def _load_study(self) -> optuna.Study:
-        return optuna.load_study(study_name=self._study_name, storage=self._storage, sampler=self._sampler,
-                                 pruner=optuna.pruners.NopPruner())
+        return optuna.load_study(
+            study_name=self._study_name,
+            storage=self._storage,
+            sampler=self._sampler,
+            pruner=optuna.pruners.NopPruner(),
+        )
 
     def _storage_trial_id(self, number: int) -> int:
         study_id = self._storage.get_study_id_from_name(self._study_name)

@@ -22,9 +22,18 @@ import numpy as np
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--enable-unsafe-swiftshader", "--window-size=1400,1000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-unsafe-swiftshader",
+    "--window-size=1400,1000",
+]
 
 
 @dataclass
@@ -42,13 +51,21 @@ class _Pipe:
         self._from_child, from_child_w = os.pipe()
 
         # bash hands the pipe ends over as fds 3 and 4 (dash takes one-digit fds only), then becomes Chromium.
-        argv = [CHROMIUM, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={user_data_dir}",
-                "about:blank"]
+        argv = [
+            CHROMIUM,
+            *FLAGS,
+            "--remote-debugging-pipe",
+            f"--user-data-dir={user_data_dir}",
+            "about:blank",
+        ]
         command = " ".join(shlex.quote(a) for a in argv)
         self.process = subprocess.Popen(
             ["/bin/bash", "-c", f"exec {command} 3<&{to_child_r} 4>&{from_child_w}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(to_child_r, from_child_w), start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(to_child_r, from_child_w),
+            start_new_session=True,
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -56,8 +73,9 @@ class _Pipe:
         self._next_id = 0
         self.events: list[dict] = []
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float = 30) -> dict:
+    def send(
+        self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 30
+    ) -> dict:
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params or {}}
         if session:

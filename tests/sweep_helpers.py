@@ -17,8 +17,23 @@ TINY_TRAIN = ["model.d_model=16", "model.heads=2", "model.d_ff=32", "model.block
 
 
 def sweep_argv(storage: Path, name: str, trials: int, epochs: int = 2, *extra: str) -> list[str]:
-    argv = ["run", "--name", name, "--storage", str(storage), "--data", TINY_DATA, "--trials", str(trials),
-            "--concurrent", "2", "--cpus", "1", "--set", f"epochs={epochs}"]
+    argv = [
+        "run",
+        "--name",
+        name,
+        "--storage",
+        str(storage),
+        "--data",
+        TINY_DATA,
+        "--trials",
+        str(trials),
+        "--concurrent",
+        "2",
+        "--cpus",
+        "1",
+        "--set",
+        f"epochs={epochs}",
+    ]
     for assignment in TINY_TRAIN:
         argv += ["--set", assignment]
     return argv + list(extra)

@@ -15,7 +15,12 @@ def real_positions(batches) -> Counter:
     counts: Counter = Counter()
     for b in batches:
         m = b.mask
-        rows = zip(b.concepts[m].tolist(), b.responses[m].tolist(), b.next_concepts[m].tolist(), b.next_responses[m].tolist())
+        rows = zip(
+            b.concepts[m].tolist(),
+            b.responses[m].tolist(),
+            b.next_concepts[m].tolist(),
+            b.next_responses[m].tolist(),
+        )
         counts.update(rows)
     return counts
 
@@ -86,6 +91,6 @@ def test_batches_carry_students_and_simulator_truth(windows: Sequences) -> None:
 def test_bad_plan_arguments() -> None:
     empty = Sequences(*(np.zeros(0, dtype=np.int64) for _ in range(6)), uids=())
     with pytest.raises(ValueError, match="padding"):
-        BatchPlan(empty, 4, "ragged")  # type: ignore[arg-type]
+        BatchPlan(empty, 4, "ragged")  # type: ignore[arg-type]  # an invalid padding on purpose
     with pytest.raises(ValueError, match="batch_size"):
         BatchPlan(empty, 0)

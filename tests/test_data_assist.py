@@ -35,7 +35,10 @@ def test_window_count_follows_pykt_rule(assist: Dataset, rows: list[dict]) -> No
     windows = assist.train_valid.windows()
     assert len(windows) == expected
     assert windows.lengths.max() == 200 and windows.lengths.min() >= 3
-    per_fold = {f: sum(pykt_window_count(len(r["concepts"].split(","))) for r in rows if int(r["fold"]) == f) for f in range(5)}
+    per_fold = {
+        f: sum(pykt_window_count(len(r["concepts"].split(","))) for r in rows if int(r["fold"]) == f)
+        for f in range(5)
+    }
     assert {f: int((windows.folds == f).sum()) for f in range(5)} == per_fold
 
 
@@ -73,13 +76,17 @@ def pykt_sequences_rows(row: dict, maxlen: int = 200, min_len: int = 3) -> list[
             break
         pad = ["-1"] * (maxlen - len(c))
         mask = ["1"] * len(c) + pad
-        out.append(f'{row["fold"]},{row["uid"]},"{",".join(c + pad)}","{",".join(r + pad)}","{",".join(mask)}"')
+        out.append(
+            f'{row["fold"]},{row["uid"]},"{",".join(c + pad)}","{",".join(r + pad)}","{",".join(mask)}"'
+        )
     return out
 
 
 def test_windowed_file_reads_as_the_same_windows(assist: Dataset, rows: list[dict], tmp_path) -> None:
     sample = rows[:2000]
-    lines = ["fold,uid,concepts,responses,selectmasks"] + [line for row in sample for line in pykt_sequences_rows(row)]
+    lines = ["fold,uid,concepts,responses,selectmasks"] + [
+        line for row in sample for line in pykt_sequences_rows(row)
+    ]
     (tmp_path / "train_valid_sequences.csv").write_text("\n".join(lines) + "\n")
     from gainakt.data import load_dataset
 
@@ -87,7 +94,10 @@ def test_windowed_file_reads_as_the_same_windows(assist: Dataset, rows: list[dic
     ours = assist.train_valid.subset(np.arange(len(assist.train_valid)) < 2000).windows()
 
     def as_tuples(w):
-        return sorted((int(f), tuple(w.concepts[s : s + n]), tuple(w.responses[s : s + n])) for f, s, n in zip(w.folds, w.starts, w.lengths))
+        return sorted(
+            (int(f), tuple(w.concepts[s : s + n]), tuple(w.responses[s : s + n]))
+            for f, s, n in zip(w.folds, w.starts, w.lengths)
+        )
 
     assert len(windowed) == len(ours) > 2000
     assert as_tuples(windowed) == as_tuples(ours)

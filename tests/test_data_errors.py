@@ -34,12 +34,37 @@ def run_cli(capsys, *args: str) -> str:
 
 CASES = {
     "missing column": (["fold,uid,concepts", '0,a,"1,2,3"'], 1, "responses", "missing column"),
-    "non-integer token": ([HEADER, GOOD[0], '1,b,"2,x,3","1,1,0"'], 3, "concepts", "token 'x' at position 2 is not an integer"),
+    "non-integer token": (
+        [HEADER, GOOD[0], '1,b,"2,x,3","1,1,0"'],
+        3,
+        "concepts",
+        "token 'x' at position 2 is not an integer",
+    ),
     "multi-concept token": ([HEADER, '0,a,"1,2_5,3","1,1,0"'], 2, "concepts", "token '2_5' at position 2"),
-    "response outside 0/1": ([HEADER, GOOD[0], GOOD[1], '1,c,"2,2,3","1,2,0"'], 4, "responses", "value 2 at position 2 is not 0 or 1"),
-    "padding in per-student file": ([HEADER, '0,a,"1,2,3,4","0,1,1,-1"'], 2, "responses", "value -1 at position 4"),
-    "different lengths": ([HEADER, '0,a,"1,2,3,4","0,1,1"'], 2, "responses", "3 entries, but 'concepts' has 4"),
-    "negative concept": ([HEADER, GOOD[0], '1,b,"2,-2,3","1,1,0"'], 3, "concepts", "negative concept id -2 at position 2"),
+    "response outside 0/1": (
+        [HEADER, GOOD[0], GOOD[1], '1,c,"2,2,3","1,2,0"'],
+        4,
+        "responses",
+        "value 2 at position 2 is not 0 or 1",
+    ),
+    "padding in per-student file": (
+        [HEADER, '0,a,"1,2,3,4","0,1,1,-1"'],
+        2,
+        "responses",
+        "value -1 at position 4",
+    ),
+    "different lengths": (
+        [HEADER, '0,a,"1,2,3,4","0,1,1"'],
+        2,
+        "responses",
+        "3 entries, but 'concepts' has 4",
+    ),
+    "negative concept": (
+        [HEADER, GOOD[0], '1,b,"2,-2,3","1,1,0"'],
+        3,
+        "concepts",
+        "negative concept id -2 at position 2",
+    ),
     "non-integer fold": ([HEADER, 'x,a,"1,2,3","0,1,1"'], 2, "fold", "'x' is not an integer"),
     "empty field": ([HEADER, '0,a,"","0,1,1"'], 2, "concepts", "empty"),
     "extra field": ([HEADER, '0,a,"1,2,3","0,1,1",9'], 2, None, "5 fields, but the header has 4"),
@@ -60,7 +85,10 @@ def test_bad_row_names_file_line_and_field(kind: str, tmp_path: Path, capsys) ->
 def test_concept_out_of_range_when_number_is_given(tmp_path: Path, capsys) -> None:
     path = write(tmp_path, [HEADER, GOOD[0], '1,b,"2,7,3","1,1,0"'])
     message = run_cli(capsys, str(path), "--num-concepts", "5")
-    assert f"{path} line 3, field 'concepts': concept id 7 at position 2 is out of range (num_concepts=5)" in message
+    assert (
+        f"{path} line 3, field 'concepts': concept id 7 at position 2 is out of range (num_concepts=5)"
+        in message
+    )
     assert main(["data", "check", str(path), "--num-concepts", "8"]) == 0
 
 
@@ -93,17 +121,32 @@ def test_windowed_file_allows_trailing_padding_only(tmp_path: Path, capsys) -> N
     write(tmp_path, [header, good, good.replace("0,a", "1,b")], "train_valid_sequences.csv")
     data = load_dataset(tmp_path)
     assert data.train_valid.lengths.tolist() == [3, 3]
-    path = write(tmp_path, [header, good, '1,b,"2,-1,3,-1,-1","1,-1,0,-1,-1","1,1,1,-1,-1"'], "train_valid_sequences.csv")
-    assert f"{path} line 3, field 'concepts': real entry 3 at position 3 after padding -1" in run_cli(capsys, str(tmp_path))
-    write(tmp_path, [header, good, '1,b,"2,4,3,-1,-1","1,-1,0,-1,-1","1,1,1,-1,-1"'], "train_valid_sequences.csv")
-    assert "line 3, field 'responses': value -1 at position 2 is not 0 or 1 (-1 only as trailing padding)" in run_cli(capsys, str(tmp_path))
+    path = write(
+        tmp_path,
+        [header, good, '1,b,"2,-1,3,-1,-1","1,-1,0,-1,-1","1,1,1,-1,-1"'],
+        "train_valid_sequences.csv",
+    )
+    assert f"{path} line 3, field 'concepts': real entry 3 at position 3 after padding -1" in run_cli(
+        capsys, str(tmp_path)
+    )
+    write(
+        tmp_path,
+        [header, good, '1,b,"2,4,3,-1,-1","1,-1,0,-1,-1","1,1,1,-1,-1"'],
+        "train_valid_sequences.csv",
+    )
+    assert (
+        "line 3, field 'responses': value -1 at position 2 is not 0 or 1 (-1 only as trailing padding)"
+        in run_cli(capsys, str(tmp_path))
+    )
 
 
 @pytest.mark.parametrize("args", [["data", "check", "{bad}"], ["data", "check", "synthetic:students=x"]])
 def test_entry_point_exits_2_without_traceback(args: list[str], tmp_path: Path) -> None:
     bad = write(tmp_path, [HEADER, '0,a,"1,2,3","0,1,7"'])
     argv = [a.replace("{bad}", str(bad)) for a in args]
-    done = subprocess.run([sys.executable, "-m", "search.cli", *argv], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "search.cli", *argv], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stdout == ""
     assert "Traceback" not in done.stderr

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gainakt import model as model_module
 from gainakt.data import Batch, BatchPlan, load_dataset
 from gainakt.errors import ConfigError
 from gainakt.evaluate import Observations
 from gainakt.losses import LossWeights, auxiliary_losses, compose, prediction_loss
-from gainakt import model as model_module
 from gainakt.model import BLOCKS, FeedForward, GainAKT2Exp, ModelOptions
 from gainakt.monitor import Monitor
 
@@ -40,8 +40,9 @@ def tiny(**options) -> GainAKT2Exp:
 
 @pytest.mark.parametrize(
     ("attention", "gains", "mastery"),
-    list(itertools.product(("legacy", "intrinsic"), ("relu", "softplus", "linear"),
-                           ("cumulative", "direct"))),
+    list(
+        itertools.product(("legacy", "intrinsic"), ("relu", "softplus", "linear"), ("cumulative", "direct"))
+    ),
 )
 def test_states_in_every_mode(batch: Batch, attention: str, gains: str, mastery: str) -> None:
     states = tiny(attention=attention, gains=gains, mastery=mastery).forward_with_states(batch)
@@ -56,8 +57,14 @@ def test_states_in_every_mode(batch: Batch, attention: str, gains: str, mastery:
 
 def test_intrinsic_gains_reach_losses_and_monitor(plan: BatchPlan) -> None:
     model = tiny(attention="intrinsic", gains="linear", mastery="cumulative")
-    weights = LossWeights(non_negative=0.1, monotonicity=0.1, mastery_performance=0.1, gain_performance=0.1,
-                          sparsity=0.1, consistency=0.1)
+    weights = LossWeights(
+        non_negative=0.1,
+        monotonicity=0.1,
+        mastery_performance=0.1,
+        gain_performance=0.1,
+        sparsity=0.1,
+        consistency=0.1,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     samples = []
     monitor = Monitor(interval=1, sinks=[lambda step, values: samples.append(values)])
@@ -179,12 +186,28 @@ class ReferenceBlock(nn.Module):
 
 # The names, in order, that checkpoints hold for a block; the optimizer state follows the order too.
 BLOCK_KEYS = {
-    "legacy": ["query_key.weight", "query_key.bias", "value.weight", "value.bias", "out.weight", "out.bias",
-               "norm_value.weight", "norm_value.bias"],
+    "legacy": [
+        "query_key.weight",
+        "query_key.bias",
+        "value.weight",
+        "value.bias",
+        "out.weight",
+        "out.bias",
+        "norm_value.weight",
+        "norm_value.bias",
+    ],
     "intrinsic": ["gain_scale", "query_key.weight", "query_key.bias", "out.weight", "out.bias"],
 }
-SHARED_KEYS = ["norm_attn.weight", "norm_attn.bias", "ff.0.weight", "ff.0.bias", "ff.3.weight", "ff.3.bias",
-               "norm_ff.weight", "norm_ff.bias"]
+SHARED_KEYS = [
+    "norm_attn.weight",
+    "norm_attn.bias",
+    "ff.0.weight",
+    "ff.0.bias",
+    "ff.3.weight",
+    "ff.3.bias",
+    "norm_ff.weight",
+    "norm_ff.bias",
+]
 
 
 def options(attention: str, **changes) -> ModelOptions:

@@ -22,7 +22,9 @@ def table(values: list[list[float]], metrics=METRICS, status: str = "COMPLETED")
     frame = pd.DataFrame(values, columns=list(metrics[: len(values[0])]) if values else list(metrics))
     frame.insert(0, "trial_id", [f"t{i}" for i in range(len(frame))])
     frame["status"] = status
-    frame["ended_at"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(len(frame)), unit="s")
+    frame["ended_at"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
+        np.arange(len(frame)), unit="s"
+    )
     return frame
 
 
@@ -60,10 +62,17 @@ def test_front_equals_a_brute_force_dominance_check(case):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(small_values, small_values, small_values), min_size=1, max_size=25),
-       st.floats(0, 1), st.floats(0, 1))
+@given(
+    st.lists(st.tuples(small_values, small_values, small_values), min_size=1, max_size=25),
+    st.floats(0, 1),
+    st.floats(0, 1),
+)
 def test_constrained_front_holds_only_feasible_trials(values, low_mastery, high_neg):
-    objectives = [Objective("auc", "max"), Objective("mastery_corr", "max"), Objective("neg_gain_rate", "min")]
+    objectives = [
+        Objective("auc", "max"),
+        Objective("mastery_corr", "max"),
+        Objective("neg_gain_rate", "min"),
+    ]
     constraints = [Constraint("mastery_corr", ">=", low_mastery), Constraint("neg_gain_rate", "<", high_neg)]
     trials = table([list(v) for v in values])
     chosen = pareto.constrained_front(trials, objectives, constraints)
@@ -80,11 +89,15 @@ def test_constrained_front_holds_only_feasible_trials(values, low_mastery, high_
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=30),
-       st.lists(st.booleans(), min_size=3, max_size=3))
+@given(
+    st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=30),
+    st.lists(st.booleans(), min_size=3, max_size=3),
+)
 def test_hypervolume_history_never_decreases_and_ends_at_the_hypervolume(values, maximise):
     objectives = [Objective(m, "max" if up else "min") for m, up in zip(METRICS, maximise)]
-    trials = table([list(v) for v in values]).sample(frac=1.0, random_state=0)  # store order is not completion order
+    trials = table([list(v) for v in values]).sample(
+        frac=1.0, random_state=0
+    )  # store order is not completion order
     reference = pareto.reference_point(trials, objectives)
     history = pareto.hypervolume_history(trials, objectives, reference)
     assert len(history) == len(trials)
@@ -122,7 +135,9 @@ def test_hypervolume_equals_hand_computed_values_in_3d():
     assert pareto.hypervolume(table([[1, 1, 1], [0, 0, 1.5]]), objectives, reference) == pytest.approx(2.5)
     # Three axis-aligned slabs: (0,1,1), (1,0,1), (1,1,0) against (2,2,2): union of three boxes of 2 each,
     # pairwise overlaps of 1 each, triple overlap 1 (the cube [1,2]^3): 6 - 3 + 1 = 4.
-    assert pareto.hypervolume(table([[0, 1, 1], [1, 0, 1], [1, 1, 0]]), objectives, reference) == pytest.approx(4.0)
+    assert pareto.hypervolume(
+        table([[0, 1, 1], [1, 0, 1], [1, 1, 0]]), objectives, reference
+    ) == pytest.approx(4.0)
 
 
 def test_reference_point_comes_from_the_spec_or_the_worst_values():
@@ -132,7 +147,9 @@ def test_reference_point_comes_from_the_spec_or_the_worst_values():
     assert derived == pytest.approx([0.6 - 0.02, 0.3 + 0.02])  # worst, 10% of the range beyond
     assert pareto.reference_point(trials, objectives, {"auc": 0.5}) == pytest.approx([0.5, 0.32])
     same = table([[0.7, 0.2], [0.7, 0.2]], ("auc", "neg_gain_rate"))
-    assert pareto.reference_point(same, objectives) == pytest.approx([0.7 - 0.1, 0.2 + 0.1])  # 10% of max(|worst|, 1)
+    assert pareto.reference_point(same, objectives) == pytest.approx(
+        [0.7 - 0.1, 0.2 + 0.1]
+    )  # 10% of max(|worst|, 1)
     # A range of one denormal: 10% of it is 0 in floating point, so it counts as no range at all.
     tiny = table([[5e-324, 0.2], [0.0, 0.2]], ("auc", "neg_gain_rate"))
     assert pareto.reference_point(tiny, objectives) == pytest.approx([-0.1, 0.3])
@@ -143,8 +160,13 @@ def test_spec_reference_is_validated_and_survives_json():
     spec = SweepSpec.from_dict({"reference": {"auc": 0.5, "neg_gain_rate": 1}})
     assert SweepSpec.from_dict(spec.to_dict()).reference == {"auc": 0.5, "neg_gain_rate": 1.0}
     assert SweepSpec().reference == {}
-    for bad in ({"reference": {"nope": 1.0}}, {"reference": {"auc": "x"}}, {"reference": {"auc": math.inf}},
-                {"reference": [0.5]}, {"reference": {"auc": True}}):
+    for bad in (
+        {"reference": {"nope": 1.0}},
+        {"reference": {"auc": "x"}},
+        {"reference": {"auc": math.inf}},
+        {"reference": [0.5]},
+        {"reference": {"auc": True}},
+    ):
         with pytest.raises(ConfigError):
             SweepSpec.from_dict(bad)
 
@@ -158,7 +180,9 @@ def test_trials_with_missing_or_nan_objectives_are_excluded_and_listed():
     assert list(out["trial_id"]) == ["t0"] and out["reason"].item() == "no value for mastery_corr"
     # A metric the store lacks altogether reads as missing for every trial.
     missing = pareto.excluded(trials, [Objective("auc", "max"), Objective("gain_corr", "max")])
-    assert set(missing["trial_id"]) == {"t0", "t1", "t2"} and set(missing["reason"]) == {"no value for gain_corr"}
+    assert set(missing["trial_id"]) == {"t0", "t1", "t2"} and set(missing["reason"]) == {
+        "no value for gain_corr"
+    }
 
 
 def test_closest_to_feasible_normalises_each_violation_by_its_metric_spread():
@@ -170,14 +194,23 @@ def test_closest_to_feasible_normalises_each_violation_by_its_metric_spread():
     expected = {"t0": 0.5, "t1": 0.02 / 0.07, "t2": 1.0, "t3": 0.125 + 0.01 / 0.07}
     assert dict(zip(closest["trial_id"], closest["total_violation"])) == pytest.approx(expected)
     assert list(closest["trial_id"]) == ["t3", "t1", "t0", "t2"]
-    assert list(pareto.closest_to_feasible(trials, objectives, constraints, count=2)["trial_id"]) == ["t3", "t1"]
+    assert list(pareto.closest_to_feasible(trials, objectives, constraints, count=2)["trial_id"]) == [
+        "t3",
+        "t1",
+    ]
 
 
 def test_epoch_front_takes_every_checkpointed_epoch_of_trials_not_lost():
     objectives = [Objective("auc", "max"), Objective("mastery_corr", "max")]
     trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "status": ["COMPLETED", "ERROR", "LOST"]})
-    rows = [("a", 1, 0.6, 0.5, "ck/a1"), ("a", 2, 0.7, 0.2, "ck/a2"), ("b", 1, 0.65, 0.45, "ck/b1"),
-            ("b", 2, 0.9, 0.9, None), ("c", 1, 0.99, 0.99, "ck/c1"), ("a", 3, 0.5, 0.1, "ck/a3")]
+    rows = [
+        ("a", 1, 0.6, 0.5, "ck/a1"),
+        ("a", 2, 0.7, 0.2, "ck/a2"),
+        ("b", 1, 0.65, 0.45, "ck/b1"),
+        ("b", 2, 0.9, 0.9, None),
+        ("c", 1, 0.99, 0.99, "ck/c1"),
+        ("a", 3, 0.5, 0.1, "ck/a3"),
+    ]
     epochs = pd.DataFrame(rows, columns=["trial_id", "epoch", "auc", "mastery_corr", "checkpoint"])
     chosen = pareto.epoch_front(epochs, trials, objectives)
     # b's epoch 2 has no checkpoint and c is LOST; a's last epoch and a3 are dominated.
@@ -199,7 +232,11 @@ def test_front_of_four_objectives_matches_brute_force():
 def test_every_pair_of_front_trials_is_mutually_non_dominated():
     rng = np.random.default_rng(2)
     trials = table(rng.random((200, 3)).round(1).tolist())
-    objectives = [Objective("auc", "max"), Objective("mastery_corr", "min"), Objective("neg_gain_rate", "max")]
+    objectives = [
+        Objective("auc", "max"),
+        Objective("mastery_corr", "min"),
+        Objective("neg_gain_rate", "max"),
+    ]
     chosen = pareto.front(trials, objectives)
     signs = np.array([-1.0, 1.0, -1.0])
     points = chosen[list(METRICS)].to_numpy() * signs

@@ -32,9 +32,15 @@ def _journal(where: Path) -> str:
 
 def _searcher(where: Path, name: str = "s", budget: TrialBudget | None = None, **kwargs) -> StudySearcher:
     return StudySearcher(
-        space=TrialSpace("aux_weights", 7), metric=METRICS, mode=MODES, study_name=name,
-        storage=JournalStorage(JournalFileBackend(_journal(where))), constraints=DEFAULT_CONSTRAINTS,
-        sampler=optuna.samplers.RandomSampler(seed=0), budget=budget, **kwargs,
+        space=TrialSpace("aux_weights", 7),
+        metric=METRICS,
+        mode=MODES,
+        study_name=name,
+        storage=JournalStorage(JournalFileBackend(_journal(where))),
+        constraints=DEFAULT_CONSTRAINTS,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        budget=budget,
+        **kwargs,
     )
 
 
@@ -157,12 +163,22 @@ def test_tune_wrappers_drive_it_and_save_and_restore_its_state(tmp_path):
 def test_the_searcher_methods_tune_calls_keep_their_signatures():
     """Fails, naming the method, if a Ray release changes the Searcher interface this searcher implements."""
     assert Searcher.FINISHED == "FINISHED"
-    for name in ("suggest", "on_trial_complete", "save", "restore", "get_state", "set_state",
-                 "set_search_properties", "save_to_dir", "restore_from_dir"):
+    for name in (
+        "suggest",
+        "on_trial_complete",
+        "save",
+        "restore",
+        "get_state",
+        "set_state",
+        "set_search_properties",
+        "save_to_dir",
+        "restore_from_dir",
+    ):
         ours, theirs = getattr(StudySearcher, name), getattr(Searcher, name, None)
         assert theirs is not None, f"ray.tune.search.Searcher.{name} is gone: check search/searcher.py"
         assert list(inspect.signature(ours).parameters) == list(inspect.signature(theirs).parameters), (
-            f"Searcher.{name}{inspect.signature(theirs)} changed: update StudySearcher.{name}")
+            f"Searcher.{name}{inspect.signature(theirs)} changed: update StudySearcher.{name}"
+        )
     assert isinstance(Searcher.metric, property) and isinstance(Searcher.mode, property)
 
 
@@ -173,8 +189,13 @@ def test_it_rejects_another_search_space_but_accepts_its_own_metrics(tmp_path):
     assert not searcher.set_search_properties("loss", "min", {})
     assert not searcher.set_search_properties(None, None, {"lr": 0.1})
     with pytest.raises(ValueError, match="one per metric"):
-        StudySearcher(space=TrialSpace("aux_weights", 0), metric=["auc"], mode=["up"], study_name="x",
-                      storage=JournalStorage(JournalFileBackend(_journal(tmp_path))))
+        StudySearcher(
+            space=TrialSpace("aux_weights", 0),
+            metric=["auc"],
+            mode=["up"],
+            study_name="x",
+            storage=JournalStorage(JournalFileBackend(_journal(tmp_path))),
+        )
 
 
 def test_suggestions_stop_when_ended_and_suggested_trials_fill_the_budget(tmp_path):

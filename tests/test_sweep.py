@@ -19,6 +19,8 @@ from search.cli import main
 from search.store import Store
 from search.study import Study
 
+pytestmark = pytest.mark.slow  # real local Ray clusters: run by .ci/run, skipped by `pytest -m "not slow"`
+
 OBJECTIVES = ["auc", "mastery_corr", "neg_gain_rate"]
 
 
@@ -64,7 +66,7 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
         assert row["selected_epoch"] == int(own.loc[own["auc"].idxmax(), "epoch"])
 
 
-NAN_SPACE = '''
+NAN_SPACE = """
 from spaces.aux_weights import aux_weights
 
 def space(trial):
@@ -72,7 +74,7 @@ def space(trial):
     if trial.number == 1:
         settings["lr"] = 1e30  # the loss is NaN by the second step
     return settings
-'''
+"""
 
 
 def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, capsys, monkeypatch):
@@ -101,24 +103,37 @@ def _kill_group(pid: int) -> None:
 
 def _files(study: Path, trial_id: str) -> tuple[bytes, bytes]:
     """The bytes of a trial's row file and epoch file in the store."""
-    return tuple((study / "store" / table / f"{trial_id}.parquet").read_bytes() for table in ("trials", "epochs"))
+    return tuple(
+        (study / "store" / table / f"{trial_id}.parquet").read_bytes() for table in ("trials", "epochs")
+    )
 
 
 # "current": Tune saves its state every few seconds, as by default. "stale": Tune saves it once,
 # at the start, so three trials end after its last save: the restored Tuner has never heard of
 # them, as when a kill falls between two saves, and the store alone knows they count.
-@pytest.mark.parametrize("tune_save_seconds, ended_at_kill", [("auto", 2), ("100000", 3)], ids=["current", "stale"])
+@pytest.mark.parametrize(
+    "tune_save_seconds, ended_at_kill", [("auto", 2), ("100000", 3)], ids=["current", "stale"]
+)
 def test_sigkill_then_resume_finishes_exactly_the_trials_asked(tmp_path, tune_save_seconds, ended_at_kill):
     argv = sweep_argv(tmp_path, "killed", 6, 3, "--num-cpus", "2")
-    driver = subprocess.Popen([sys.executable, "-m", "search.cli", *argv], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1], start_new_session=True,
-                              env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": tune_save_seconds})
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[1],
+        start_new_session=True,
+        env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": tune_save_seconds},
+    )
     store = Store(Study(str(tmp_path), "killed"))
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and driver.poll() is None:
             trials = store.trials()
-            if len(trials) and (trials["status"] == "COMPLETED").sum() >= ended_at_kill and (trials["status"] == "RUNNING").any():
+            if (
+                len(trials)
+                and (trials["status"] == "COMPLETED").sum() >= ended_at_kill
+                and (trials["status"] == "RUNNING").any()
+            ):
                 break
             time.sleep(0.5)
         assert driver.poll() is None, "the sweep ended before it could be interrupted"
@@ -167,7 +182,10 @@ def test_sweep_on_a_two_node_cluster_uses_both_nodes(tmp_path, capsys):
 
 def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
-    assert main(sweep_argv(tmp_path, "shown", 2, 1, "--num-cpus", "2", "--no-constraints", "--wandb", "offline")) == 0
+    assert (
+        main(sweep_argv(tmp_path, "shown", 2, 1, "--num-cpus", "2", "--no-constraints", "--wandb", "offline"))
+        == 0
+    )
     capsys.readouterr()
     assert len(list((tmp_path / "shown" / "wandb").glob("wandb/offline-run-*"))) == 2
     assert main(["status", "shown", "--storage", str(tmp_path)]) == 0
@@ -185,7 +203,10 @@ def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, caps
 
 def _most_at_once(trials) -> int:
     """The largest number of trials whose [started_at, ended_at] intervals overlap."""
-    events = sorted([(t, 1) for t in trials["started_at"]] + [(t, -1) for t in trials["ended_at"]], key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(t, 1) for t in trials["started_at"]] + [(t, -1) for t in trials["ended_at"]],
+        key=lambda e: (e[0], e[1]),
+    )
     running = most = 0
     for _, step in events:
         running += step
@@ -193,10 +214,28 @@ def _most_at_once(trials) -> int:
     return most
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (four trials share one at 0.25 GPU each)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (four trials share one at 0.25 GPU each)"
+)
 def test_four_trials_share_one_gpu_and_the_trial_table_says_so(tmp_path):
-    assert main(sweep_argv(tmp_path, "gpu", 8, 3, "--num-cpus", "4", "--gpus", "0.25", "--concurrent", "4",
-                           "--no-constraints")) == 0
+    assert (
+        main(
+            sweep_argv(
+                tmp_path,
+                "gpu",
+                8,
+                3,
+                "--num-cpus",
+                "4",
+                "--gpus",
+                "0.25",
+                "--concurrent",
+                "4",
+                "--no-constraints",
+            )
+        )
+        == 0
+    )
     trials, _ = tables(tmp_path, "gpu")
     assert (trials["status"] == "COMPLETED").sum() == 8
     assert all(device.startswith("cuda") for device in trials["device"])
@@ -208,6 +247,8 @@ def test_most_at_once_counts_overlapping_intervals():
 
     t = pd.Timestamp("2026-01-01", tz="UTC")
     s = pd.Timedelta(seconds=1)
-    frame = pd.DataFrame({"started_at": [t, t, t + 2 * s, t + 5 * s], "ended_at": [t + 3 * s, t + 2 * s, t + 6 * s, t + 7 * s]})
+    frame = pd.DataFrame(
+        {"started_at": [t, t, t + 2 * s, t + 5 * s], "ended_at": [t + 3 * s, t + 2 * s, t + 6 * s, t + 7 * s]}
+    )
     assert _most_at_once(frame) == 2  # the second ends as the third starts; the third and fourth overlap
     assert _most_at_once(frame.iloc[:1]) == 1
