@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .files import atomic_path
 
 MAX_WINDOW = 200  # pyKT's maxlen
 MIN_WINDOW = 3  # pyKT's min_seq_len: shorter trailing windows are dropped
@@ -366,22 +365,6 @@ class _RowParser:
                 f"concept id {concepts[k]} at position {k + 1} is out of range "
                 f"(num_concepts={self.num_concepts})",
             )
-
-
-def write_pykt_csv(seqs: Sequences, path: str | Path) -> None:
-    """Write per-student sequences as a pyKT `fold,uid,concepts,responses` CSV (atomically)."""
-    with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(REQUIRED_COLUMNS)
-        for start, length, fold, student in zip(seqs.starts, seqs.lengths, seqs.folds, seqs.students):
-            span = slice(start, start + length)
-            writer.writerow(
-                (fold, seqs.uids[student], _join(seqs.concepts[span]), _join(seqs.responses[span]))
-            )
-
-
-def _join(values: np.ndarray) -> str:
-    return ",".join(map(str, values.tolist()))
 
 
 # ---------------------------------------------------------------------------- batching
