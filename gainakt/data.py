@@ -384,6 +384,7 @@ class Batch:
     next_responses: torch.Tensor  # long [B, T], r[t+1]
     mask: torch.Tensor  # bool [B, T], True where t+1 is a real interaction
     students: torch.Tensor  # long [B], student index of each window
+    windows: torch.Tensor  # long [B], index of each window in its split
     next_true_mastery: torch.Tensor | None = None  # float [B, T], simulator only
 
     @property
@@ -468,5 +469,6 @@ class BatchPlan:
             next_responses=responses[:, 1:],
             mask=torch.from_numpy(real[:, 1:]),
             students=torch.from_numpy(w.students[group]),
+            windows=torch.from_numpy(np.asarray(group, dtype=np.int64)),
             next_true_mastery=truth,
         )

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .data import Batch, BatchPlan
+from .data import Batch, BatchPlan, Sequences
 from .model import GainAKT2Exp, States
 from .schema import MONITOR_METRICS, EvalMetrics
 
@@ -21,13 +21,16 @@ class Observations:
     prob: np.ndarray  # p[t]
     next_response: np.ndarray  # r[t+1]
     next_mastery: np.ndarray  # m[t, c[t+1]]
+    next_concept: np.ndarray  # c[t+1]
     student: np.ndarray  # student of each position
+    window: np.ndarray  # window of each position (a model sees one window at a time)
     practised_gain: np.ndarray  # g[t, c[t]]
     response: np.ndarray  # r[t]
+    current_mastery: np.ndarray  # m[t, c[t]], after the answer r[t] was seen
     mastery_before: np.ndarray  # m[t-1, c[t]], positions with a real t-1
     mastery_after: np.ndarray  # m[t, c[t]], same positions
     correct_after: np.ndarray  # r[t], same positions
-    negative_gains: int  # entries g[t, k] < 0
+    negative_gains: int  # entries g[t, k] < -NEG_GAIN_TOLERANCE
     gain_entries: int
     next_true_mastery: np.ndarray | None = None  # simulator only
 
@@ -40,24 +43,61 @@ class Observations:
             pairs = mask[:, 1:] & mask[:, :-1]
             answered = batch.concepts[:, 1:]
             students = batch.students.unsqueeze(1).expand_as(mask)
+            windows = batch.windows.unsqueeze(1).expand_as(mask)
             real_gains = gains[mask]
             numpy = lambda x: x.cpu().numpy()  # noqa: E731  (local helper)
             return cls(
                 prob=numpy(torch.sigmoid(states.logits.detach().float())[mask]),
                 next_response=numpy(batch.next_responses[mask]),
                 next_mastery=numpy(at(mastery, batch.next_concepts)[mask]),
+                next_concept=numpy(batch.next_concepts[mask]),
                 student=numpy(students[mask]),
+                window=numpy(windows[mask]),
                 practised_gain=numpy(at(gains, batch.concepts)[mask]),
                 response=numpy(batch.responses[mask]),
+                current_mastery=numpy(at(mastery, batch.concepts)[mask]),
                 mastery_before=numpy(at(mastery[:, :-1], answered)[pairs]),
                 mastery_after=numpy(at(mastery[:, 1:], answered)[pairs]),
                 correct_after=numpy(batch.responses[:, 1:][pairs]),
-                negative_gains=int((real_gains < 0).sum()),
+                negative_gains=int((real_gains < -metrics.NEG_GAIN_TOLERANCE).sum()),
                 gain_entries=real_gains.numel(),
                 next_true_mastery=None
                 if batch.next_true_mastery is None
                 else numpy(batch.next_true_mastery[mask]),
             )
+
+    @classmethod
+    def from_estimates(cls, windows: Sequences, before: np.ndarray, after: np.ndarray) -> Observations:
+        """The observations of an estimator with no model inside (a baseline), laid out as a model's.
+
+        `before[i]`: its estimate that interaction i is answered correctly, made before r[i] is seen
+        (the mastery of the next concept, and the prediction); `after[i]`: its estimate for the same
+        concept once r[i] is seen (the mastery of the concept just answered). It has no gains.
+        """
+        flat = windows.positions()  # every interaction, window by window (flat indices)
+        window = np.repeat(np.arange(len(windows)), windows.lengths)
+        step = np.arange(flat.size) - np.repeat(np.cumsum(windows.lengths) - windows.lengths, windows.lengths)
+        predicting = step < np.repeat(windows.lengths, windows.lengths) - 1  # t with a real t+1
+        now, nxt = flat[predicting], flat[predicting] + 1  # a window's interactions are contiguous
+        paired = flat[predicting & (step >= 1)]
+        truth = windows.true_mastery
+        return cls(
+            prob=before[nxt],
+            next_response=windows.responses[nxt],
+            next_mastery=before[nxt],
+            next_concept=windows.concepts[nxt],
+            student=windows.students[window[predicting]],
+            window=window[predicting],
+            practised_gain=np.full(now.size, np.nan),
+            response=windows.responses[now],
+            current_mastery=after[now],
+            mastery_before=before[paired],
+            mastery_after=after[paired],
+            correct_after=windows.responses[paired],
+            negative_gains=0,
+            gain_entries=0,
+            next_true_mastery=None if truth is None else truth[nxt],
+        )
 
     @classmethod
     def concat(cls, parts: list[Observations]) -> Observations:
@@ -85,8 +125,13 @@ class Observations:
         return {name: values[name] for name in MONITOR_METRICS}
 
 
-def eval_metrics(obs: Observations) -> EvalMetrics:
-    """Every metric of `EvalMetrics` from the observations of one split."""
+MIN_CONCEPT_POSITIONS = 20  # mastery_pred_corr: concepts with fewer positions are left out
+MIN_ATTEMPTS = 6  # prospective_corr: (window, concept) pairs with fewer attempts are left out
+
+
+def eval_metrics(obs: Observations, baseline_mastery_corr: float = float("nan")) -> EvalMetrics:
+    """Every metric of `EvalMetrics` from the observations of one split; `mastery_lift` needs the best
+    baseline's `mastery_corr` on the same split (NaN without)."""
     eps = 1e-7
     p = np.clip(obs.prob.astype(np.float64), eps, 1 - eps)
     y = obs.next_response
@@ -94,6 +139,7 @@ def eval_metrics(obs: Observations) -> EvalMetrics:
     recovery = float("nan")
     if obs.next_true_mastery is not None:
         recovery = metrics.pearson(obs.next_mastery, obs.next_true_mastery)
+    interpretability = obs.interpretability()
     return EvalMetrics(
         loss=loss,
         auc=metrics.roc_auc(y, obs.prob),
@@ -102,13 +148,28 @@ def eval_metrics(obs: Observations) -> EvalMetrics:
         mastery_corr_student=metrics.per_student_pearson(obs.next_mastery, y, obs.student),
         mastery_recovery=recovery,
         positions=int(y.size),
-        **obs.interpretability(),
+        mastery_pred_corr=metrics.per_group_pearson(
+            obs.next_mastery, obs.prob, obs.next_concept, MIN_CONCEPT_POSITIONS
+        ),
+        mastery_lift=interpretability["mastery_corr"] - baseline_mastery_corr,
+        copy_corr=metrics.pearson(obs.current_mastery, obs.response),
+        mastery_saturation=metrics.saturation(obs.next_mastery),
+        prospective_corr=metrics.prospective_correlation(
+            obs.next_mastery, y, metrics.pair_keys(obs.window, obs.next_concept), MIN_ATTEMPTS
+        ),
+        **interpretability,
     )
 
 
 @torch.no_grad()
-def evaluate(model: GainAKT2Exp, plan: BatchPlan, device: torch.device | str = "cpu") -> EvalMetrics:
-    """All metrics of the model on every window of `plan` (in eval mode, no gradients)."""
+def evaluate(
+    model: GainAKT2Exp,
+    plan: BatchPlan,
+    device: torch.device | str = "cpu",
+    baseline_mastery_corr: float = float("nan"),
+) -> EvalMetrics:
+    """All metrics of the model on every window of `plan` (in eval mode, no gradients); `mastery_lift`
+    against `baseline_mastery_corr`, the best baseline's on the same windows."""
     was_training = model.training
     model.eval()
     parts = []
@@ -116,7 +177,7 @@ def evaluate(model: GainAKT2Exp, plan: BatchPlan, device: torch.device | str = "
         batch = batch.to(device)
         parts.append(Observations.of(model.forward_with_states(batch), batch))
     model.train(was_training)
-    return eval_metrics(Observations.concat(parts))
+    return eval_metrics(Observations.concat(parts), baseline_mastery_corr)
 
 
 def evaluate_run(

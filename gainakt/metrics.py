@@ -43,25 +43,73 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float((dx * dy).sum() / denominator)
 
 
-def per_student_pearson(x: np.ndarray, y: np.ndarray, students: np.ndarray, min_positions: int = 5) -> float:
-    """Pearson per student (at least `min_positions`, non-constant), averaged; NaN if no student qualifies."""
-    x, y, students = (np.asarray(a).ravel() for a in (x, y, students))
-    order = np.argsort(students, kind="stable")
-    x, y, students = x[order], y[order], students[order]
-    bounds = np.flatnonzero(np.diff(students)) + 1
-    values = [
-        pearson(xs, ys)
-        for xs, ys in zip(np.split(x, bounds), np.split(y, bounds))
-        if xs.size >= min_positions
-    ]
+def _groups(keys: np.ndarray) -> list[np.ndarray]:
+    """Indices of each group of equal keys, in the order the positions come within a group."""
+    keys = np.asarray(keys).ravel()
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    return np.split(order, bounds) if keys.size else []
+
+
+def pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One integer key per distinct (a[i], b[i]) pair, e.g. per (window, concept)."""
+    pairs = np.stack([np.asarray(a).ravel(), np.asarray(b).ravel()], axis=1)
+    return np.unique(pairs, axis=0, return_inverse=True)[1].ravel() if len(pairs) else np.zeros(0, dtype=int)
+
+
+def per_group_pearson(x: np.ndarray, y: np.ndarray, groups: np.ndarray, min_positions: int) -> float:
+    """Pearson within each group of at least `min_positions` (non-constant), averaged;
+    NaN if no group qualifies."""
+    x, y = np.asarray(x).ravel(), np.asarray(y).ravel()
+    values = [pearson(x[idx], y[idx]) for idx in _groups(groups) if idx.size >= min_positions]
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
 
+def per_student_pearson(x: np.ndarray, y: np.ndarray, students: np.ndarray, min_positions: int = 5) -> float:
+    """Pearson per student (at least `min_positions`, non-constant), averaged; NaN if no student qualifies."""
+    return per_group_pearson(x, y, students, min_positions)
+
+
+NEG_GAIN_TOLERANCE = 1e-6  # a gain counts as negative below -1e-6, not for rounding noise around 0
+
+
 def neg_gain_rate(gains: np.ndarray) -> float:
-    """Share of gain entries (all concepts, real positions) below 0; NaN when empty."""
+    """Share of gain entries (all concepts, real positions) below -NEG_GAIN_TOLERANCE; NaN when empty."""
     gains = np.asarray(gains)
-    return float((gains < 0).mean()) if gains.size else float("nan")
+    return float((gains < -NEG_GAIN_TOLERANCE).mean()) if gains.size else float("nan")
+
+
+SATURATION_MARGIN = 0.01
+
+
+def saturation(values: np.ndarray, margin: float = SATURATION_MARGIN) -> float:
+    """Share of values within `margin` of 0 or of 1; NaN when empty."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if not values.size:
+        return float("nan")
+    return float(((values <= margin) | (values >= 1 - margin)).mean())
+
+
+def prospective_correlation(
+    mastery: np.ndarray, responses: np.ndarray, groups: np.ndarray, min_attempts: int = 6
+) -> float:
+    """Pooled Pearson, over groups of at least `min_attempts` attempts in time order, between the mastery
+    estimated just before the second half of a group's attempts and the accuracy on that second half.
+
+    `mastery[i]` is the estimate for attempt i made before its answer `responses[i]` was seen; a group is
+    one (student, concept). NaN when fewer than two groups qualify or either series is constant.
+    """
+    mastery, responses = np.asarray(mastery, dtype=np.float64).ravel(), np.asarray(responses).ravel()
+    before, accuracy = [], []
+    for idx in _groups(groups):
+        if idx.size < min_attempts:
+            continue
+        half = idx.size // 2
+        before.append(mastery[idx[half]])
+        accuracy.append(responses[idx[half:]].mean())
+    return pearson(np.array(before), np.array(accuracy))
 
 
 def monotonicity_violation_rate(before: np.ndarray, after: np.ndarray, correct: np.ndarray) -> float:

@@ -46,6 +46,10 @@ class LossWeights:
 
 
 LOSS_NAMES: tuple[str, ...] = tuple(f.name for f in fields(LossWeights))
+# The losses a search samples weights for: all but those kept only to reproduce earlier results.
+SEARCHED_LOSSES: tuple[str, ...] = tuple(
+    f.name for f in fields(LossWeights) if f.metadata.get("searched", True)
+)
 PREDICTION_LOSS = "bce"
 LOSS_COMPONENTS: tuple[str, ...] = (PREDICTION_LOSS, *LOSS_NAMES)  # the terms of the total, in logging order
 
@@ -69,6 +73,11 @@ class EvalMetrics:
     gain_corr: float = _metric("max", monitored=True)
     neg_gain_rate: float = _metric("min", monitored=True)
     monotonicity_violation_rate: float = _metric("min", monitored=True)
+    mastery_pred_corr: float = _metric("max")
+    mastery_lift: float = _metric("max")
+    copy_corr: float = _metric("min")
+    mastery_saturation: float = _metric("min")
+    prospective_corr: float = _metric("max")
     mastery_recovery: float = _metric("max")
     positions: int = _metric(None)
 

@@ -40,6 +40,7 @@ def states_and_batches(draw) -> tuple[States, Batch, float]:
         next_responses=torch.from_numpy(draw(ints(1))),
         mask=torch.from_numpy(np.arange(t)[None, :] < lengths[:, None]),  # a real prefix per row
         students=torch.arange(b),
+        windows=torch.arange(b),
     )
     states = States(
         logits=torch.from_numpy(logits),

@@ -180,10 +180,10 @@ def test_per_student_pearson_all_constant_students_is_nan() -> None:
 # ---------------------------------------------------------------------------- neg_gain_rate, monotonicity
 
 
-def test_neg_gain_rate_counts_strictly_negative_entries() -> None:
-    gains = np.array([[0.1, -0.2, 0.0], [-0.0, -1e-9, 3.0]])
-    # strictly below 0: -0.2 and -1e-9 (0.0 and -0.0 are not) -> 2 of 6
-    assert metrics.neg_gain_rate(gains) == pytest.approx(2 / 6)
+def test_neg_gain_rate_counts_entries_below_the_tolerance() -> None:
+    gains = np.array([[0.1, -0.2, 0.0], [-0.0, -1e-9, 3.0], [-2e-6, -1e-6, 5.0]])
+    # below -1e-6: -0.2 and -2e-6 (not 0.0, -0.0, the rounding noise -1e-9 or the bound -1e-6) -> 2 of 9
+    assert metrics.neg_gain_rate(gains) == pytest.approx(2 / 9)
     assert metrics.neg_gain_rate(np.zeros((2, 3))) == 0.0
     assert math.isnan(metrics.neg_gain_rate(np.zeros((0, 3))))
 
@@ -230,6 +230,7 @@ def make_batch(pad_concept: int, pad_response: int) -> Batch:
         next_responses=torch.tensor([[0, 1, 1, 0], [1, 1, q, q]]),
         mask=torch.tensor([[True, True, True, True], [True, True, False, False]]),
         students=torch.tensor([7, 9]),
+        windows=torch.tensor([0, 1]),
     )
 
 
@@ -298,6 +299,13 @@ def expected_metrics() -> dict[str, float]:
         "gain_corr": textbook_pearson(gain, response),
         "neg_gain_rate": 4 / 18,
         "monotonicity_violation_rate": 1 / 3,
+        "mastery_pred_corr": float("nan"),  # no concept has 20 positions
+        "mastery_lift": float("nan"),  # no baseline given
+        # mastery of the concept just answered m[t, c[t]] vs r[t]:
+        #   w0: t0 c=0 -> 0.2, t1 c=1 -> 0.4, t2 c=2 -> 0.7, t3 c=1 -> 0.7; w1: t0 c=2 -> 0.2, t1 c=2 -> 0.3
+        "copy_corr": textbook_pearson([0.2, 0.4, 0.7, 0.7, 0.2, 0.3], response),
+        "mastery_saturation": 0.0,  # no next_mastery within 0.01 of 0 or 1
+        "prospective_corr": float("nan"),  # no (window, concept) with 6 attempts
         "mastery_recovery": float("nan"),  # no simulator truth
         "positions": 6,
     }
@@ -362,3 +370,52 @@ def test_concat_of_two_halves_equals_the_whole() -> None:
     ]
     merged = eval_metrics(Observations.concat(parts))
     assert_metrics_equal(merged, whole.as_dict())
+
+
+# ---------------------------------------------------------------------------- the objectives' new metrics
+
+
+def test_mastery_pred_corr_is_the_mean_within_concept_pearson_of_concepts_with_enough_positions() -> None:
+    rng = np.random.default_rng(0)
+    concept = np.repeat([0, 1, 2], [25, 30, 5])  # concept 2 has too few positions
+    mastery, prob = rng.random(60), rng.random(60)
+    prob[25:55] = 1 - mastery[25:55]  # concept 1: perfectly anti-correlated
+    expected = (textbook_pearson(mastery[:25], prob[:25]) + -1.0) / 2
+    assert metrics.per_group_pearson(mastery, prob, concept, 20) == pytest.approx(expected)
+    assert math.isnan(metrics.per_group_pearson(mastery, prob, concept, 31))  # no concept qualifies
+    constant = np.full(60, 0.5)
+    assert math.isnan(metrics.per_group_pearson(constant, prob, concept, 20))  # constant: no correlation
+
+
+def test_saturation_counts_values_within_a_hundredth_of_0_or_1() -> None:
+    values = np.array([0.0, 0.005, 0.01, 0.02, 0.5, 0.98, 0.99, 1.0])
+    assert metrics.saturation(values) == pytest.approx(5 / 8)  # 0, .005, .01, .99, 1
+    assert math.isnan(metrics.saturation(np.array([])))
+
+
+def test_prospective_correlation_pairs_mastery_before_the_second_half_with_its_accuracy() -> None:
+    # group a: 6 attempts, mastery before attempt 3 is 0.2, accuracy on attempts 3-5 = 1/3
+    # group b: 7 attempts, half = 3: mastery before attempt 3 is 0.9, accuracy on attempts 3-6 = 3/4
+    # group c: 8 attempts, half = 4: mastery 0.5, accuracy 2/4
+    # group d: 5 attempts: too few, left out
+    groups = np.array(list("aaaaaa") + list("bbbbbbb") + list("cccccccc") + list("ddddd"))
+    mastery = np.array([0, 0, 0, 0.2, 0, 0] + [0, 0, 0, 0.9, 0, 0, 0] + [0, 0, 0, 0, 0.5, 0, 0, 0] + [1] * 5)
+    responses = np.array([1, 1, 1, 1, 0, 0] + [0, 0, 0, 1, 1, 1, 0] + [1, 1, 1, 1, 1, 0, 1, 0] + [0] * 5)
+    got = metrics.prospective_correlation(mastery, responses, groups, min_attempts=6)
+    assert got == pytest.approx(textbook_pearson([0.2, 0.9, 0.5], [1 / 3, 3 / 4, 2 / 4]))
+    rank = np.concatenate([np.arange(n) for n in (6, 7, 8, 5)])  # attempt number within its group
+    interleaved = np.argsort(rank, kind="stable")  # groups interleaved, each in its own time order
+    again = metrics.prospective_correlation(mastery[interleaved], responses[interleaved], groups[interleaved])
+    assert again == pytest.approx(got)
+    assert math.isnan(metrics.prospective_correlation(mastery, responses, groups, min_attempts=9))
+
+
+def test_copying_the_last_response_gives_copy_corr_1_and_a_baseline_gives_the_lift() -> None:
+    batch = make_batch(0, 1)
+    states = make_states(**CLEAN)
+    copied = states.mastery.clone()
+    copied.scatter_(-1, batch.concepts.unsqueeze(-1), batch.responses.unsqueeze(-1).float())
+    copying = States(states.logits, copied, states.gains, states.context, states.value)
+    result = eval_metrics(Observations.of(copying, batch), baseline_mastery_corr=0.25)
+    assert result.copy_corr == pytest.approx(1.0)
+    assert result.mastery_lift == pytest.approx(result.mastery_corr - 0.25)

@@ -40,8 +40,9 @@ def rows(run: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def without_timing(table: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in table]
+def without_timing(table: list[dict[str, float]]) -> list[dict[str, float | str]]:
+    """The rows without their timings, NaN written as "nan" so that equal rows compare equal."""
+    return [{k: "nan" if math.isnan(v) else v for k, v in row.items() if k not in TIMING} for row in table]
 
 
 def small_config(out: Path, **values):
