@@ -23,7 +23,16 @@ from ray.tune.experiment import Trial
 
 from gainakt import schema as model_schema
 
-from .schema import CHECKPOINT, FEASIBLE, TRIAL_KEY, TrialStatus, param_column, short_label, violation_column
+from .schema import (
+    CHECKPOINT,
+    FEASIBLE,
+    GUARANTEED,
+    TRIAL_KEY,
+    TrialStatus,
+    param_column,
+    short_label,
+    violation_column,
+)
 from .spec import SweepSpec
 from .store import Store
 
@@ -129,6 +138,7 @@ class StoreRecorder(Callback):
         selected_epoch = int(result["selected_epoch"])
         row.update({name: float(result[name]) for name in model_schema.METRICS if name in result})
         row.update(self._constraint_columns(result))
+        row[GUARANTEED] = result.get(GUARANTEED, "")
         row.update(
             status=TrialStatus.RUNNING.value,
             selected_epoch=selected_epoch,
@@ -179,6 +189,7 @@ class StoreRecorder(Callback):
             **{name: math.nan for name in model_schema.METRICS},
             **{violation_column(c): math.nan for c in self.spec.constraints},
             FEASIBLE: False,
+            GUARANTEED: "",
             **{param_column(key): value for key, value in config["settings"].items()},
             **self.constants,
             "node_id": None,

@@ -42,6 +42,8 @@ PARAM = "param."  # a setting the search space chose, e.g. param.weights.sparsit
 FIXED = "fixed."  # a training setting every trial of the study shares, e.g. fixed.epochs
 VIOLATION = "violation."  # how far the selected epoch misses a constraint, e.g. violation.auc>=0.7
 FEASIBLE = "feasible"  # meets every constraint
+GUARANTEED = "guaranteed"  # the metrics the trial's model fixes by construction, comma-separated
+DEGENERATE = "degenerate"  # the degeneracy guards the trial fails, comma-separated
 _SECTIONS = ("weights.", "model.")  # sections of the training settings a short label drops
 
 

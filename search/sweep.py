@@ -17,6 +17,7 @@ from gainakt import __version__
 from gainakt.config import flatten
 from gainakt.data import Dataset, load_dataset
 from gainakt.errors import ConfigError
+from gainakt.guarantees import guaranteed_metrics, guarantees_of
 
 from .schema import FIXED, TrialStatus
 from .spec import SweepSpec
@@ -60,6 +61,22 @@ class SweepOutcome:
     ray_start_seconds: float = 0.0
 
 
+SPACE_PROBES = 64  # points of the space sampled to see whether an objective can vary there
+
+
+def _refuse_guaranteed_objectives(spec: SweepSpec, setup: TrialSetup, points: list[dict[str, Any]]) -> None:
+    """An objective fixed by construction at every sampled point of the space cannot tell trials apart."""
+    models = [trial_config(setup, settings, seed=spec.seed).model for settings in points]
+    for objective in spec.objectives:
+        reasons = {g.reason for m in models for g in guarantees_of(m) if g.metric == objective.metric}
+        if all(objective.metric in guaranteed_metrics(m) for m in models):
+            raise ConfigError(
+                f"objective {objective}: holds by construction at every point of space {spec.space!r} "
+                f"({'; '.join(sorted(reasons))}), so it cannot tell trials apart; drop it or search a space "
+                "where it can vary (docs/metrics.md)"
+            )
+
+
 def prepare(
     spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, spec_given: bool = True
 ) -> Prepared:
@@ -97,6 +114,7 @@ def prepare(
         raise ConfigError(str(err)) from None
     for settings in (sampled, *starts):  # the space's settings must be valid training settings
         trial_config(setup, settings, seed=spec.seed)
+    _refuse_guaranteed_objectives(spec, setup, [sample_once(space, seed) for seed in range(SPACE_PROBES)])
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)
     dataset.split(base.fold)

@@ -26,8 +26,11 @@ from ray import tune
 
 from gainakt.config import merge, nest
 from gainakt.data import Dataset
+from gainakt.guarantees import guaranteed_metrics
 from gainakt.schema import select_epoch
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
+
+from .schema import GUARANTEED
 
 RUN_DIR = "run"
 
@@ -90,6 +93,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     train_config = trial_config(setup, config["settings"], int(config["seed"]), str(run_dir), device)
     if train_config.wandb_dir:
         Path(train_config.wandb_dir).mkdir(parents=True, exist_ok=True)
+    guaranteed = guaranteed_metrics(train_config.model)
     where = {
         "node_id": ray.get_runtime_context().get_node_id(),
         "hostname": socket.gethostname(),
@@ -101,10 +105,9 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         rows.append(flat)
         best = select_epoch(rows)
         metrics = {
-            **{
-                name: value for name, value in best.items() if name != "epoch"
-            },  # the driver picks the metrics
+            **{name: value for name, value in best.items() if name != "epoch"},  # the driver picks
             "selected_epoch": int(best["epoch"]),
+            GUARANTEED: ",".join(guaranteed),
             "epoch_row": flat,
             "trial_seconds": time.perf_counter() - began,  # training and validation in this process
             **where,

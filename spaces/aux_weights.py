@@ -6,18 +6,27 @@ from typing import Any
 
 import optuna
 
-from gainakt.schema import LOSS_NAMES
+from gainakt.guarantees import zero_losses
+from gainakt.schema import SEARCHED_LOSSES
 
 from . import register
 
 WEIGHT_RANGE = (1e-3, 1.0)  # log-uniform; below 1e-3 a loss hardly moves the total, above 1 it drowns the BCE
 
 
-def sample_weights(trial: optuna.Trial, switchable: bool = True) -> dict[str, float]:
-    """A weight per auxiliary loss; with `switchable`, each loss may also be switched off (weight 0)."""
+def sample_weights(
+    trial: optuna.Trial, switchable: bool = True, idle: frozenset[str] = frozenset()
+) -> dict[str, float]:
+    """A weight per auxiliary loss; with `switchable`, each loss may also be switched off (weight 0).
+
+    The losses in `idle` are identically zero for the trial's model (`gainakt.guarantees`): their
+    weight would do nothing, so it is not sampled and stays 0.
+    """
     weights = {}
-    for name in LOSS_NAMES:
-        on = trial.suggest_categorical(f"use_{name}", [True, False]) if switchable else True
+    for name in SEARCHED_LOSSES:
+        on = name not in idle and (
+            trial.suggest_categorical(f"use_{name}", [True, False]) if switchable else True
+        )
         weights[f"weights.{name}"] = (
             trial.suggest_float(f"weights.{name}", *WEIGHT_RANGE, log=True) if on else 0.0
         )
@@ -26,13 +35,17 @@ def sample_weights(trial: optuna.Trial, switchable: bool = True) -> dict[str, fl
 
 @register("aux_weights")
 def aux_weights(trial: optuna.Trial) -> dict[str, Any]:
-    """The six auxiliary weights, their warm-up, and the gain, mastery and attention modes."""
+    """The gain, mastery and attention modes, then the auxiliary weights that can act on that model
+    (a loss the modes make identically zero gets no weight), and their warm-up."""
+    gains = trial.suggest_categorical("model.gains", ["relu", "softplus", "linear"])
+    mastery = trial.suggest_categorical("model.mastery", ["cumulative", "direct"])
+    attention = trial.suggest_categorical("model.attention", ["legacy", "intrinsic"])
     return {
-        **sample_weights(trial),
+        **sample_weights(trial, idle=frozenset(zero_losses(gains, mastery))),
         "warmup_epochs": trial.suggest_int("warmup_epochs", 0, 3),
-        "model.gains": trial.suggest_categorical("model.gains", ["relu", "softplus", "linear"]),
-        "model.mastery": trial.suggest_categorical("model.mastery", ["cumulative", "direct"]),
-        "model.attention": trial.suggest_categorical("model.attention", ["legacy", "intrinsic"]),
+        "model.gains": gains,
+        "model.mastery": mastery,
+        "model.attention": attention,
     }
 
 

@@ -46,3 +46,8 @@ def tables(storage: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def optuna_trials(storage: Path, name: str) -> list:
     return open_optuna_study(os.path.join(storage, name, "optuna.journal"), name).get_trials()
+
+
+def relu_only_space(trial) -> dict:
+    """A space whose every point has relu gains and cumulative mastery: neg_gain_rate is always 0."""
+    return {"weights.sparsity": trial.suggest_float("weights.sparsity", 1e-3, 1.0, log=True)}

@@ -9,7 +9,8 @@ import pytest
 
 import spaces
 from gainakt.errors import ConfigError
-from gainakt.schema import LOSS_NAMES
+from gainakt.guarantees import zero_losses
+from gainakt.schema import SEARCHED_LOSSES
 from search.cli import main
 from search.spec import Constraint, Objective, SweepSpec, load_spec
 from search.trainable import TrialSetup, trial_config
@@ -31,15 +32,17 @@ def test_every_space_samples_valid_training_settings(name):
 def test_aux_weights_can_switch_each_loss_off_and_stays_in_range():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen_off, seen_on = set(), set()
-    for _ in range(40):
+    for _ in range(60):
         trial = study.ask()
         settings = spaces.get_space("aux_weights")(trial)
-        for loss in LOSS_NAMES:
+        idle = zero_losses(settings["model.gains"], settings["model.mastery"])
+        for loss in SEARCHED_LOSSES:
             weight = settings[f"weights.{loss}"]
             (seen_on if weight > 0 else seen_off).add(loss)
             assert weight == 0 or 1e-3 <= weight <= 1.0
+            assert weight == 0 or loss not in idle, f"{loss} weighted on a model where it is identically 0"
         study.tell(trial, 0.0)
-    assert seen_off == seen_on == set(LOSS_NAMES)
+    assert seen_off == seen_on == set(SEARCHED_LOSSES)
 
 
 def test_a_broken_space_fails_when_sampled():

@@ -1,0 +1,58 @@
+"""What holds by construction: metrics a model's architecture fixes and auxiliary losses it makes
+identically zero, whatever the weights and the data.
+
+Such a metric cannot tell two trials apart and such a loss's weight does nothing, so the search
+must not optimise or sample them there (docs/metrics.md has the table). Torch-free: the search
+space and the sweep's checks use it before anything trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+NON_NEGATIVE_GAINS = ("relu", "softplus")  # gain activations that are never below 0
+
+
+class ModelModes(Protocol):
+    """The model options a guarantee depends on (`gainakt.model.ModelOptions` has them)."""
+
+    @property
+    def gains(self) -> str: ...
+
+    @property
+    def mastery(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    metric: str  # the metric fixed by construction
+    value: float  # the value it always takes
+    loss: str  # the auxiliary loss that is identically zero for the same reason
+    reason: str
+
+
+def guarantees(gains: str, mastery: str) -> tuple[Guarantee, ...]:
+    """The guarantees of a model with this gain activation and mastery mode."""
+    out = []
+    if gains in NON_NEGATIVE_GAINS:
+        reason = f"{gains} gains are never negative"
+        out.append(Guarantee("neg_gain_rate", 0.0, "non_negative", reason))
+        if mastery == "cumulative":
+            reason = f"cumulative mastery only adds {gains} gains, so it never goes down"
+            out.append(Guarantee("monotonicity_violation_rate", 0.0, "monotonicity", reason))
+    return tuple(out)
+
+
+def guarantees_of(options: ModelModes) -> tuple[Guarantee, ...]:
+    return guarantees(options.gains, options.mastery)
+
+
+def guaranteed_metrics(options: ModelModes) -> list[str]:
+    """The metric names of `guarantees_of(options)`: the trial table's `guaranteed` column."""
+    return [g.metric for g in guarantees_of(options)]
+
+
+def zero_losses(gains: str, mastery: str) -> set[str]:
+    """The auxiliary losses identically zero for this gain activation and mastery mode."""
+    return {g.loss for g in guarantees(gains, mastery)}
