@@ -1,4 +1,4 @@
-"""The prediction loss, the six auxiliary interpretability losses, and how they add up.
+"""The prediction loss, the seven auxiliary interpretability losses, and how they add up.
 
 Every auxiliary loss is a non-negative scalar (a mean of relu or absolute values)
 over real positions only, so the total `bce + sum_k w_k L_k` is never below the
@@ -34,20 +34,29 @@ def prediction_loss(states: States, batch: Batch, positions_per_batch: float | N
 
 
 def auxiliary_losses(states: States, batch: Batch, mastery_step: float) -> dict[str, torch.Tensor]:
-    """The six unweighted auxiliary losses, each a non-negative scalar over real positions."""
+    """The seven unweighted auxiliary losses, each a non-negative scalar over real positions.
+
+    `mastery_performance` is prospective and class-balanced: the mastery of the next concept,
+    m[t, c[t+1]], before r[t+1] is seen, scored against r[t+1] as mean(1 - m | r[t+1] = 1) +
+    mean(m | r[t+1] = 0). `mastery_performance_current` is the seeds' form, kept for reproduction:
+    copyable (r[t] is an input), the pooled mean of |r[t] - m[t, c[t]]|.
+    """
     mask = batch.mask  # [B, T]
     gains, mastery = states.gains, states.mastery  # [B, T, C]
     practised = F.one_hot(batch.concepts, gains.shape[-1]).bool()  # [B, T, C], concept of interaction t
-    correct = batch.responses.bool()
+    correct = batch.responses.bool()  # [B, T], r[t]
+    next_correct = batch.next_responses.bool()  # [B, T], r[t+1]
     gain_here = gains.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T]
-    mastery_here = mastery.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T]
+    mastery_here = mastery.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T], m[t, c[t]]
+    mastery_next = mastery.gather(-1, batch.next_concepts.unsqueeze(-1)).squeeze(-1)  # [B, T], m[t, c[t+1]]
     pairs = mask[:, 1:] & mask[:, :-1]  # consecutive real positions (t-1, t)
     change = mastery[:, 1:] - mastery[:, :-1]  # [B, T-1, C]
 
     return {
         "non_negative": _mean(F.relu(-gains)[mask]),
         "monotonicity": _mean(F.relu(-change)[pairs]),
-        "mastery_performance": _mean(torch.where(correct, 1 - mastery_here, mastery_here)[mask]),
+        "mastery_performance": _balanced_miss(mastery_next[mask], next_correct[mask]),
+        "mastery_performance_current": _mean(torch.where(correct, 1 - mastery_here, mastery_here)[mask]),
         "gain_performance": _gain_order_hinge(gain_here[mask], correct[mask]),
         "sparsity": _mean(gains.abs()[mask.unsqueeze(-1) & ~practised]),  # concepts not practised at t
         "consistency": _mean((change - mastery_step * gains[:, 1:]).abs()[pairs]),
@@ -57,6 +66,11 @@ def auxiliary_losses(states: States, batch: Batch, mastery_step: float) -> dict[
 def _mean(values: torch.Tensor) -> torch.Tensor:
     """Mean of the selected entries, 0 (with a gradient path) when there are none."""
     return values.mean() if values.numel() else values.sum()
+
+
+def _balanced_miss(mastery: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+    """mean(1 - m) over correct answers + mean(m) over wrong ones; a missing class adds 0."""
+    return _mean(1 - mastery[correct]) + _mean(mastery[~correct])
 
 
 def _gain_order_hinge(gain: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .data import Batch
 from .errors import ConfigError
+from .guarantees import NON_NEGATIVE_GAINS
 
 Attention = Literal["legacy", "intrinsic"]
 GainActivation = Literal["relu", "softplus", "linear"]
@@ -211,9 +212,23 @@ class GainAKT2Exp(nn.Module):
         return States(logits=logits, mastery=mastery, gains=gains, context=context, value=value)
 
     def _mastery(self, context: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """Mastery [B, T, C] in [0, 1] after each interaction: a head on the context (direct), or
+        the clipped recursion m[t] = clip(m[t-1] + s * g[t], 0, 1) from m[-1] = sigmoid(initial
+        mastery of the context at interaction 0) (cumulative)."""
         if self.cfg.mastery == "direct":
             return torch.sigmoid(self.mastery_head(context))
-        # m[t] = clip(m[-1] + s * sum_{k<=t} g[k], 0, 1): the recursion m[t] = clip(m[t-1] + s g[t], 0, 1)
-        # without a loop over time; the two agree whenever gains are non-negative.
-        initial = torch.sigmoid(self.initial_mastery(context[:, :1]))  # [B, 1, C], from interaction 0
-        return torch.clamp(initial + self.cfg.mastery_step * torch.cumsum(gains, dim=1), 0.0, 1.0)
+        initial = torch.sigmoid(self.initial_mastery(context[:, :1]))  # [B, 1, C], m[-1]
+        s = self.cfg.mastery_step
+        if self.cfg.gains in NON_NEGATIVE_GAINS:
+            # Closed form m[t] = clip(m[-1] + s * sum_{k<=t} g[k], 0, 1), exact for gains >= 0: the
+            # unclipped sums never decrease and start at m[-1] >= 0, so the lower clip never binds, and
+            # once a sum reaches 1 every later one stays >= 1, as the recursion stays at 1.
+            return torch.clamp(initial + s * torch.cumsum(gains, dim=1), 0.0, 1.0)
+        # Linear gains can be negative: after a clip binds the closed form would remember the excess
+        # (a mastery pinned at 1 would need the gains above 1 undone before it could fall), so loop.
+        mastery = initial[:, 0]  # [B, C]
+        steps = []
+        for t in range(gains.shape[1]):
+            mastery = torch.clamp(mastery + s * gains[:, t], 0.0, 1.0)
+            steps.append(mastery)
+        return torch.stack(steps, dim=1)  # [B, T, C]

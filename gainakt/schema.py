@@ -32,6 +32,8 @@ class LossWeights:
     non_negative: float = 0.0
     monotonicity: float = 0.0
     mastery_performance: float = 0.0
+    # the seeds' form, kept for reproduction: copyable (r[t] is an input), so no search samples it
+    mastery_performance_current: float = field(default=0.0, metadata={"searched": False})
     gain_performance: float = 0.0
     sparsity: float = 0.0
     consistency: float = 0.0
@@ -104,6 +106,10 @@ MONITOR_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EvalMetrics) if 
 # A metric's ceiling: the prediction's own correlation with the next response bounds how well one
 # score per step (the mastery of the next concept) can correlate with it.
 CEILINGS: dict[str, str] = {"mastery_corr": "pred_corr"}
+
+# Degeneracy guards: a mastery at or above these is copying the last response or pinned to 0 or 1
+# (calibrated in docs/metrics.md; the sweep's default constraints keep trials below them).
+DEGENERACY_LIMITS: dict[str, float] = {"copy_corr": 0.9, "mastery_saturation": 0.5}
 
 SELECTION_METRIC = "auc"  # the validation figure that picks a run's best epoch (best.pt) and stops it early
 

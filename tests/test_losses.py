@@ -1,5 +1,6 @@
-"""The auxiliary losses and their composition: non-negative, finite, shares that add up,
-and every weight actually reaching the parameters its loss is about."""
+"""The auxiliary losses and their composition: non-negative, finite, shares that add up, the mastery
+losses by hand (the prospective one is not minimised by copying the last answer), and every weight
+actually reaching the parameters its loss is about."""
 
 from __future__ import annotations
 
@@ -109,6 +110,112 @@ def test_shares_when_everything_is_zero_go_to_bce() -> None:
     assert shares["bce"] == 1.0 and sum(shares.values()) == 1.0
 
 
+# ---------------------------------------------------------------------------- mastery and answers, by hand
+
+# One student, five interactions: concepts 0 1 2 0 1, answers 1 0 1 1 0; in the shift convention
+# position t holds interaction t and the target interaction t+1, so four positions, all real.
+SEQUENCE_CONCEPTS, SEQUENCE_RESPONSES = [0, 1, 2, 0, 1], [1, 0, 1, 1, 0]
+
+
+def hand_batch(
+    concepts: list[int],
+    responses: list[int],
+    next_concepts: list[int],
+    next_responses: list[int],
+    mask: list[bool] | None = None,
+) -> Batch:
+    """A one-row batch from hand-written lists (all positions real unless `mask` says otherwise)."""
+    row = lambda values: torch.tensor([values])  # noqa: E731  (local helper)
+    return Batch(
+        concepts=row(concepts),
+        responses=row(responses),
+        next_concepts=row(next_concepts),
+        next_responses=row(next_responses),
+        mask=row(mask if mask is not None else [True] * len(concepts)),
+        students=torch.zeros(1, dtype=torch.long),
+        windows=torch.zeros(1, dtype=torch.long),
+    )
+
+
+def mastery_states(mastery: torch.Tensor) -> States:
+    """States holding this mastery [B, T, C]; everything else zero."""
+    b, t, c = mastery.shape
+    zeros = torch.zeros(b, t, c)
+    return States(logits=zeros[..., 0], mastery=mastery, gains=zeros, context=zeros, value=zeros)
+
+
+@pytest.fixture
+def sequence_batch() -> Batch:
+    c, r = SEQUENCE_CONCEPTS, SEQUENCE_RESPONSES
+    return hand_batch(c[:-1], r[:-1], c[1:], r[1:])
+
+
+def test_copying_the_last_answer_minimises_the_current_form_but_not_the_prospective_one(
+    sequence_batch: Batch,
+) -> None:
+    b = sequence_batch
+    c, r = b.concepts[0], b.responses[0].float()  # [T]
+    nc, nr = b.next_concepts[0], b.next_responses[0].float()  # [T]
+    t = torch.arange(c.numel())
+    copying = torch.full((1, 4, 3), 0.5)
+    copying[0, t, c] = r  # m[t, c[t]] = r[t], 0.5 elsewhere
+    oracle = torch.full((1, 4, 3), 0.5)
+    oracle[0, t, nc] = nr  # m[t, c[t+1]] = r[t+1], 0.5 elsewhere
+    copy_all = r.view(1, 4, 1).expand(1, 4, 3).contiguous()  # every concept's mastery = r[t]
+
+    copy_aux = auxiliary_losses(mastery_states(copying), b, 0.1)
+    oracle_aux = auxiliary_losses(mastery_states(oracle), b, 0.1)
+    copy_all_aux = auxiliary_losses(mastery_states(copy_all), b, 0.1)
+    assert float(copy_aux["mastery_performance_current"]) == 0.0
+    assert float(oracle_aux["mastery_performance"]) == 0.0
+    # c[t+1] != c[t] here, so the copy leaves m[t, c[t+1]] = 0.5 for both classes: 0.5 + 0.5
+    assert float(copy_aux["mastery_performance"]) == pytest.approx(1.0)
+    assert float(copy_aux["mastery_performance"]) > float(oracle_aux["mastery_performance"])
+    # r[t+1] = 1 at t = 1, 2 where r[t] = 0, 1: mean(1 - r[t]) = 0.5; r[t+1] = 0 at t = 0, 3 where
+    # r[t] = 1, 1: mean(r[t]) = 1
+    assert float(copy_all_aux["mastery_performance_current"]) == 0.0
+    assert float(copy_all_aux["mastery_performance"]) == pytest.approx(1.5)
+    # and the oracle of the next answer is no minimum of the current form (m[t, c[t]] = 0.5)
+    assert float(oracle_aux["mastery_performance_current"]) == pytest.approx(0.5)
+
+
+def test_prospective_mastery_performance_balances_the_two_classes() -> None:
+    # next concepts 0 1 2 0 and a padded fifth position; correct, correct, wrong, correct
+    batch = hand_batch(
+        [1, 0, 1, 2, 0],
+        [1, 1, 1, 0, 0],
+        [0, 1, 2, 0, 0],
+        [1, 1, 0, 1, 0],
+        mask=[True, True, True, True, False],
+    )
+    mastery = torch.zeros(1, 5, 3)  # the padded position's m = 0 would lower the wrong class's mean
+    mastery[0, [0, 1, 2, 3], [0, 1, 2, 0]] = torch.tensor([0.9, 0.9, 0.4, 0.9])
+    value = float(auxiliary_losses(mastery_states(mastery), batch, 0.1)["mastery_performance"])
+    pooled = (3 * 0.1 + 0.4) / 4  # 0.175, what a pooled mean would give
+    assert value == pytest.approx(0.1 + 0.4)
+    assert value != pytest.approx(pooled)
+
+
+@pytest.mark.parametrize("answer, expected", [(1, 1 - 0.7), (0, 0.7)])
+def test_prospective_mastery_performance_with_one_class_only(answer: int, expected: float) -> None:
+    batch = hand_batch([0, 0], [1, 1], [1, 1], [answer, answer])
+    mastery = torch.full((1, 2, 2), 0.7, requires_grad=True)
+    value = auxiliary_losses(mastery_states(mastery), batch, 0.1)["mastery_performance"]
+    assert float(value.detach()) == pytest.approx(expected)  # the missing class adds 0, not NaN
+    value.backward()
+    assert mastery.grad is not None and float(mastery.grad[0, :, 1].abs().sum()) > 0
+
+
+def test_prospective_mastery_performance_without_real_positions_is_zero_with_a_gradient_path() -> None:
+    batch = hand_batch([0, 1], [1, 0], [1, 0], [0, 1], mask=[False, False])
+    mastery = torch.full((1, 2, 2), 0.3, requires_grad=True)
+    aux = auxiliary_losses(mastery_states(mastery), batch, 0.1)
+    for name in ("mastery_performance", "mastery_performance_current"):
+        assert float(aux[name].detach()) == 0.0, name
+        (grad,) = torch.autograd.grad(aux[name], mastery, retain_graph=True)
+        assert torch.equal(grad, torch.zeros_like(mastery)), name
+
+
 # ---------------------------------------------------------------------------- gradients reach the heads
 
 # The parameters each auxiliary loss is about, in legacy attention with linear gains:
@@ -119,6 +226,7 @@ DEPENDS_ON = {
         "non_negative": ["gain_head.weight"],
         "monotonicity": ["mastery_head.weight"],
         "mastery_performance": ["mastery_head.weight"],
+        "mastery_performance_current": ["mastery_head.weight"],
         "gain_performance": ["gain_head.weight"],
         "sparsity": ["gain_head.weight"],
         "consistency": ["gain_head.weight", "mastery_head.weight"],
@@ -127,6 +235,7 @@ DEPENDS_ON = {
         "non_negative": ["gain_head.weight"],
         "monotonicity": ["gain_head.weight"],
         "mastery_performance": ["gain_head.weight", "initial_mastery.weight"],
+        "mastery_performance_current": ["gain_head.weight", "initial_mastery.weight"],
         "gain_performance": ["gain_head.weight"],
         "sparsity": ["gain_head.weight"],
         # consistency: m[t] - m[t-1] = s * g[t] by construction wherever the clip is inactive, so it
@@ -217,7 +326,11 @@ def test_weights_of_other_losses_do_not_touch_an_unrelated_head(batch: Batch) ->
     model = make_model("direct")
     off, _ = gradients(model, batch, LossWeights())
     gain_only, _ = gradients(model, batch, LossWeights(non_negative=1.0, gain_performance=1.0, sparsity=1.0))
-    mastery_only, _ = gradients(model, batch, LossWeights(monotonicity=1.0, mastery_performance=1.0))
+    mastery_only, _ = gradients(
+        model,
+        batch,
+        LossWeights(monotonicity=1.0, mastery_performance=1.0, mastery_performance_current=1.0),
+    )
     torch.testing.assert_close(gain_only["mastery_head.weight"], off["mastery_head.weight"])
     torch.testing.assert_close(mastery_only["gain_head.weight"], off["gain_head.weight"])
 

@@ -94,22 +94,76 @@ def test_intrinsic_gains_come_from_attention_not_a_module_attribute(batch: Batch
     assert not torch.allclose(model.forward_with_states(batch).gains, gains)
 
 
-def test_cumulative_mastery_equals_step_by_step_recursion(batch: Batch) -> None:
-    for gains in ("relu", "softplus"):
-        model = tiny(gains=gains, mastery="cumulative")
-        with torch.no_grad():
+def recursion(first: torch.Tensor, gains: torch.Tensor, step: float) -> torch.Tensor:
+    """m[t] = clip(m[t-1] + step * g[t], 0, 1) from m[-1] = first [B, C], one step at a time -> [B, T, C]."""
+    previous, out = first, []
+    for t in range(gains.shape[1]):
+        previous = torch.clamp(previous + step * gains[:, t], 0.0, 1.0)
+        out.append(previous)
+    return torch.stack(out, dim=1)
+
+
+def closed_form(first: torch.Tensor, gains: torch.Tensor, step: float) -> torch.Tensor:
+    """The earlier cumulative mastery clip(m[-1] + step * cumsum(g), 0, 1) -> [B, T, C]."""
+    return torch.clamp(first.unsqueeze(1) + step * torch.cumsum(gains, dim=1), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("gains", ["relu", "softplus", "linear"])
+def test_cumulative_mastery_equals_step_by_step_recursion(batch: Batch, gains: str) -> None:
+    model = tiny(gains=gains, mastery="cumulative")
+    with torch.no_grad():
+        if gains == "linear":
+            model.gain_head.weight.mul_(20.0)  # gains of both signs, large enough to reach both clips
+        else:
             model.gain_head.bias.fill_(0.5)  # enough gain for mastery to reach the upper clip
-            states = model.forward_with_states(batch)
-        s = model.cfg.mastery_step
-        first = torch.sigmoid(model.initial_mastery(states.context[:, 0]))  # [B, C]
-        previous = first
-        expected = []
-        for t in range(states.gains.shape[1]):
-            previous = torch.clamp(previous + s * states.gains[:, t], 0.0, 1.0)
-            expected.append(previous)
-        expected = torch.stack(expected, dim=1)
-        assert (expected == 1).any(), "the test should reach the clip"
-        torch.testing.assert_close(states.mastery, expected, atol=1e-6, rtol=0)
+        states = model.forward_with_states(batch)
+    s = model.cfg.mastery_step
+    first = torch.sigmoid(model.initial_mastery(states.context[:, 0])).detach()  # [B, C], m[-1]
+    expected = recursion(first, states.gains, s)
+    torch.testing.assert_close(states.mastery, expected, atol=1e-6, rtol=0)
+    assert (expected == 1).any(), "the test should reach the clip"
+    old = closed_form(first, states.gains, s)
+    if gains == "linear":
+        assert (expected == 0).any() and (states.gains < 0).any()
+        # after a clip binds the closed form keeps the excess, so it differs from the recursion
+        assert (old - expected).abs().max() > 0.1
+    else:
+        torch.testing.assert_close(old, expected, atol=1e-6, rtol=0)  # exact for gains >= 0
+
+
+@pytest.mark.parametrize(
+    ("gains", "expected", "old"),
+    [
+        # from 0.5 with step 0.1: up to the upper clip, then down; the closed form waits for the excess
+        ([3.0, 3.0, -2.0, -2.0, -2.0], [0.8, 1.0, 0.8, 0.6, 0.4], [0.8, 1.0, 0.9, 0.7, 0.5]),
+        # down to the lower clip, then up; the closed form stays at 0 until the deficit is repaid
+        ([-4.0, -4.0, 3.0, 3.0, 0.0], [0.1, 0.0, 0.3, 0.6, 0.6], [0.1, 0.0, 0.0, 0.3, 0.3]),
+    ],
+)
+def test_cumulative_mastery_with_linear_gains_by_hand(
+    gains: list[float], expected: list[float], old: list[float]
+) -> None:
+    model = tiny(gains="linear", mastery="cumulative")
+    with torch.no_grad():
+        model.initial_mastery.weight.zero_()
+        model.initial_mastery.bias.zero_()  # m[-1] = sigmoid(0) = 0.5 for every concept
+    g = torch.tensor(gains).view(1, 5, 1).expand(2, 5, CONCEPTS)  # [B=2, T=5, C]
+    context = torch.randn(2, 5, 16)
+    mastery = model._mastery(context, g)
+    want = torch.tensor(expected).view(1, 5, 1).expand_as(g)
+    torch.testing.assert_close(mastery, want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(mastery, recursion(torch.full((2, CONCEPTS), 0.5), g, 0.1), atol=1e-6, rtol=0)
+    previous_form = closed_form(torch.full((2, CONCEPTS), 0.5), g, 0.1)
+    torch.testing.assert_close(previous_form, torch.tensor(old).view(1, 5, 1).expand_as(g), atol=1e-6, rtol=0)
+    assert not torch.allclose(previous_form, mastery)  # the old form would have failed this test
+
+
+def test_linear_cumulative_mastery_passes_gradient_to_gains_and_initial_mastery() -> None:
+    model = tiny(gains="linear", mastery="cumulative")
+    gains = torch.tensor([1.0, -2.0, 0.5]).view(1, 3, 1).repeat(1, 1, CONCEPTS).requires_grad_()
+    model._mastery(torch.randn(1, 3, 16), gains).sum().backward()
+    assert gains.grad is not None and gains.grad.abs().sum() > 0
+    assert model.initial_mastery.weight.grad is not None and model.initial_mastery.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("attention", ["legacy", "intrinsic"])
