@@ -38,9 +38,10 @@ import moocore
 import numpy as np
 import pandas as pd
 
+from gainakt import schema as model_schema
 from gainakt.errors import ConfigError
 
-from .schema import FEASIBLE, TRIAL_KEY, TrialStatus
+from .schema import BELOW_BASELINE, DEGENERATE, FEASIBLE, TRIAL_KEY, TrialStatus
 from .spec import Constraint, Objective, SweepSpec
 from .store import Store
 from .study import Study
@@ -300,6 +301,43 @@ def epoch_front(
 # ---------------------------------------------------------------------------- everything at once
 
 
+# ---------------------------------------------------------------------------- flags
+
+
+def baseline_values(
+    baselines: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
+) -> dict[str, tuple[float, str]]:
+    """For each metric, the best baseline's value in the metric's better direction and its name."""
+    out = {}
+    for metric in metrics:
+        direction = model_schema.METRIC_DIRECTIONS.get(metric)
+        scored = [
+            (float(v[metric]), name)
+            for name, v in baselines.items()
+            if math.isfinite(v.get(metric, math.nan))
+        ]
+        if direction and scored:
+            out[metric] = max(scored) if direction == "max" else min(scored)
+    return out
+
+
+def flags(frame: pd.DataFrame, baseline: Mapping[str, tuple[float, str]]) -> pd.DataFrame:
+    """`frame` with `degenerate` (the degeneracy limits each row reaches) and `below_baseline` (the
+    metrics on which it does worse than the best baseline), each a comma-separated list."""
+
+    def names(checks: list[tuple[str, np.ndarray]]) -> list[str]:
+        return [",".join(name for name, hit in checks if hit[i]) for i in range(len(frame))]
+
+    degenerate = [(m, _metric(frame, m) >= limit) for m, limit in model_schema.DEGENERACY_LIMITS.items()]
+    worse = []
+    for metric, (value, _) in baseline.items():
+        values = _metric(frame, metric)
+        worse.append(
+            (metric, values < value if model_schema.METRIC_DIRECTIONS[metric] == "max" else values > value)
+        )
+    return frame.assign(**{DEGENERATE: names(degenerate), BELOW_BASELINE: names(worse)})
+
+
 @dataclass(frozen=True)
 class Analysis:
     """What the `pareto` command and the report show, computed once from the two tables."""
@@ -319,6 +357,7 @@ class Analysis:
     feasible_hypervolume: float
     history: pd.DataFrame  # trial_id, ended_at, hypervolume, feasible_hypervolume
     epoch_front: pd.DataFrame  # with `feasible`
+    baseline: Mapping[str, tuple[float, str]]  # per objective or constraint metric: best baseline value, name
 
 
 def analyse(
@@ -327,9 +366,13 @@ def analyse(
     objectives: Sequence[Objective],
     constraints: Sequence[Constraint],
     reference: Mapping[str, float] | None = None,
+    baselines: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Analysis:
+    """Everything at once; `baselines` maps each baseline's name to its metrics on the same split."""
     objectives, constraints = tuple(objectives), tuple(constraints)
-    candidates = usable(trials, objectives).copy()
+    metrics = list(dict.fromkeys([o.metric for o in objectives] + [c.metric for c in constraints]))
+    baseline = baseline_values(baselines or {}, metrics)
+    candidates = flags(usable(trials, objectives), baseline)
     candidates[FEASIBLE] = feasible(candidates, constraints)
     candidates["front"] = (
         nondominated(objective_values(candidates, objectives), objectives) if len(candidates) else []
@@ -364,6 +407,7 @@ def analyse(
         else 0.0,
         history=history,
         epoch_front=epochs_front,
+        baseline=baseline,
     )
 
 
@@ -374,6 +418,6 @@ def load_analysis(study: Study, objectives: Sequence[Objective] | None = None) -
     trials = store.trials()
     if not len(trials):
         raise ConfigError(f"study {study.name!r} has no trials in its store yet ({study.trials_dir})")
-    return spec, analyse(
-        trials, store.epochs(), objectives or spec.objectives, spec.constraints, spec.reference
-    )
+    objectives = objectives or spec.objectives
+    epochs = store.epochs()
+    return spec, analyse(trials, epochs, objectives, spec.constraints, spec.reference, study.read_baselines())

@@ -32,12 +32,21 @@ from gainakt.schema import CEILINGS
 
 from . import pareto
 from .pareto import load_analysis
-from .schema import FEASIBLE, PARAM, TRIAL_KEY, TrialStatus, short_label
+from .schema import (
+    BELOW_BASELINE,
+    DEGENERATE,
+    FEASIBLE,
+    GUARANTEED,
+    PARAM,
+    TRIAL_KEY,
+    TrialStatus,
+    short_label,
+)
 from .spec import SweepSpec
 from .study import Study
 from .views import front_columns, status_counts
 
-FEASIBLE_COLOUR, INFEASIBLE_COLOUR = "#1b9e77", "#9e9e9e"
+FEASIBLE_COLOUR, INFEASIBLE_COLOUR, BASELINE_COLOUR = "#1b9e77", "#9e9e9e", "#1f4e9e"
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -144,6 +153,9 @@ def _hover(frame: pd.DataFrame, analysis: pareto.Analysis) -> list[str]:
         + np.where(frame["feasible"], "<br>feasible", "<br>infeasible")
         + np.where(frame["front"], ", on the front", "")
     )
+    for column, label in ((DEGENERATE, "degenerate"), (BELOW_BASELINE, "worse than the best baseline on")):
+        if column in frame.columns:
+            text = text + np.where(frame[column] != "", f"<br>{label}: " + frame[column].astype(str), "")
     return list(text)
 
 
@@ -196,6 +208,7 @@ def pairs_figure(analysis: pareto.Analysis) -> go.Figure:
             )
         _ceiling(fig, analysis, x.metric, y.metric, row + 1, col + 1, first=i == 0)
         _targets(fig, analysis, x.metric, y.metric, row + 1, col + 1)
+        _baselines(fig, analysis, x.metric, y.metric, row + 1, col + 1, first=i == 0)
         fig.update_xaxes(title_text=f"{x.metric} ({x.direction})", row=row + 1, col=col + 1)
         fig.update_yaxes(title_text=f"{y.metric} ({y.direction})", row=row + 1, col=col + 1)
     fig.update_layout(height=420 * rows, margin={"t": 30}, legend={"orientation": "h", "y": -0.15})
@@ -265,6 +278,41 @@ def _targets(fig: go.Figure, analysis: pareto.Analysis, x: str, y: str, row: int
             fig.add_vline(x=constraint.threshold, **style)
         if constraint.metric == y:
             fig.add_hline(y=constraint.threshold, **style)
+
+
+def _baselines(
+    fig: go.Figure, analysis: pareto.Analysis, x: str, y: str, row: int, col: int, first: bool
+) -> None:
+    """The best baseline of each axis as a dotted line, and a cross on the trials that do worse than it."""
+    for metric, add in ((x, fig.add_vline), (y, fig.add_hline)):
+        if metric in analysis.baseline:
+            value, name = analysis.baseline[metric]
+            position = {"x": value} if add == fig.add_vline else {"y": value}
+            add(
+                **position,
+                line_dash="dot",
+                line_color=BASELINE_COLOUR,
+                annotation_text=f"baseline: {name}",
+                row=row,
+                col=col,
+            )
+    c = analysis.candidates
+    worse = c[c[BELOW_BASELINE].map(lambda names: bool({x, y} & set(names.split(","))))] if len(c) else c
+    if len(worse):
+        fig.add_trace(
+            go.Scatter(
+                x=worse[x],
+                y=worse[y],
+                mode="markers",
+                name="worse than the best baseline",
+                legendgroup="baseline",
+                showlegend=first,
+                hoverinfo="skip",
+                marker={"symbol": "x-thin-open", "size": 14, "color": BASELINE_COLOUR, "line": {"width": 2}},
+            ),
+            row=row,
+            col=col,
+        )
 
 
 def front_3d_figure(analysis: pareto.Analysis) -> go.Figure:
@@ -449,9 +497,10 @@ def html_table(frame: pd.DataFrame, columns: Sequence[str], table_id: str) -> st
     head = "".join(f"<th>{html.escape(short_label(c))}</th>" for c in columns)
     rows = []
     for record in frame.to_dict("records"):
+        fixed = set(str(record.get(GUARANTEED) or "").split(","))
         cells = "".join(
             f"<td{' class=text' if not isinstance(record[c], (int, float, np.number)) else ''}>"
-            f"{html.escape(_cell(record[c]))}</td>"
+            f"{html.escape(_cell(record[c]))}{' (by construction)' if c in fixed else ''}</td>"
             for c in columns
         )
         feasible = (
@@ -565,6 +614,10 @@ def _summary_lines(spec: SweepSpec, analysis: pareto.Analysis) -> list[str]:
         f"(feasible trials only: {analysis.feasible_hypervolume:.6g})",
         f"epoch-level front: {len(analysis.epoch_front)} checkpointed epochs",
         f"excluded for a missing objective: {len(analysis.excluded)}",
+        "best baselines on the same split: "
+        + (", ".join(f"{m} {v:.4f} ({name})" for m, (v, name) in analysis.baseline.items()) or "none stored"),
+        "degenerate trials (copy_corr or mastery_saturation at their limits): "
+        + str(int((candidates[DEGENERATE] != "").sum()) if len(candidates) else 0),
     ]
 
 
@@ -607,6 +660,12 @@ def provenance_html(spec: SweepSpec, analysis: pareto.Analysis) -> str:
 # ---------------------------------------------------------------------------- markdown
 
 
+def _marked(record: dict, column: str) -> str:
+    """A cell as text, marked when the trial's model fixes that metric by construction."""
+    fixed = column in str(record.get(GUARANTEED) or "").split(",")
+    return _cell(record[column]) + (" (by construction)" if fixed else "")
+
+
 def markdown_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     """The columns of `frame` as a Markdown table, cells formatted as in the report."""
     if not len(frame):
@@ -614,7 +673,7 @@ def markdown_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     head = "| " + " | ".join(short_label(c) for c in columns) + " |"
     rule = "| " + " | ".join("---" for _ in columns) + " |"
     rows = [
-        "| " + " | ".join(_cell(r[c]).replace("|", "\\|") for c in columns) + " |"
+        "| " + " | ".join(_marked(r, c).replace("|", "\\|") for c in columns) + " |"
         for r in frame.to_dict("records")
     ]
     return "\n".join([head, rule, *rows]) + "\n"

@@ -44,6 +44,7 @@ VIOLATION = "violation."  # how far the selected epoch misses a constraint, e.g.
 FEASIBLE = "feasible"  # meets every constraint
 GUARANTEED = "guaranteed"  # the metrics the trial's model fixes by construction, comma-separated
 DEGENERATE = "degenerate"  # the degeneracy guards the trial fails, comma-separated
+BELOW_BASELINE = "below_baseline"  # the metrics on which the trial does worse than the best baseline
 _SECTIONS = ("weights.", "model.")  # sections of the training settings a short label drops
 
 

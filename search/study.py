@@ -110,6 +110,20 @@ class Study:
             and not info.base_name.startswith(".")
         )
 
+    @property
+    def baselines_path(self) -> str:
+        return f"{self.root}/baselines.json"
+
+    def write_baselines(self, baselines: dict[str, dict[str, float]]) -> None:
+        """Each baseline's metrics on the study's validation split (`gainakt.baselines`)."""
+        self.write_atomic(self.baselines_path, (json.dumps(baselines, indent=2) + "\n").encode())
+
+    def read_baselines(self) -> dict[str, dict[str, float]]:
+        """The baselines the sweep stored; none for a study written before they were."""
+        if self.fs.get_file_info(self.baselines_path).type != pafs.FileType.File:
+            return {}
+        return dict(json.loads(self.read_bytes(self.baselines_path)))
+
     def write_spec(self, spec: SweepSpec) -> None:
         self.write_atomic(self.spec_path, (json.dumps(spec.to_dict(), indent=2) + "\n").encode())
 

@@ -16,7 +16,18 @@ from gainakt.schema import CEILINGS
 
 from . import pareto
 from .pareto import Analysis
-from .schema import CHECKPOINT, FEASIBLE, PARAM, TRIAL_KEY, VIOLATION, TrialStatus, short_label
+from .schema import (
+    BELOW_BASELINE,
+    CHECKPOINT,
+    DEGENERATE,
+    FEASIBLE,
+    GUARANTEED,
+    PARAM,
+    TRIAL_KEY,
+    VIOLATION,
+    TrialStatus,
+    short_label,
+)
 from .spec import Constraint, Objective, SweepSpec
 
 # ---------------------------------------------------------------------------- tables
@@ -44,13 +55,15 @@ def front_columns(
     constraints: Sequence[Constraint],
     detail: bool = False,
 ) -> list[str]:
-    """Trial, objectives, constraint metrics, their ceilings, feasibility, selected epoch and parameters;
-    with `detail` also the Optuna number, each constraint's violation and the checkpoint."""
+    """Trial, objectives, constraint metrics, their ceilings, feasibility, the degeneracy and baseline
+    flags, the metrics fixed by construction, selected epoch and parameters; with `detail` also the
+    Optuna number, each constraint's violation and the checkpoint."""
     metrics = [o.metric for o in objectives] + [c.metric for c in constraints]
     columns = [TRIAL_KEY, *(["number"] if detail else []), *metrics]
     columns += [CEILINGS[m] for m in metrics if m in CEILINGS]
     columns += [c for c in frame.columns if c.startswith(VIOLATION)] if detail else []
-    columns += [FEASIBLE, "selected_epoch", *(c for c in frame.columns if c.startswith(PARAM))]
+    columns += [FEASIBLE, DEGENERATE, BELOW_BASELINE, GUARANTEED, "selected_epoch"]
+    columns += [c for c in frame.columns if c.startswith(PARAM)]
     columns += [CHECKPOINT] if detail else []
     return [c for c in dict.fromkeys(columns) if c in frame.columns]
 
@@ -139,6 +152,14 @@ def pareto_notes(analysis: Analysis) -> list[str]:
                 f"{r.trial_id} ({r.total_violation:.3f})" for r in analysis.closest.itertuples()
             )
             lines.append(f"closest to feasible (total normalised violation): {closest}")
+    if analysis.baseline:
+        best = ", ".join(f"{m} {v:.4f} ({name})" for m, (v, name) in analysis.baseline.items())
+        lines.append(f"best baselines (docs/metrics.md): {best}")
+    candidates = analysis.candidates
+    flagged = candidates[candidates[DEGENERATE] != ""] if len(candidates) else candidates
+    if len(flagged):
+        rows = ", ".join(f"{r[TRIAL_KEY]} ({r[DEGENERATE]})" for r in flagged.to_dict("records"))
+        lines.append(f"degenerate (copying the last response or saturated mastery): {rows}")
     reference = ", ".join(f"{o.metric} {v:.4g}" for o, v in zip(analysis.objectives, analysis.reference))
     lines.append(f"hypervolume: {analysis.hypervolume:.6g} (reference point: {reference})")
     lines += [f"excluded: trial {row.trial_id}, {row.reason}" for row in analysis.excluded.itertuples()]
@@ -245,3 +266,15 @@ def pareto_output(
         text_table(rows, shown) if len(rows) else "none",
     ]
     return "\n".join(lines + pareto_notes(analysis))
+
+
+
+def baseline_lines(title: str, scores: Mapping[str, Mapping[str, Any]], best: str | None) -> list[str]:
+    """The `baselines` command's answer: a row per baseline, then the best one by mastery_corr."""
+    columns = ["baseline", "auc", "pred_corr", "mastery_corr", "mastery_corr_student", "mastery_pred_corr"]
+    columns += ["copy_corr", "mastery_saturation", "prospective_corr"]
+    frame = pd.DataFrame([{"baseline": name, **values} for name, values in scores.items()])
+    lines = [title, text_table(frame, columns)]
+    if best is None:
+        return lines + ["best by mastery_corr: none (undefined for every baseline)"]
+    return lines + [f"best by mastery_corr: {best} ({scores[best]['mastery_corr']:.4f})"]
