@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _add_data(commands)
+    _add_baselines(commands)
     _add_train(commands)
     _add_eval(commands)
     _add_check(commands)
@@ -94,6 +95,59 @@ def _data_check(args: argparse.Namespace) -> int:
     dataset.split(args.fold)  # an absent validation fold is an error here too
     summary = dataset.summary(fold=args.fold)
     _print(json.dumps(summary, indent=2) if args.json else data_summary_lines(summary))
+    return 0
+
+
+def _add_baselines(commands: argparse._SubParsersAction) -> None:
+    baselines = commands.add_parser(
+        "baselines",
+        help="every metric of the lookup baselines a model's mastery must beat",
+        description="Fit four lookup baselines on the training folds only (every fold but --fold) and "
+        "score them with the model's metrics on validation fold --fold or the test split. base_rate: the "
+        "concept's share of correct answers in training. running_accuracy: the student's accuracy on the "
+        "concept so far in the window, smoothed towards the base rate by k pseudo-attempts (k picked on "
+        "training). last_response: the student's last answer on the concept in the window (the base rate "
+        "before one). pfa: a logistic regression on the concept and the log counts of the student's "
+        "earlier successes and failures on it in the window. History counts within the 200-long window, "
+        "as the model sees it. Ends with the best baseline by mastery_corr.",
+    )
+    baselines.add_argument(
+        "source",
+        metavar="PATH|synthetic[:key=value,...]",
+        help="a pyKT dataset folder, one such CSV file, or the simulator (as for 'data check')",
+    )
+    baselines.add_argument(
+        "--num-concepts", type=int, help="number of concepts; inferred from the data when omitted"
+    )
+    baselines.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
+    baselines.add_argument(
+        "--split", choices=["valid", "test"], default="valid", help="split to score (default valid)"
+    )
+    baselines.add_argument(
+        "--json", action="store_true", help="print {baseline: metrics} as JSON, for scripts"
+    )
+    baselines.set_defaults(handler=_baselines)
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    from gainakt.baselines import baseline_metrics, best_baseline
+    from gainakt.data import load_dataset
+    from search.views import baseline_lines
+
+    dataset = load_dataset(args.source, num_concepts=args.num_concepts)
+    train, valid = dataset.split(args.fold)
+    windows = valid if args.split == "valid" else dataset.test_windows()
+    scores = baseline_metrics(train, windows, dataset.num_concepts)
+    if args.json:
+        _print(json.dumps({name: m.as_dict() for name, m in scores.items()}, indent=2))
+        return 0
+    try:
+        best: str | None = best_baseline(scores)[0]
+    except ValueError:  # no baseline has a defined mastery_corr
+        best = None
+    where = f"validation fold {args.fold}" if args.split == "valid" else "the test split"
+    title = f"baselines on {dataset.source}, {where} (fitted on every fold but {args.fold}):"
+    _print(baseline_lines(title, {name: m.as_dict() for name, m in scores.items()}, best))
     return 0
 
 

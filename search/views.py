@@ -268,7 +268,6 @@ def pareto_output(
     return "\n".join(lines + pareto_notes(analysis))
 
 
-
 def baseline_lines(title: str, scores: Mapping[str, Mapping[str, Any]], best: str | None) -> list[str]:
     """The `baselines` command's answer: a row per baseline, then the best one by mastery_corr."""
     columns = ["baseline", "auc", "pred_corr", "mastery_corr", "mastery_corr_student", "mastery_pred_corr"]
