@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gainakt import __version__
+from gainakt.baselines import baseline_metrics, best_baseline
 from gainakt.config import flatten
 from gainakt.data import Dataset, load_dataset
 from gainakt.errors import ConfigError
@@ -50,6 +51,7 @@ class Prepared:
     setup: TrialSetup
     constants: Mapping[str, Any]  # the columns every trial row shares
     resumed: bool
+    fold: int = 0  # the validation fold every trial is scored on
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,16 @@ def prepare(
         "version": __version__,
         **fixed,
     }
-    return Prepared(spec, study, dataset, setup, constants, resumed)
+    return Prepared(spec, study, dataset, setup, constants, resumed, base.fold)
+
+
+def _write_baselines(prepared: Prepared, echo: Callable[[str], None]) -> None:
+    """The lookups every trial is judged against, on the study's validation fold (baselines.json)."""
+    train, valid = prepared.dataset.split(prepared.fold)
+    scores = baseline_metrics(train, valid, prepared.dataset.num_concepts)
+    prepared.study.write_baselines({name: metrics.as_dict() for name, metrics in scores.items()})
+    name, best = best_baseline(scores)
+    echo(f"baselines on validation fold {prepared.fold}: best mastery_corr {best.mastery_corr:.4f} ({name})")
 
 
 def run_sweep(
@@ -146,6 +157,8 @@ def run_sweep(
     spec, study = prepared.spec, prepared.study
     if not prepared.resumed:
         study.write_spec(spec)
+    if not study.read_baselines():
+        _write_baselines(prepared, echo)
     journal = study.prepare_journal()
     if len(Store(study).ended_trial_ids()) >= spec.trials:
         echo(f"study {spec.name!r} already has all its {spec.trials} trials")
