@@ -180,11 +180,20 @@ def evaluate(
     return eval_metrics(Observations.concat(parts), baseline_mastery_corr)
 
 
-def evaluate_run(
-    run_dir: str, split: str = "valid", data: str | None = None
-) -> tuple[int, str, dict[str, float]]:
-    """Every metric of a run folder's best.pt on its validation fold or the test split:
-    (the checkpoint's epoch, the data source, the metrics)."""
+@dataclass(frozen=True)
+class RunEvaluation:
+    """A run's best.pt on one split, beside the baselines fitted on its training folds."""
+
+    epoch: int
+    source: str
+    metrics: EvalMetrics
+    baselines: dict[str, EvalMetrics]
+
+
+def evaluate_run(run_dir: str, split: str = "valid", data: str | None = None) -> RunEvaluation:
+    """Every metric of a run folder's best.pt on its validation fold or the test split, and of each
+    baseline on the same windows (`mastery_lift` against the best of them)."""
+    from .baselines import baseline_metrics, best_baseline
     from .data import load_dataset
     from .errors import DataError
     from .train import load_run  # the trainer imports this module
@@ -196,6 +205,12 @@ def evaluate_run(
             f"{dataset.source}: {dataset.num_concepts} concepts, but the run was trained on "
             f"{state['num_concepts']}"
         )
-    windows = dataset.split(config.fold)[1] if split == "valid" else dataset.test_windows()
-    metrics = evaluate(model, BatchPlan(windows, 256, "bucketed", shuffle=False))
-    return int(state["epoch"]), dataset.source, metrics.as_dict()
+    train, valid = dataset.split(config.fold)
+    windows = valid if split == "valid" else dataset.test_windows()
+    baselines = baseline_metrics(train, windows, dataset.num_concepts)
+    try:
+        lift_against = best_baseline(baselines)[1].mastery_corr
+    except ValueError:  # no baseline has a mastery correlation here
+        lift_against = float("nan")
+    metrics = evaluate(model, BatchPlan(windows, 256, "bucketed", shuffle=False), "cpu", lift_against)
+    return RunEvaluation(int(state["epoch"]), dataset.source, metrics, baselines)

@@ -223,16 +223,15 @@ def _eval(args: argparse.Namespace) -> int:
     from gainakt.evaluate import evaluate_run
     from search.views import metric_lines
 
-    epoch, source, metrics = evaluate_run(args.run_dir, args.split, args.data)
+    result = evaluate_run(args.run_dir, args.split, args.data)
+    metrics = result.metrics.as_dict()
+    baselines = {name: scores.as_dict() for name, scores in result.baselines.items()}
     if args.json:
-        _print(
-            json.dumps(
-                {"run": args.run_dir, "split": args.split, "epoch": epoch, "data": source, **metrics},
-                indent=2,
-            )
-        )
+        where = {"run": args.run_dir, "split": args.split, "epoch": result.epoch, "data": result.source}
+        _print(json.dumps({**where, **metrics, "baselines": baselines}, indent=2))
     else:
-        _print(metric_lines(f"{args.run_dir} best.pt (epoch {epoch}) on {source}, {args.split}:", metrics))
+        title = f"{args.run_dir} best.pt (epoch {result.epoch}) on {result.source}, {args.split}:"
+        _print(metric_lines(title, metrics, baselines))
     return 0
 
 

@@ -117,11 +117,19 @@ def training_lines(results: Mapping[str, Any], run_dir: str) -> list[str]:
     ]
 
 
-def metric_lines(title: str, metrics: Mapping[str, Any]) -> list[str]:
-    return [title] + [
-        f"  {name:<28} {value:.4f}" if isinstance(value, float) else f"  {name:<28} {value}"
-        for name, value in metrics.items()
-    ]
+def metric_lines(
+    title: str, metrics: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[str]:
+    """One line per metric; with `baselines`, each metric's best baseline value (and which) beside it."""
+    best = pareto.baseline_values(baselines or {}, list(metrics))
+    lines = (
+        [title, f"  {'metric':<28} {'model':>9}   best baseline (docs/metrics.md)"] if baselines else [title]
+    )
+    for name, value in metrics.items():
+        shown = f"{value:9.4f}" if isinstance(value, float) else f"{value:>9}"
+        beside = f"   {best[name][0]:.4f} ({best[name][1]})" if name in best else ""
+        lines.append(f"  {name:<28} {shown}{beside}")
+    return lines
 
 
 def check_lines(results: Sequence[Any]) -> list[str]:

@@ -96,6 +96,11 @@ def test_best_checkpoint_holds_the_best_epochs_weights(finished: Path, capsys) -
     assert evaluated["epoch"] == best["epoch"]
     for name in ("auc", "mastery_corr", "neg_gain_rate", "gain_corr"):
         assert evaluated[name] == pytest.approx(best[name], abs=1e-6)
+    # the baselines beside it, and the lift against the best of them, as the epoch row had it
+    assert list(evaluated["baselines"]) == ["base_rate", "running_accuracy", "last_response", "pfa"]
+    best_lookup = max(v["mastery_corr"] for v in evaluated["baselines"].values())
+    assert evaluated["mastery_lift"] == pytest.approx(evaluated["mastery_corr"] - best_lookup, abs=1e-9)
+    assert evaluated["mastery_lift"] == pytest.approx(best["mastery_lift"], abs=1e-6)
 
 
 def test_same_seed_same_metrics(tmp_path: Path, dataset, finished: Path) -> None:
