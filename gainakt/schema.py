@@ -56,10 +56,11 @@ PREDICTION_LOSS = "bce"
 LOSS_COMPONENTS: tuple[str, ...] = (PREDICTION_LOSS, *LOSS_NAMES)  # the terms of the total, in logging order
 
 
-def _metric(better: Direction | None, monitored: bool = False) -> Any:
-    """A metric field: which direction is better (None: not an objective), and whether the monitor
-    samples it."""
-    return field(metadata={"better": better, "monitored": monitored})
+def _metric(better: Direction | None, monitored: bool = False, versus_baselines: bool = True) -> Any:
+    """A metric field: which direction is better (None: not an objective), whether the monitor samples
+    it, and whether a trial's value is judged against the baselines' (not where a lookup has it by
+    construction, or where it is a limit's business)."""
+    return field(metadata={"better": better, "monitored": monitored, "versus_baselines": versus_baselines})
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,13 @@ class EvalMetrics:
     mastery_corr: float = _metric("max", monitored=True)
     pred_corr: float = _metric("max")
     mastery_corr_student: float = _metric("max")
-    gain_corr: float = _metric("max", monitored=True)
-    neg_gain_rate: float = _metric("min", monitored=True)
-    monotonicity_violation_rate: float = _metric("min", monitored=True)
-    mastery_pred_corr: float = _metric("max")
-    mastery_lift: float = _metric("max")
-    copy_corr: float = _metric("min")
-    mastery_saturation: float = _metric("min")
+    gain_corr: float = _metric("max", monitored=True, versus_baselines=False)  # baselines have no gains
+    neg_gain_rate: float = _metric("min", monitored=True, versus_baselines=False)
+    monotonicity_violation_rate: float = _metric("min", monitored=True, versus_baselines=False)
+    mastery_pred_corr: float = _metric("max", versus_baselines=False)  # 1 for a lookup: m is its p
+    mastery_lift: float = _metric("max", versus_baselines=False)  # already against the best baseline
+    copy_corr: float = _metric("min", versus_baselines=False)  # judged by DEGENERACY_LIMITS
+    mastery_saturation: float = _metric("min", versus_baselines=False)
     prospective_corr: float = _metric("max")
     mastery_recovery: float = _metric("max")
     positions: int = _metric(None)
@@ -103,6 +104,9 @@ METRIC_DIRECTIONS: dict[str, Direction] = {
 }
 METRICS: tuple[str, ...] = tuple(METRIC_DIRECTIONS)
 MONITOR_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EvalMetrics) if f.metadata["monitored"])
+VERSUS_BASELINES: tuple[str, ...] = tuple(
+    epoch_name(f.name) for f in fields(EvalMetrics) if f.metadata["better"] and f.metadata["versus_baselines"]
+)
 # A metric's ceiling: the prediction's own correlation with the next response bounds how well one
 # score per step (the mastery of the next concept) can correlate with it.
 CEILINGS: dict[str, str] = {"mastery_corr": "pred_corr"}

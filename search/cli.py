@@ -302,7 +302,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         dest="constraints",
         action="append",
         metavar="'METRIC >= VALUE'",
-        help="a target (repeat for several; replaces the default mastery_corr >= 0.4, neg_gain_rate < 0.10)",
+        help="a target (repeat for several; replaces the defaults mastery_pred_corr >= 0.4, "
+        "neg_gain_rate < 0.10, copy_corr < 0.9, mastery_saturation < 0.5; metrics in docs/metrics.md)",
     )
     run.add_argument("--no-constraints", action="store_true", help="search without targets")
     run.add_argument("--trials", type=int, help="trials in total (default 8)")

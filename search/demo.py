@@ -7,6 +7,7 @@ objective values, some feasible trials, an errored one and one with a NaN object
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,12 @@ def fake_study(
     spec = SweepSpec(name=name, storage=str(storage), trials=trials, data="synthetic:students=300,seed=3")
     study = Study(str(storage), name)
     study.write_spec(spec)
+    study.write_baselines(
+        {
+            "base_rate": {"auc": 0.64, "mastery_corr": 0.22, "mastery_pred_corr": math.nan},
+            "running_accuracy": {"auc": 0.68, "mastery_corr": 0.28, "mastery_pred_corr": 1.0},
+        }
+    )
     store = Store(study)
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2026-01-01", tz="UTC")
@@ -49,6 +56,10 @@ def fake_study(
                     "mastery_corr": mastery,
                     "pred_corr": min(mastery + rng.uniform(0.05, 0.3), 1.0),
                     "mastery_corr_student": 0.3,
+                    "mastery_pred_corr": rng.uniform(0.2, 0.9),
+                    "copy_corr": rng.uniform(0.0, 1.0),
+                    "mastery_saturation": rng.uniform(0.0, 0.6),
+                    "prospective_corr": rng.uniform(0.0, 0.5),
                     "gain_corr": 0.2,
                     "neg_gain_rate": rng.uniform(0, 0.3),
                     "monotonicity_violation_rate": 0.01,

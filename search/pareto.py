@@ -309,7 +309,7 @@ def baseline_values(
 ) -> dict[str, tuple[float, str]]:
     """For each metric, the best baseline's value in the metric's better direction and its name."""
     out = {}
-    for metric in metrics:
+    for metric in (m for m in metrics if m in model_schema.VERSUS_BASELINES):
         direction = model_schema.METRIC_DIRECTIONS.get(metric)
         scored = [
             (float(v[metric]), name)

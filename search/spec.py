@@ -4,7 +4,8 @@ name = "quickstart"                  # the study folder is STORAGE/NAME
 data = "synthetic"                   # dataset folder, CSV or synthetic[:key=value,...]
 space = "aux_weights"                # a registered space or module:function
 objectives = ["auc:max", "mastery_corr:max", "neg_gain_rate:min"]
-constraints = ["mastery_corr >= 0.4", "neg_gain_rate < 0.10"]
+constraints = ["mastery_pred_corr >= 0.4", "neg_gain_rate < 0.10",  # default: also the
+                   "copy_corr < 0.9", "mastery_saturation < 0.5"]  # degeneracy guards
 trials = 8                           # in total, including failed ones
 concurrent = 2                       # trials at a time
 sampler = "tpe"                      # tpe, nsga2, gp or random
@@ -116,7 +117,14 @@ DEFAULT_OBJECTIVES = (
     Objective("mastery_corr", "max"),
     Objective("neg_gain_rate", "min"),
 )
-DEFAULT_CONSTRAINTS = (Constraint("mastery_corr", ">=", 0.4), Constraint("neg_gain_rate", "<", 0.10))
+# The seeds' 0.4 target on the quantity it was set on (the original monitor's mastery_pred_corr, not
+# mastery_corr, whose ceiling pred_corr lies below 0.4 on ASSIST2015), non-negative gains, and the
+# degeneracy guards (docs/metrics.md).
+DEFAULT_CONSTRAINTS = (
+    Constraint("mastery_pred_corr", ">=", 0.4),
+    Constraint("neg_gain_rate", "<", 0.10),
+    *(Constraint(metric, "<", limit) for metric, limit in schema.DEGENERACY_LIMITS.items()),
+)
 # The quick-start sweep: a few short epochs of a narrow model, so 8 trials fit in minutes on two cores.
 DEFAULT_TRAIN: dict[str, Any] = {"preset": "cpu-small", "epochs": 4, "model": {"d_model": 64, "d_ff": 128}}
 

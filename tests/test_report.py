@@ -115,10 +115,13 @@ def test_report_holds_every_part_and_a_markdown_summary(tmp_path, capsys):
         "Epoch-level front",
         "Provenance",
         "0123456789abcdef",
-        "mastery_corr &gt;= 0.4",
+        "mastery_pred_corr &gt;= 0.4",
+        "copy_corr &lt; 0.9",
         "checkpoint_0000",
+        "baseline: running_accuracy",  # the best baseline drawn on the mastery_corr axis
     ):
         assert part in page, part
+    assert "best baselines on the same split: auc 0.6800 (running_accuracy), mastery_corr 0.2800" in summary
     # The NaN trial is listed as excluded, the errored one as not completed.
     assert table_ids(page, "excluded-table") == ["t00023"] and "no value for mastery_corr" in page
     assert table_ids(page, "unfinished-table") == ["t00024"]

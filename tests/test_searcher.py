@@ -18,11 +18,12 @@ from ray.tune.search.search_generator import SearchGenerator
 from study_helpers import fake_study, put_trial_like
 
 from search.searcher import NAN_VIOLATION, StudySearcher, TrialBudget, TrialSpace, violations
-from search.spec import DEFAULT_CONSTRAINTS
+from search.spec import Constraint
 
 METRICS = ["auc", "mastery_corr", "neg_gain_rate"]
 MODES = ["max", "max", "min"]
 START = {"use_sparsity": False, "model.gains": "softplus", "warmup_epochs": 2}
+CONSTRAINTS = (Constraint.parse("mastery_corr >= 0.4"), Constraint.parse("neg_gain_rate < 0.10"))
 GOOD = {"auc": 0.71, "mastery_corr": 0.3, "neg_gain_rate": 0.05}  # misses mastery_corr >= 0.4 by 0.1
 
 
@@ -37,7 +38,7 @@ def _searcher(where: Path, name: str = "s", budget: TrialBudget | None = None, *
         mode=MODES,
         study_name=name,
         storage=JournalStorage(JournalFileBackend(_journal(where))),
-        constraints=DEFAULT_CONSTRAINTS,
+        constraints=CONSTRAINTS,
         sampler=optuna.samplers.RandomSampler(seed=0),
         budget=budget,
         **kwargs,
@@ -84,7 +85,7 @@ def test_a_nan_or_missing_objective_or_an_error_is_told_as_fail(tmp_path):
 
 
 def test_a_nan_constraint_metric_counts_as_far_from_feasible():
-    gaps = violations(DEFAULT_CONSTRAINTS, {"mastery_corr": math.nan, "neg_gain_rate": 0.2})
+    gaps = violations(CONSTRAINTS, {"mastery_corr": math.nan, "neg_gain_rate": 0.2})
     assert gaps == {"mastery_corr >= 0.4": NAN_VIOLATION, "neg_gain_rate < 0.1": pytest.approx(0.1)}
 
 
