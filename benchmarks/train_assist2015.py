@@ -60,7 +60,7 @@ VALID_FOLD = 0
 TARGET_RATIO = 4.0
 TARGET_MONITOR_SHARE = 0.05
 TARGET_AUC = Constraint.parse("auc >= 0.725")
-# DESIGN.md's interpretability targets, then the metrics reported without one.
+# The interpretability targets of docs/metrics.md, then the metrics reported without one.
 INTERPRETABILITY_TARGETS = tuple(
     Constraint.parse(text)
     for text in (

@@ -1,4 +1,4 @@
-"""Evaluation metrics, one definition each (DESIGN.md's table). Pure functions on numpy arrays.
+"""Evaluation metrics, one definition each (docs/metrics.md). Pure functions on numpy arrays.
 
 A series that is constant has no correlation: the functions return NaN, never 0.
 """

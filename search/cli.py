@@ -209,7 +209,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     ev = commands.add_parser(
         "eval",
         help="every metric of a run's best.pt on a split",
-        description="Load RUN_DIR/best.pt and compute every metric of DESIGN.md on the validation fold it "
+        description="Load RUN_DIR/best.pt and compute every metric of docs/metrics.md on the validation fold it "
         "was trained against, or on the test split.",
     )
     ev.add_argument("run_dir", metavar="RUN_DIR")

@@ -1,7 +1,7 @@
-"""DESIGN.md's metrics, each checked against a hand computation on tiny arrays.
+"""The metrics of docs/metrics.md, each checked against a hand computation on tiny arrays.
 
 Every expected value below is worked out in a comment from the definitions in
-DESIGN.md ("Metrics"), not taken from running the code. A constant series has no
+docs/metrics.md, not taken from running the code. A constant series has no
 correlation, so it must give NaN, never 0.
 """
 
