@@ -209,8 +209,9 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     ev = commands.add_parser(
         "eval",
         help="every metric of a run's best.pt on a split",
-        description="Load RUN_DIR/best.pt and compute every metric of docs/metrics.md on the validation fold it "
-        "was trained against, or on the test split.",
+        description="Load RUN_DIR/best.pt and compute every metric of docs/metrics.md on the validation "
+        "fold it was trained against, or on the test split, each beside the best of the baselines fitted "
+        "on its training folds.",
     )
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--data", help="dataset (default: the one the run was trained on)")
@@ -295,7 +296,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         action="append",
         metavar="METRIC:max|min",
         help="an objective (repeat for several; replaces the default auc:max, mastery_corr:max, "
-        "neg_gain_rate:min)",
+        "neg_gain_rate:min; every metric is defined in docs/metrics.md)",
     )
     run.add_argument(
         "--constraint",
