@@ -54,6 +54,12 @@ class Sequences:
         None  # float64 [N], simulator only: mastery of the answered concept before answering
     )
     true_prob: np.ndarray | None = None  # float64 [N], simulator only: probability of a correct answer
+    # simulator only, float64 [N]: rise of the answered concept's true mastery caused by the interaction
+    true_gain: np.ndarray | None = None
+    # simulator only, float32 [N, C]: true mastery of every concept before the interaction
+    true_mastery_all: np.ndarray | None = None
+    # simulator only, int64 [N]: second concept of a two-concept item, -1 for a one-concept item
+    true_second_concept: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.starts)
