@@ -10,7 +10,7 @@ import torch
 
 from . import metrics
 from .data import Batch, BatchPlan, Sequences
-from .model import GainAKT2Exp, States
+from .model import SENSITIVITY_STEP, GainAKT2Exp, States
 from .schema import MONITOR_METRICS, EvalMetrics
 
 
@@ -32,6 +32,9 @@ class Observations:
     correct_after: np.ndarray  # r[t], same positions
     negative_gains: int  # entries g[t, k] < -NEG_GAIN_TOLERANCE
     gain_entries: int
+    logit: np.ndarray  # logit p[t]
+    residual: np.ndarray  # the part of logit p[t] that bypasses the mastery (all of it for a free head)
+    sensitivity: np.ndarray  # mean |change of p[t]| when m[t, c[t+1]] moves by +-0.1 (0: not read)
     next_true_mastery: np.ndarray | None = None  # simulator only
 
     @classmethod
@@ -46,8 +49,12 @@ class Observations:
             windows = batch.windows.unsqueeze(1).expand_as(mask)
             real_gains = gains[mask]
             numpy = lambda x: x.cpu().numpy()  # noqa: E731  (local helper)
+            logits = states.logits.detach().float()
+            residual = logits if states.residual is None else states.residual.detach().float()
+            sensitivity = states.mastery_sensitivity
+            sensitivity = torch.zeros_like(logits) if sensitivity is None else sensitivity.detach().float()
             return cls(
-                prob=numpy(torch.sigmoid(states.logits.detach().float())[mask]),
+                prob=numpy(torch.sigmoid(logits)[mask]),
                 next_response=numpy(batch.next_responses[mask]),
                 next_mastery=numpy(at(mastery, batch.next_concepts)[mask]),
                 next_concept=numpy(batch.next_concepts[mask]),
@@ -61,6 +68,9 @@ class Observations:
                 correct_after=numpy(batch.responses[:, 1:][pairs]),
                 negative_gains=int((real_gains < -metrics.NEG_GAIN_TOLERANCE).sum()),
                 gain_entries=real_gains.numel(),
+                logit=numpy(logits[mask]),
+                residual=numpy(residual[mask]),
+                sensitivity=numpy(sensitivity[mask]),
                 next_true_mastery=None
                 if batch.next_true_mastery is None
                 else numpy(batch.next_true_mastery[mask]),
@@ -72,7 +82,9 @@ class Observations:
 
         `before[i]`: its estimate that interaction i is answered correctly, made before r[i] is seen
         (the mastery of the next concept, and the prediction); `after[i]`: its estimate for the same
-        concept once r[i] is seen (the mastery of the concept just answered). It has no gains.
+        concept once r[i] is seen (the mastery of the concept just answered). It has no gains. Its
+        prediction is its mastery, so nothing bypasses the mastery (residual 0) and moving the mastery
+        by +-0.1 moves the prediction as much, clipped to [0, 1].
         """
         flat = windows.positions()  # every interaction, window by window (flat indices)
         window = np.repeat(np.arange(len(windows)), windows.lengths)
@@ -81,6 +93,10 @@ class Observations:
         now, nxt = flat[predicting], flat[predicting] + 1  # a window's interactions are contiguous
         paired = flat[predicting & (step >= 1)]
         truth = windows.true_mastery
+        prob = before[nxt].astype(np.float64)
+        up = np.minimum(prob + SENSITIVITY_STEP, 1) - prob
+        down = prob - np.maximum(prob - SENSITIVITY_STEP, 0)
+        clipped = np.clip(prob, LOGIT_EPS, 1 - LOGIT_EPS)
         return cls(
             prob=before[nxt],
             next_response=windows.responses[nxt],
@@ -96,6 +112,9 @@ class Observations:
             correct_after=windows.responses[paired],
             negative_gains=0,
             gain_entries=0,
+            logit=np.log(clipped / (1 - clipped)),
+            residual=np.zeros(prob.size),
+            sensitivity=(up + down) / 2,
             next_true_mastery=None if truth is None else truth[nxt],
         )
 
@@ -125,6 +144,7 @@ class Observations:
         return {name: values[name] for name in MONITOR_METRICS}
 
 
+LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before a log or a logit
 MIN_CONCEPT_POSITIONS = 20  # mastery_pred_corr: concepts with fewer positions are left out
 MIN_ATTEMPTS = 6  # prospective_corr: (window, concept) pairs with fewer attempts are left out
 
@@ -132,8 +152,7 @@ MIN_ATTEMPTS = 6  # prospective_corr: (window, concept) pairs with fewer attempt
 def eval_metrics(obs: Observations, baseline_mastery_corr: float = float("nan")) -> EvalMetrics:
     """Every metric of `EvalMetrics` from the observations of one split; `mastery_lift` needs the best
     baseline's `mastery_corr` on the same split (NaN without)."""
-    eps = 1e-7
-    p = np.clip(obs.prob.astype(np.float64), eps, 1 - eps)
+    p = np.clip(obs.prob.astype(np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
     y = obs.next_response
     loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if y.size else float("nan")
     recovery = float("nan")
@@ -157,8 +176,17 @@ def eval_metrics(obs: Observations, baseline_mastery_corr: float = float("nan"))
         prospective_corr=metrics.prospective_correlation(
             obs.next_mastery, y, metrics.pair_keys(obs.window, obs.next_concept), MIN_ATTEMPTS
         ),
+        faithfulness=float(obs.sensitivity.astype(np.float64).mean()) if y.size else float("nan"),
+        residual_share=residual_share(obs.residual, obs.logit),
         **interpretability,
     )
+
+
+def residual_share(residual: np.ndarray, logit: np.ndarray) -> float:
+    """mean |residual| / mean |logit|: 0 when the mastery path carries the whole logit, 1 when none of
+    it (a free head's whole logit is its residual); NaN without positions or with every logit 0."""
+    scale = float(np.abs(logit.astype(np.float64)).mean()) if logit.size else 0.0
+    return float(np.abs(residual.astype(np.float64)).mean()) / scale if scale > 0 else float("nan")
 
 
 @torch.no_grad()

@@ -23,6 +23,9 @@ class ModelModes(Protocol):
     @property
     def mastery(self) -> str: ...
 
+    @property
+    def head(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class Guarantee:
@@ -32,8 +35,8 @@ class Guarantee:
     reason: str
 
 
-def guarantees(gains: str, mastery: str) -> tuple[Guarantee, ...]:
-    """The guarantees of a model with this gain activation and mastery mode."""
+def guarantees(gains: str, mastery: str, head: str = "free") -> tuple[Guarantee, ...]:
+    """The guarantees of a model with this gain activation, mastery mode and prediction head."""
     out = []
     if gains in NON_NEGATIVE_GAINS:
         reason = f"{gains} gains are never negative"
@@ -41,11 +44,18 @@ def guarantees(gains: str, mastery: str) -> tuple[Guarantee, ...]:
         if mastery == "cumulative":
             reason = f"cumulative mastery only adds {gains} gains, so it never goes down"
             out.append(Guarantee("monotonicity_violation_rate", 0.0, "monotonicity", reason))
+    if head == "free":
+        reason = "a free prediction head does not read the mastery, so it has no mastery path to bypass"
+        out.append(Guarantee("faithfulness", 0.0, "residual", reason))
+        out.append(Guarantee("residual_share", 1.0, "residual", reason))
+    elif head == "mastery":
+        reason = "a mastery prediction head reads the prediction out of the mastery alone, with no residual"
+        out.append(Guarantee("residual_share", 0.0, "residual", reason))
     return tuple(out)
 
 
 def guarantees_of(options: ModelModes) -> tuple[Guarantee, ...]:
-    return guarantees(options.gains, options.mastery)
+    return guarantees(options.gains, options.mastery, options.head)
 
 
 def guaranteed_metrics(options: ModelModes) -> list[str]:
@@ -53,6 +63,6 @@ def guaranteed_metrics(options: ModelModes) -> list[str]:
     return [g.metric for g in guarantees_of(options)]
 
 
-def zero_losses(gains: str, mastery: str) -> set[str]:
-    """The auxiliary losses identically zero for this gain activation and mastery mode."""
-    return {g.loss for g in guarantees(gains, mastery)}
+def zero_losses(gains: str, mastery: str, head: str = "free") -> set[str]:
+    """The auxiliary losses identically zero for this gain activation, mastery mode and head."""
+    return {g.loss for g in guarantees(gains, mastery, head)}

@@ -1,4 +1,4 @@
-"""The prediction loss, the seven auxiliary interpretability losses, and how they add up.
+"""The prediction loss, the eight auxiliary interpretability losses, and how they add up.
 
 Every auxiliary loss is a non-negative scalar (a mean of relu or absolute values)
 over real positions only, so the total `bce + sum_k w_k L_k` is never below the
@@ -34,12 +34,14 @@ def prediction_loss(states: States, batch: Batch, positions_per_batch: float | N
 
 
 def auxiliary_losses(states: States, batch: Batch, mastery_step: float) -> dict[str, torch.Tensor]:
-    """The seven unweighted auxiliary losses, each a non-negative scalar over real positions.
+    """The eight unweighted auxiliary losses, each a non-negative scalar over real positions.
 
     `mastery_performance` is prospective and class-balanced: the mastery of the next concept,
     m[t, c[t+1]], before r[t+1] is seen, scored against r[t+1] as mean(1 - m | r[t+1] = 1) +
     mean(m | r[t+1] = 0). `mastery_performance_current` is the seeds' form, kept for reproduction:
-    copyable (r[t] is an input), the pooled mean of |r[t] - m[t, c[t]]|.
+    copyable (r[t] is an input), the pooled mean of |r[t] - m[t, c[t]]|. `residual` is the mean
+    |residual logit| of a `mixed` head; a constant 0 (no parameter reaches it) for a `mastery` head,
+    whose residual is 0, and a `free` one, which has none (`states.residual` is None).
     """
     mask = batch.mask  # [B, T]
     gains, mastery = states.gains, states.mastery  # [B, T, C]
@@ -60,12 +62,18 @@ def auxiliary_losses(states: States, batch: Batch, mastery_step: float) -> dict[
         "gain_performance": _gain_order_hinge(gain_here[mask], correct[mask]),
         "sparsity": _mean(gains.abs()[mask.unsqueeze(-1) & ~practised]),  # concepts not practised at t
         "consistency": _mean((change - mastery_step * gains[:, 1:]).abs()[pairs]),
+        "residual": _mean(states.residual.abs()[mask]) if states.residual is not None else _zero(mask),
     }
 
 
 def _mean(values: torch.Tensor) -> torch.Tensor:
     """Mean of the selected entries, 0 (with a gradient path) when there are none."""
     return values.mean() if values.numel() else values.sum()
+
+
+def _zero(like: torch.Tensor) -> torch.Tensor:
+    """A constant 0, of a loss no parameter reaches."""
+    return torch.zeros((), device=like.device)
 
 
 def _balanced_miss(mastery: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:

@@ -3,10 +3,17 @@
 Shapes: B batch, T positions, D d_model, H heads, C concepts.
 Interaction token `c + C * r`; the context stream feeds queries and keys, the value
 stream feeds values. The model predicts r[t+1] from interactions 0..t and c[t+1].
+
+The prediction head (`ModelOptions.head`) says whether the prediction reads the mastery:
+`free` is an MLP on [context; value; embedding(c[t+1])] that does not (the mastery is a probe
+beside it); `mastery` reads the prediction out of the mastery of the next concept alone,
+logit p[t] = a * logit(m[t, c[t+1]]) + b[c[t+1]] with a > 0; `mixed` adds the free MLP's output
+to that as a residual.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +28,10 @@ from .guarantees import NON_NEGATIVE_GAINS
 Attention = Literal["legacy", "intrinsic"]
 GainActivation = Literal["relu", "softplus", "linear"]
 MasteryMode = Literal["cumulative", "direct"]
+PredictionHead = Literal["free", "mastery", "mixed"]
+
+MASTERY_EPS = 1e-4  # the mastery read out is clamped to [eps, 1 - eps], so its logit is finite (+-9.2)
+SENSITIVITY_STEP = 0.1  # mastery_sensitivity moves m[t, c[t+1]] by this much up and down
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class ModelOptions:
     gains: GainActivation = "relu"
     mastery: MasteryMode = "cumulative"
     mastery_step: float = 0.1  # s in m[t] = clip(m[t-1] + s * g[t], 0, 1)
+    head: PredictionHead = "free"  # what the prediction reads: see the module's docstring
 
     def __post_init__(self) -> None:
         if self.heads >= 1 and self.d_model % self.heads:
@@ -59,6 +71,14 @@ class States:
     gains: torch.Tensor  # [B, T, C], learning gain credited by interaction t
     context: torch.Tensor  # [B, T, D]
     value: torch.Tensor  # [B, T, D]
+    # [B, T], the part of the logit that bypasses the mastery: the free MLP's output with head `mixed`,
+    # zeros with head `mastery`; None with head `free`, which has no mastery path (the whole logit
+    # bypasses the mastery, so the metric residual_share counts all of it and the loss nothing)
+    residual: torch.Tensor | None = None
+    # [B, T], the mean |change of p[t]| when m[t, c[t+1]] moves by +-SENSITIVITY_STEP (clipped to
+    # [0, 1]) with everything else fixed, through the model's own head; no gradient; 0 with head `free`.
+    # None (for states not made by the model): taken as 0, a prediction that does not read the mastery
+    mastery_sensitivity: torch.Tensor | None = None
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "softplus": nn.Softplus, "linear": nn.Identity}
@@ -148,6 +168,27 @@ class IntrinsicBlock(Block):
 BLOCKS: dict[str, type[Block]] = {"legacy": LegacyBlock, "intrinsic": IntrinsicBlock}
 
 
+class MasteryReadout(nn.Module):
+    """The mastery path of a `mastery` or `mixed` head: logit = a * logit(clamp(m, eps, 1 - eps)) + b[c]
+    for the mastery m[t, c[t+1]] of the next concept c[t+1], with one learned a = softplus(raw_scale) > 0
+    and a learned bias b per concept. It starts at a = 1 and b = 0, where p = m. It draws nothing from
+    the random generator."""
+
+    def __init__(self, num_concepts: int) -> None:
+        super().__init__()
+        self.raw_scale = nn.Parameter(torch.tensor(math.log(math.e - 1)))  # softplus^-1(1)
+        self.bias = nn.Parameter(torch.zeros(num_concepts))
+
+    @property
+    def scale(self) -> Tensor:
+        return F.softplus(self.raw_scale)
+
+    def forward(self, next_mastery: Tensor, next_concepts: Tensor) -> Tensor:
+        """next_mastery m[t, c[t+1]] and next_concepts c[t+1], [B, T] -> the logit [B, T]."""
+        m = next_mastery.clamp(MASTERY_EPS, 1 - MASTERY_EPS)
+        return self.scale * torch.logit(m) + self.bias[next_concepts]
+
+
 class GainAKT2Exp(nn.Module):
     def __init__(self, cfg: ModelOptions, num_concepts: int) -> None:
         super().__init__()
@@ -166,14 +207,15 @@ class GainAKT2Exp(nn.Module):
         self.value_position = nn.Embedding(cfg.max_len, value_width)
         self.concept_embedding = nn.Embedding(c, d)
         self.blocks = nn.ModuleList(block(cfg, c) for _ in range(cfg.blocks))
-        self.head = nn.Sequential(
-            nn.Linear(3 * d, d),
-            nn.GELU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(d, d // 2),
-            nn.GELU(),
-            nn.Linear(d // 2, 1),
-        )
+        if cfg.head != "mastery":  # the free MLP: the whole head of `free`, the residual of `mixed`
+            self.head = nn.Sequential(
+                nn.Linear(3 * d, d),
+                nn.GELU(),
+                nn.Dropout(cfg.dropout),
+                nn.Linear(d, d // 2),
+                nn.GELU(),
+                nn.Linear(d // 2, 1),
+            )
         if block.values_are_gains:
             self.gain_projection = nn.Linear(c, d)  # gains -> the value input of the prediction head
         else:
@@ -182,6 +224,8 @@ class GainAKT2Exp(nn.Module):
             self.initial_mastery = nn.Linear(d, c)
         else:
             self.mastery_head = nn.Linear(d, c)
+        if cfg.head != "free":  # last: a `mixed` model starts as a `free` one of the same seed, plus this
+            self.readout = MasteryReadout(c)
 
     def forward_with_states(self, batch: Batch) -> States:
         return self(batch.concepts, batch.responses, batch.next_concepts)
@@ -207,9 +251,32 @@ class GainAKT2Exp(nn.Module):
             gains = self.activate(self.gain_head(value))  # [B, T, C]
         mastery = self._mastery(context, gains)
 
-        head_input = torch.cat([context, value, self.concept_embedding(next_concepts)], dim=-1)  # [B, T, 3D]
-        logits = self.head(head_input).squeeze(-1)  # [B, T]
-        return States(logits=logits, mastery=mastery, gains=gains, context=context, value=value)
+        if self.cfg.head == "mastery":
+            residual = torch.zeros(next_concepts.shape, device=mastery.device, dtype=mastery.dtype)
+        else:
+            # the free MLP on [context; value; embedding(c[t+1])], [B, T, 3D] -> [B, T]
+            head_input = torch.cat([context, value, self.concept_embedding(next_concepts)], dim=-1)
+            residual = self.head(head_input).squeeze(-1)
+        if self.cfg.head == "free":  # the free MLP is the whole logit; it does not read the mastery
+            sensitivity = torch.zeros_like(residual.detach())
+            return States(residual, mastery, gains, context, value, mastery_sensitivity=sensitivity)
+        next_mastery = mastery.gather(-1, next_concepts.unsqueeze(-1)).squeeze(-1)  # [B, T], m[t, c[t+1]]
+        logits = self.readout(next_mastery, next_concepts) + residual
+        sensitivity = self._sensitivity(logits, next_mastery, next_concepts, residual)
+        return States(logits, mastery, gains, context, value, residual, sensitivity)
+
+    @torch.no_grad()
+    def _sensitivity(
+        self, logits: Tensor, next_mastery: Tensor, next_concepts: Tensor, residual: Tensor
+    ) -> Tensor:
+        """An intervention through the head: (|p(m + s) - p(m)| + |p(m) - p(m - s)|) / 2 per position,
+        the moved m clipped to [0, 1], the residual and everything else held fixed -> [B, T]."""
+        p = torch.sigmoid(logits)
+        up, down = (
+            torch.sigmoid(self.readout((next_mastery + step).clamp(0.0, 1.0), next_concepts) + residual)
+            for step in (SENSITIVITY_STEP, -SENSITIVITY_STEP)
+        )
+        return ((up - p).abs() + (p - down).abs()) / 2
 
     def _mastery(self, context: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
         """Mastery [B, T, C] in [0, 1] after each interaction: a head on the context (direct), or

@@ -37,6 +37,7 @@ class LossWeights:
     gain_performance: float = 0.0
     sparsity: float = 0.0
     consistency: float = 0.0
+    residual: float = 0.0  # mean |residual logit| of a `mixed` head: pushes the prediction onto the mastery
 
     def __post_init__(self) -> None:
         for name, value in self.items():
@@ -82,6 +83,9 @@ class EvalMetrics:
     mastery_saturation: float = _metric("min", versus_baselines=False)
     prospective_corr: float = _metric("max")
     mastery_recovery: float = _metric("max")
+    # how much the prediction moves when the mastery is moved (0 for a head that does not read it)
+    faithfulness: float = _metric("max", versus_baselines=False)
+    residual_share: float = _metric("min", versus_baselines=False)  # of the logit that bypasses the mastery
     positions: int = _metric(None)
 
     def as_dict(self) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The built-in spaces: auxiliary-loss weights and head options, optionally with optimiser and size."""
+"""The built-in spaces: auxiliary-loss weights and model modes, optionally with optimiser and size."""
 
 from __future__ import annotations
 
@@ -35,17 +35,20 @@ def sample_weights(
 
 @register("aux_weights")
 def aux_weights(trial: optuna.Trial) -> dict[str, Any]:
-    """The gain, mastery and attention modes, then the auxiliary weights that can act on that model
-    (a loss the modes make identically zero gets no weight), and their warm-up."""
+    """The gain, mastery and attention modes and the prediction head, then the auxiliary weights that
+    can act on that model (a loss the modes make identically zero gets no weight: the residual's only
+    with a mixed head), and their warm-up."""
     gains = trial.suggest_categorical("model.gains", ["relu", "softplus", "linear"])
     mastery = trial.suggest_categorical("model.mastery", ["cumulative", "direct"])
     attention = trial.suggest_categorical("model.attention", ["legacy", "intrinsic"])
+    head = trial.suggest_categorical("model.head", ["free", "mastery", "mixed"])
     return {
-        **sample_weights(trial, idle=frozenset(zero_losses(gains, mastery))),
+        **sample_weights(trial, idle=frozenset(zero_losses(gains, mastery, head))),
         "warmup_epochs": trial.suggest_int("warmup_epochs", 0, 3),
         "model.gains": gains,
         "model.mastery": mastery,
         "model.attention": attention,
+        "model.head": head,
     }
 
 

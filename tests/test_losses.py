@@ -33,6 +33,7 @@ def states_and_batches(draw) -> tuple[States, Batch, float]:
     logits = draw(hnp.arrays(np.float32, (b, t), elements=_floats(-30, 30)))
     gains = draw(hnp.arrays(np.float32, (b, t, c), elements=_floats(-10, 10)))
     mastery = draw(hnp.arrays(np.float32, (b, t, c), elements=_floats(0, 1)))
+    residual = draw(st.none() | hnp.arrays(np.float32, (b, t), elements=_floats(-30, 30)))
     lengths = draw(hnp.arrays(np.int64, (b,), elements=st.integers(0, t)))
     batch = Batch(
         concepts=torch.from_numpy(draw(ints(c - 1))),
@@ -49,6 +50,7 @@ def states_and_batches(draw) -> tuple[States, Batch, float]:
         gains=torch.from_numpy(gains),
         context=torch.zeros(b, t, 2),
         value=torch.zeros(b, t, 2),
+        residual=None if residual is None else torch.from_numpy(residual),
     )
     step = draw(st.sampled_from([0.05, 0.1, 0.5, 1.0]))
     return states, batch, step
@@ -93,6 +95,7 @@ def test_aux_losses_ignore_padded_positions(sample, junk: float) -> None:
         gains=states.gains.masked_fill(pad.unsqueeze(-1), junk),
         context=states.context,
         value=states.value,
+        residual=None if states.residual is None else states.residual.masked_fill(pad, junk),
     )
     before, after = auxiliary_losses(states, batch, step), auxiliary_losses(wild, batch, step)
     for name in LOSS_NAMES:
@@ -220,7 +223,9 @@ def test_prospective_mastery_performance_without_real_positions_is_zero_with_a_g
 
 # The parameters each auxiliary loss is about, in legacy attention with linear gains:
 # with direct mastery the gains come from `gain_head`, the mastery from `mastery_head`;
-# with cumulative mastery both the gains and `initial_mastery` shape the mastery.
+# with cumulative mastery both the gains and `initial_mastery` shape the mastery; the residual is
+# the free MLP (`head`) of a mixed head (direct mastery).
+MODELS = {"direct": ("direct", "free"), "cumulative": ("cumulative", "free"), "mixed": ("direct", "mixed")}
 DEPENDS_ON = {
     "direct": {
         "non_negative": ["gain_head.weight"],
@@ -241,6 +246,7 @@ DEPENDS_ON = {
         # consistency: m[t] - m[t-1] = s * g[t] by construction wherever the clip is inactive, so it
         # depends on parameters only through the clip here; it is checked in direct mode instead
     },
+    "mixed": {"residual": ["head.0.weight", "head.5.weight", "head.5.bias"]},
 }
 
 
@@ -253,9 +259,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_model(mastery: str) -> GainAKT2Exp:
+def make_model(mode: str, head: str | None = None) -> GainAKT2Exp:
+    """A tiny model of a mode of `MODELS` (a mastery mode, or "mixed"), with linear gains."""
+    mastery, default_head = MODELS[mode]
     torch.manual_seed(0)
-    cfg = ModelOptions(d_model=16, heads=2, blocks=1, d_ff=32, dropout=0.0, gains="linear", mastery=mastery)
+    cfg = ModelOptions(
+        d_model=16,
+        heads=2,
+        blocks=1,
+        d_ff=32,
+        dropout=0.0,
+        gains="linear",
+        mastery=mastery,
+        head=head or default_head,
+    )
     return GainAKT2Exp(cfg, num_concepts=5)
 
 
@@ -292,7 +309,7 @@ def gradients(model: GainAKT2Exp, batch: Batch, weights: LossWeights) -> tuple[d
     return grads, {n: float(v.detach()) for n, v in aux.items()}
 
 
-CASES = [(mode, name) for mode in ("direct", "cumulative") for name in LOSS_NAMES if name in DEPENDS_ON[mode]]
+CASES = [(mode, name) for mode in DEPENDS_ON for name in LOSS_NAMES if name in DEPENDS_ON[mode]]
 
 
 def test_every_aux_loss_has_a_mode_where_it_is_checked() -> None:
@@ -333,6 +350,41 @@ def test_weights_of_other_losses_do_not_touch_an_unrelated_head(batch: Batch) ->
     )
     torch.testing.assert_close(gain_only["mastery_head.weight"], off["mastery_head.weight"])
     torch.testing.assert_close(mastery_only["gain_head.weight"], off["gain_head.weight"])
+
+
+# The mastery parameters, in legacy attention with linear gains: with direct mastery the mastery head,
+# with cumulative mastery the initial mastery and the gain path it adds up.
+MASTERY_PARAMETERS = {
+    "direct": ["mastery_head.weight", "mastery_head.bias"],
+    "cumulative": ["initial_mastery.weight", "initial_mastery.bias", "gain_head.weight", "gain_head.bias"],
+}
+READOUT = ["readout.raw_scale", "readout.bias"]
+FREE_HEAD = ["head.0.weight", "head.0.bias", "head.5.weight", "head.5.bias"]
+
+
+def prediction_gradients(model: GainAKT2Exp, batch: Batch) -> dict[str, torch.Tensor]:
+    """The gradient of the prediction loss alone (no auxiliary weight) on every parameter."""
+    model.zero_grad(set_to_none=True)
+    prediction_loss(model.forward_with_states(batch), batch).backward()
+    return {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("mastery", ["direct", "cumulative"])
+@pytest.mark.parametrize("head", ["free", "mastery", "mixed"])
+def test_the_prediction_loss_reaches_every_mastery_parameter_unless_the_head_is_free(
+    batch: Batch, mastery: str, head: str
+) -> None:
+    grads = prediction_gradients(make_model(mastery, head), batch)
+    reads_mastery = head != "free"
+    for pname in MASTERY_PARAMETERS[mastery] + (READOUT if reads_mastery else []):
+        moved = float(grads[pname].abs().max())
+        assert (moved > 1e-8) == reads_mastery, f"head {head}: the prediction loss moves {pname} by {moved}"
+        if not reads_mastery:
+            assert moved == 0.0, pname  # exactly: the mastery is a probe beside the prediction
+    assert any(name.startswith("readout.") for name in grads) == reads_mastery
+    assert any(name.startswith("head.") for name in grads) == (head != "mastery")  # not built for mastery
+    for pname in FREE_HEAD if head != "mastery" else []:
+        assert float(grads[pname].abs().max()) > 0, pname
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])

@@ -7,6 +7,7 @@ correlation, so it must give NaN, never 0.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import fields
 
@@ -307,6 +308,10 @@ def expected_metrics() -> dict[str, float]:
         "mastery_saturation": 0.0,  # no next_mastery within 0.01 of 0 or 1
         "prospective_corr": float("nan"),  # no (window, concept) with 6 attempts
         "mastery_recovery": float("nan"),  # no simulator truth
+        # states without a residual or a sensitivity: a prediction that does not read the mastery, the
+        # whole logit bypassing it
+        "faithfulness": 0.0,
+        "residual_share": 1.0,
         "positions": 6,
     }
 
@@ -358,7 +363,9 @@ def test_concat_of_two_halves_equals_the_whole() -> None:
 
     parts = [
         Observations.of(
-            States(*(row(getattr(states, f.name), i) for f in fields(States))),
+            States(
+                *(row(v, i) if (v := getattr(states, f.name)) is not None else None for f in fields(States))
+            ),
             Batch(
                 **{
                     f.name: (row(getattr(batch, f.name), i) if getattr(batch, f.name) is not None else None)
@@ -419,3 +426,48 @@ def test_copying_the_last_response_gives_copy_corr_1_and_a_baseline_gives_the_li
     result = eval_metrics(Observations.of(copying, batch), baseline_mastery_corr=0.25)
     assert result.copy_corr == pytest.approx(1.0)
     assert result.mastery_lift == pytest.approx(result.mastery_corr - 0.25)
+
+
+def test_faithfulness_and_residual_share_from_the_states_of_a_head_that_reads_the_mastery() -> None:
+    batch = make_batch(0, 1)
+    states = make_states(**CLEAN)
+    # real positions (w0 t0-3, w1 t0-1) with logits l, residuals r and sensitivities s:
+    logits = torch.tensor([[1.0, -2.0, 0.5, 4.0], [-1.0, 2.0, 9.0, 9.0]])
+    residual = torch.tensor([[0.5, 0.0, -0.5, 1.0], [0.0, -1.0, 50.0, 50.0]])
+    sensitivity = torch.tensor([[0.1, 0.2, 0.0, 0.05], [0.15, 0.1, 0.9, 0.9]])
+    reading = dataclasses.replace(states, logits=logits, residual=residual, mastery_sensitivity=sensitivity)
+    result = eval_metrics(Observations.of(reading, batch))
+    # faithfulness: (0.1 + 0.2 + 0 + 0.05 + 0.15 + 0.1) / 6 = 0.1
+    assert result.faithfulness == pytest.approx(0.1)
+    # residual_share: mean |r| = (0.5 + 0 + 0.5 + 1 + 0 + 1) / 6 = 0.5 over
+    # mean |l| = (1 + 2 + 0.5 + 4 + 1 + 2) / 6 = 1.75: 2/7 (the padded 50s and 9s are left out)
+    assert result.residual_share == pytest.approx(2 / 7)
+    no_residual = dataclasses.replace(reading, residual=torch.zeros(2, 4))
+    assert eval_metrics(Observations.of(no_residual, batch)).residual_share == 0.0
+    all_residual = dataclasses.replace(reading, residual=logits)  # the mastery path cut
+    assert eval_metrics(Observations.of(all_residual, batch)).residual_share == 1.0
+    zero = dataclasses.replace(reading, logits=torch.zeros(2, 4), residual=torch.zeros(2, 4))
+    assert math.isnan(eval_metrics(Observations.of(zero, batch)).residual_share)  # 0 / 0: undefined
+
+
+def test_a_lookup_has_no_residual_and_moves_its_prediction_with_its_mastery() -> None:
+    from gainakt.data import Sequences
+
+    # one window, 4 interactions: the estimates before 2nd-4th are the predictions
+    windows = Sequences(
+        concepts=np.array([0, 1, 0, 1]),
+        responses=np.array([1, 0, 1, 1]),
+        starts=np.array([0]),
+        lengths=np.array([4]),
+        folds=np.array([0]),
+        students=np.array([0]),
+        uids=("s",),
+    )
+    before = np.array([0.5, 0.95, 0.3, 0.02])
+    obs = Observations.from_estimates(windows, before, before)
+    # sensitivity at 0.95: (|1 - 0.95| + |0.95 - 0.85|) / 2 = 0.075; at 0.3: (0.1 + 0.1) / 2 = 0.1;
+    # at 0.02: (0.1 + 0.02) / 2 = 0.06
+    np.testing.assert_allclose(obs.sensitivity, [0.075, 0.1, 0.06], rtol=1e-9)
+    result = eval_metrics(obs)
+    assert result.faithfulness == pytest.approx((0.075 + 0.1 + 0.06) / 3)
+    assert result.residual_share == 0.0

@@ -39,13 +39,19 @@ def tiny(**options) -> GainAKT2Exp:
 
 
 @pytest.mark.parametrize(
-    ("attention", "gains", "mastery"),
+    ("attention", "gains", "mastery", "head"),
     list(
-        itertools.product(("legacy", "intrinsic"), ("relu", "softplus", "linear"), ("cumulative", "direct"))
+        itertools.product(
+            ("legacy", "intrinsic"),
+            ("relu", "softplus", "linear"),
+            ("cumulative", "direct"),
+            ("free", "mastery", "mixed"),
+        )
     ),
 )
-def test_states_in_every_mode(batch: Batch, attention: str, gains: str, mastery: str) -> None:
-    states = tiny(attention=attention, gains=gains, mastery=mastery).forward_with_states(batch)
+def test_states_in_every_mode(batch: Batch, attention: str, gains: str, mastery: str, head: str) -> None:
+    model = tiny(attention=attention, gains=gains, mastery=mastery, head=head)
+    states = model.forward_with_states(batch)
     b, t = batch.mask.shape
     assert states.logits.shape == (b, t)
     assert states.gains.shape == states.mastery.shape == (b, t, CONCEPTS)
@@ -53,6 +59,21 @@ def test_states_in_every_mode(batch: Batch, attention: str, gains: str, mastery:
     assert states.mastery.min() >= 0 and states.mastery.max() <= 1
     if gains != "linear":
         assert states.gains.min() >= 0
+    assert states.mastery_sensitivity is not None and states.mastery_sensitivity.shape == (b, t)
+    assert not states.mastery_sensitivity.requires_grad
+    assert states.mastery_sensitivity.min() >= 0 and states.mastery_sensitivity.max() <= 1
+    if head == "free":
+        assert states.residual is None and not states.mastery_sensitivity.any()
+    else:
+        assert states.residual is not None and states.residual.shape == (b, t)
+        assert states.mastery_sensitivity[batch.mask].min() > 0  # the prediction reads the mastery
+        assert (head == "mastery") == (not states.residual.any())
+    # forward and backward through every term, every parameter finite
+    aux = auxiliary_losses(states, batch, model.cfg.mastery_step)
+    total = compose(prediction_loss(states, batch), aux, LossWeights(**{n: 0.1 for n in aux})).total
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_intrinsic_gains_reach_losses_and_monitor(plan: BatchPlan) -> None:
@@ -326,6 +347,10 @@ def test_model_with_reference_blocks_trains_and_predicts_identically(
         with torch.no_grad():
             trained.append(model.eval().forward_with_states(batch))
     for field in dataclasses.fields(trained[0]):
-        assert torch.equal(getattr(trained[0], field.name), getattr(trained[1], field.name)), field.name
+        new_value, old_value = getattr(trained[0], field.name), getattr(trained[1], field.name)
+        if new_value is None:  # a free head's residual
+            assert old_value is None, field.name
+        else:
+            assert torch.equal(new_value, old_value), field.name
     for (key, value), other in zip(new.state_dict().items(), old.state_dict().values(), strict=True):
         assert torch.equal(value, other), key

@@ -32,17 +32,25 @@ def test_every_space_samples_valid_training_settings(name):
 def test_aux_weights_can_switch_each_loss_off_and_stays_in_range():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen_off, seen_on = set(), set()
+    heads_with_residual = set()
     for _ in range(60):
         trial = study.ask()
         settings = spaces.get_space("aux_weights")(trial)
-        idle = zero_losses(settings["model.gains"], settings["model.mastery"])
+        head = settings["model.head"]
+        idle = zero_losses(settings["model.gains"], settings["model.mastery"], head)
+        # the residual loss acts on a mixed head only: with a free or a mastery head it is not sampled
+        assert ("residual" in idle) == (head != "mixed")
         for loss in SEARCHED_LOSSES:
             weight = settings[f"weights.{loss}"]
             (seen_on if weight > 0 else seen_off).add(loss)
             assert weight == 0 or 1e-3 <= weight <= 1.0
             assert weight == 0 or loss not in idle, f"{loss} weighted on a model where it is identically 0"
+            assert (f"use_{loss}" in trial.params) == (loss not in idle), f"{loss}: sampled where it is idle"
+        if settings["weights.residual"] > 0:
+            heads_with_residual.add(head)
         study.tell(trial, 0.0)
     assert seen_off == seen_on == set(SEARCHED_LOSSES)
+    assert heads_with_residual == {"mixed"}
 
 
 def test_a_broken_space_fails_when_sampled():
