@@ -260,6 +260,14 @@ def baseline_metrics(train: Sequences, windows: Sequences, num_concepts: int) ->
     }
 
 
+def best_mastery_corr(scores: Mapping[str, EvalMetrics]) -> float:
+    """What `mastery_lift` is measured against: the best baseline's `mastery_corr`, NaN when none has one."""
+    try:
+        return best_baseline(scores)[1].mastery_corr
+    except ValueError:
+        return math.nan
+
+
 def best_baseline(scores: Mapping[str, EvalMetrics]) -> tuple[str, EvalMetrics]:
     """The baseline with the highest `mastery_corr` (NaN ones left out); ValueError when none has one."""
     defined = [(name, m) for name, m in scores.items() if not math.isnan(m.mastery_corr)]

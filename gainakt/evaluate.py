@@ -221,7 +221,7 @@ class RunEvaluation:
 def evaluate_run(run_dir: str, split: str = "valid", data: str | None = None) -> RunEvaluation:
     """Every metric of a run folder's best.pt on its validation fold or the test split, and of each
     baseline on the same windows (`mastery_lift` against the best of them)."""
-    from .baselines import baseline_metrics, best_baseline
+    from .baselines import baseline_metrics, best_mastery_corr
     from .data import load_dataset
     from .errors import DataError
     from .train import load_run  # the trainer imports this module
@@ -236,9 +236,6 @@ def evaluate_run(run_dir: str, split: str = "valid", data: str | None = None) ->
     train, valid = dataset.split(config.fold)
     windows = valid if split == "valid" else dataset.test_windows()
     baselines = baseline_metrics(train, windows, dataset.num_concepts)
-    try:
-        lift_against = best_baseline(baselines)[1].mastery_corr
-    except ValueError:  # no baseline has a mastery correlation here
-        lift_against = float("nan")
-    metrics = evaluate(model, BatchPlan(windows, 256, "bucketed", shuffle=False), "cpu", lift_against)
+    plan = BatchPlan(windows, 256, "bucketed", shuffle=False)
+    metrics = evaluate(model, plan, "cpu", best_mastery_corr(baselines))
     return RunEvaluation(int(state["epoch"]), dataset.source, metrics, baselines)

@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .baselines import baseline_metrics, best_baseline
+from .baselines import baseline_metrics, best_mastery_corr
 from .config import build, merge, read_toml, with_assignments
 from .data import Batch, BatchPlan, Dataset, Padding, load_dataset
 from .errors import ConfigError
@@ -168,6 +168,7 @@ class Trainer:
         dataset: Dataset | None = None,
         on_epoch: EpochCallback | None = None,
         batch_hooks: Sequence[BatchHook] = (),
+        baseline_mastery_corr: float | None = None,
     ) -> None:
         if config.out is None:
             raise ConfigError("'out' (the run folder) is required")
@@ -193,9 +194,12 @@ class Trainer:
         self.valid_plan = BatchPlan(valid_windows, max(config.batch_size, 128), "bucketed", shuffle=False)
         # Every real position weighs the same: a batch's summed loss over a fixed expected count.
         self.positions_per_batch = config.batch_size * float((train_windows.lengths - 1).mean())
-        # mastery_lift compares the model with the best lookup on the same validation windows.
-        scores = baseline_metrics(train_windows, valid_windows, self.dataset.num_concepts)
-        self.baseline_mastery_corr = _best_mastery_corr(scores)
+        # mastery_lift compares the model with the best lookup on the same validation windows; a
+        # sweep fits the lookups once for all its trials and passes their figure in.
+        if baseline_mastery_corr is None:
+            scores = baseline_metrics(train_windows, valid_windows, self.dataset.num_concepts)
+            baseline_mastery_corr = best_mastery_corr(scores)
+        self.baseline_mastery_corr = baseline_mastery_corr
         self.wandb = WandbSink()  # inactive until run() opens the run's
         # The monitor logs through `self.wandb` as it is at each call: the sink that run() opened.
         self.monitor = Monitor(
@@ -436,13 +440,6 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[GainAKT2Exp, Tra
     model = GainAKT2Exp(config.model, state["num_concepts"])
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, state
-
-
-def _best_mastery_corr(scores: Mapping[str, EvalMetrics]) -> float:
-    try:
-        return best_baseline(scores)[1].mastery_corr
-    except ValueError:  # no baseline has a mastery correlation on these windows
-        return math.nan
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:

@@ -10,15 +10,16 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gainakt import __version__
-from gainakt.baselines import baseline_metrics, best_baseline
+from gainakt.baselines import baseline_metrics, best_mastery_corr
 from gainakt.config import flatten
 from gainakt.data import Dataset, load_dataset
 from gainakt.errors import ConfigError
 from gainakt.guarantees import guaranteed_metrics, guarantees_of
+from gainakt.schema import EvalMetrics
 
 from .schema import FIXED, TrialStatus
 from .spec import SweepSpec
@@ -52,6 +53,7 @@ class Prepared:
     constants: Mapping[str, Any]  # the columns every trial row shares
     resumed: bool
     fold: int = 0  # the validation fold every trial is scored on
+    baselines: Mapping[str, EvalMetrics] = field(default_factory=dict)  # on that fold, fitted on the others
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ def prepare(
     _refuse_guaranteed_objectives(spec, setup, [sample_once(space, seed) for seed in range(SPACE_PROBES)])
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)
-    dataset.split(base.fold)
+    train, valid = dataset.split(base.fold)
+    baselines = baseline_metrics(train, valid, dataset.num_concepts)  # once, for every trial
+    setup = replace(setup, baseline_mastery_corr=best_mastery_corr(baselines))
     fixed = {
         f"{FIXED}{k}": v
         for k, v in flatten(base.to_dict()).items()
@@ -132,16 +136,14 @@ def prepare(
         "version": __version__,
         **fixed,
     }
-    return Prepared(spec, study, dataset, setup, constants, resumed, base.fold)
+    return Prepared(spec, study, dataset, setup, constants, resumed, base.fold, baselines)
 
 
 def _write_baselines(prepared: Prepared, echo: Callable[[str], None]) -> None:
     """The lookups every trial is judged against, on the study's validation fold (baselines.json)."""
-    train, valid = prepared.dataset.split(prepared.fold)
-    scores = baseline_metrics(train, valid, prepared.dataset.num_concepts)
+    scores = prepared.baselines
     prepared.study.write_baselines({name: metrics.as_dict() for name, metrics in scores.items()})
-    name, best = best_baseline(scores)
-    echo(f"baselines on validation fold {prepared.fold}: best mastery_corr {best.mastery_corr:.4f} ({name})")
+    echo(f"baselines on validation fold {prepared.fold}: best mastery_corr {best_mastery_corr(scores):.4f}")
 
 
 def run_sweep(

@@ -46,6 +46,7 @@ class TrialSetup:
     cpus: float = 1.0
     wandb: str = "off"
     wandb_dir: str | None = None  # one folder for every trial's wandb files (not the checkpointed run folder)
+    baseline_mastery_corr: float | None = None  # the best baseline's, fitted once for the study
 
 
 def trial_config(
@@ -114,4 +115,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         }
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
-    Trainer(train_config, dataset, on_epoch=report).run(resume=bool(rows))
+    trainer = Trainer(
+        train_config, dataset, on_epoch=report, baseline_mastery_corr=setup.baseline_mastery_corr
+    )
+    trainer.run(resume=bool(rows))
