@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from gainakt.data import Dataset, load_dataset
 
@@ -27,3 +28,12 @@ def assist(assist_dir: Path) -> Dataset:
 @pytest.fixture(scope="session")
 def small_synthetic() -> Dataset:
     return load_dataset("synthetic:students=300,concepts=20,seed=3")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to a busy machine; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
