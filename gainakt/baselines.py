@@ -251,13 +251,22 @@ def estimates(baseline: Baseline, windows: Sequences) -> tuple[np.ndarray, np.nd
     return before, after
 
 
+def unpractised_estimates(baseline: Baseline, num_concepts: int) -> np.ndarray:
+    """[C] the baseline's estimate for each concept before any practice of it in the window."""
+    concepts = np.arange(num_concepts)
+    none = np.zeros(num_concepts, dtype=np.int64)
+    return baseline.estimate(History(concepts, concepts, none, none, none, none - 1))[0]
+
+
 def baseline_metrics(train: Sequences, windows: Sequences, num_concepts: int) -> dict[str, EvalMetrics]:
     """Every metric of each baseline, fitted on `train` and scored on `windows`, in `BASELINES` order."""
     fitted = fit_baselines(train, num_concepts)
-    return {
-        name: eval_metrics(Observations.from_estimates(windows, *estimates(fitted[name], windows)))
-        for name in BASELINES
-    }
+    scores = {}
+    for name in BASELINES:
+        before, after = estimates(fitted[name], windows)
+        unpractised = unpractised_estimates(fitted[name], num_concepts)
+        scores[name] = eval_metrics(Observations.from_estimates(windows, before, after, unpractised))
+    return scores
 
 
 def best_mastery_corr(scores: Mapping[str, EvalMetrics]) -> float:

@@ -391,7 +391,10 @@ class Batch:
     mask: torch.Tensor  # bool [B, T], True where t+1 is a real interaction
     students: torch.Tensor  # long [B], student index of each window
     windows: torch.Tensor  # long [B], index of each window in its split
-    next_true_mastery: torch.Tensor | None = None  # float [B, T], simulator only
+    # simulator only (None elsewhere): the truth the recovery metrics compare the model with
+    next_true_mastery: torch.Tensor | None = None  # float [B, T], of c[t+1] before answering it
+    true_gain: torch.Tensor | None = None  # float [B, T], rise of c[t]'s true mastery caused by step t
+    next_true_mastery_all: torch.Tensor | None = None  # float [B, T, C], every concept's before step t+1
 
     @property
     def num_real(self) -> int:
@@ -465,9 +468,13 @@ class BatchPlan:
         flat = np.where(real, w.starts[group][:, None] + steps[None, :], 0)
         concepts = torch.from_numpy(np.where(real, w.concepts[flat], 0))
         responses = torch.from_numpy(np.where(real, w.responses[flat], 0))
-        truth = None
+        truth: dict[str, torch.Tensor] = {}
         if w.true_mastery is not None:
-            truth = torch.from_numpy(np.where(real, w.true_mastery[flat], 0.0)[:, 1:]).float()
+            truth["next_true_mastery"] = _truth(w.true_mastery, flat, real)[:, 1:]
+        if w.true_gain is not None:
+            truth["true_gain"] = _truth(w.true_gain, flat, real)[:, :-1]
+        if w.true_mastery_all is not None:
+            truth["next_true_mastery_all"] = _truth(w.true_mastery_all, flat, real)[:, 1:]
         return Batch(
             concepts=concepts[:, :-1],
             responses=responses[:, :-1],
@@ -476,5 +483,12 @@ class BatchPlan:
             mask=torch.from_numpy(real[:, 1:]),
             students=torch.from_numpy(w.students[group]),
             windows=torch.from_numpy(np.asarray(group, dtype=np.int64)),
-            next_true_mastery=truth,
+            **truth,
         )
+
+
+def _truth(values: np.ndarray, flat: np.ndarray, real: np.ndarray) -> torch.Tensor:
+    """`values` (indexed by flat position, [N] or [N, C]) laid out as a batch [B, L(, C)], 0 at padding."""
+    picked = values[flat]
+    mask = real if picked.ndim == 2 else real[..., None]
+    return torch.from_numpy(np.where(mask, picked, 0.0)).float()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import metrics
 from .data import Batch, BatchPlan, Sequences
@@ -35,7 +36,12 @@ class Observations:
     logit: np.ndarray  # logit p[t]
     residual: np.ndarray  # the part of logit p[t] that bypasses the mastery (all of it for a free head)
     sensitivity: np.ndarray  # mean |change of p[t]| when m[t, c[t+1]] moves by +-0.1 (0: not read)
-    next_true_mastery: np.ndarray | None = None  # simulator only
+    # simulator only (None elsewhere): the truth behind the positions above
+    next_true_mastery: np.ndarray | None = None  # true mastery of c[t+1] before answering it
+    true_gain: np.ndarray | None = None  # rise of c[t]'s true mastery caused by step t (as practised_gain)
+    # every (position t, concept k) whose k is not practised in the window up to t, flattened:
+    unpractised_mastery: np.ndarray | None = None  # m[t, k]
+    unpractised_truth: np.ndarray | None = None  # true mastery of k before step t+1
 
     @classmethod
     def of(cls, states: States, batch: Batch) -> Observations:
@@ -53,6 +59,15 @@ class Observations:
             residual = logits if states.residual is None else states.residual.detach().float()
             sensitivity = states.mastery_sensitivity
             sensitivity = torch.zeros_like(logits) if sensitivity is None else sensitivity.detach().float()
+            unpractised = {}
+            if batch.next_true_mastery_all is not None:
+                concepts = mastery.shape[-1]
+                seen = F.one_hot(batch.concepts, concepts).cummax(dim=1).values.bool()  # [B, T, C]
+                keep = mask.unsqueeze(-1) & ~seen
+                unpractised = {
+                    "unpractised_mastery": numpy(mastery[keep]),
+                    "unpractised_truth": numpy(batch.next_true_mastery_all[keep]),
+                }
             return cls(
                 prob=numpy(torch.sigmoid(logits)[mask]),
                 next_response=numpy(batch.next_responses[mask]),
@@ -74,17 +89,28 @@ class Observations:
                 next_true_mastery=None
                 if batch.next_true_mastery is None
                 else numpy(batch.next_true_mastery[mask]),
+                true_gain=None if batch.true_gain is None else numpy(batch.true_gain[mask]),
+                **unpractised,
             )
 
     @classmethod
-    def from_estimates(cls, windows: Sequences, before: np.ndarray, after: np.ndarray) -> Observations:
+    def from_estimates(
+        cls,
+        windows: Sequences,
+        before: np.ndarray,
+        after: np.ndarray,
+        unpractised: np.ndarray | None = None,
+    ) -> Observations:
         """The observations of an estimator with no model inside (a baseline), laid out as a model's.
 
         `before[i]`: its estimate that interaction i is answered correctly, made before r[i] is seen
         (the mastery of the next concept, and the prediction); `after[i]`: its estimate for the same
-        concept once r[i] is seen (the mastery of the concept just answered). It has no gains. Its
-        prediction is its mastery, so nothing bypasses the mastery (residual 0) and moving the mastery
-        by +-0.1 moves the prediction as much, clipped to [0, 1].
+        concept once r[i] is seen (the mastery of the concept just answered). Its gain of interaction i
+        is what r[i] changed, `after[i] - before[i]`, on the practised concept only (no gain entries
+        for the others, so no `neg_gain_rate`). Its prediction is its mastery, so nothing bypasses the
+        mastery (residual 0) and moving the mastery by +-0.1 moves the prediction as much, clipped to
+        [0, 1]. `unpractised[k]` [C]: its estimate for concept k before any practice of k in the
+        window (for the simulator's recovery of unpractised concepts).
         """
         flat = windows.positions()  # every interaction, window by window (flat indices)
         window = np.repeat(np.arange(len(windows)), windows.lengths)
@@ -93,6 +119,7 @@ class Observations:
         now, nxt = flat[predicting], flat[predicting] + 1  # a window's interactions are contiguous
         paired = flat[predicting & (step >= 1)]
         truth = windows.true_mastery
+        gain_truth = windows.true_gain
         prob = before[nxt].astype(np.float64)
         up = np.minimum(prob + SENSITIVITY_STEP, 1) - prob
         down = prob - np.maximum(prob - SENSITIVITY_STEP, 0)
@@ -104,7 +131,7 @@ class Observations:
             next_concept=windows.concepts[nxt],
             student=windows.students[window[predicting]],
             window=window[predicting],
-            practised_gain=np.full(now.size, np.nan),
+            practised_gain=after[now] - before[now],
             response=windows.responses[now],
             current_mastery=after[now],
             mastery_before=before[paired],
@@ -116,6 +143,8 @@ class Observations:
             residual=np.zeros(prob.size),
             sensitivity=(up + down) / 2,
             next_true_mastery=None if truth is None else truth[nxt],
+            true_gain=None if gain_truth is None else gain_truth[now],
+            **_unpractised_estimates(windows, window[predicting], step[predicting], nxt, unpractised),
         )
 
     @classmethod
@@ -144,6 +173,28 @@ class Observations:
         return {name: values[name] for name in MONITOR_METRICS}
 
 
+def _unpractised_estimates(
+    windows: Sequences, window: np.ndarray, step: np.ndarray, nxt: np.ndarray, estimate: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """`Observations`' unpractised fields of a per-concept `estimate` [C] at positions (window, step)
+    predicting flat index `nxt`; none without the simulator's full truth or without an estimate."""
+    if windows.true_mastery_all is None or estimate is None:
+        return {}
+    concepts = windows.true_mastery_all.shape[1]
+    flat = windows.positions()
+    every_window = np.repeat(np.arange(len(windows)), windows.lengths)
+    every_step = np.arange(flat.size) - np.repeat(
+        np.cumsum(windows.lengths) - windows.lengths, windows.lengths
+    )
+    first = np.full((len(windows), concepts), np.iinfo(np.int64).max)  # first step practising k
+    np.minimum.at(first, (every_window, windows.concepts[flat]), every_step)
+    unseen = first[window] > step[:, None]  # [positions, C]: k not practised at steps 0..t
+    return {
+        "unpractised_mastery": np.broadcast_to(estimate[:concepts], unseen.shape)[unseen],
+        "unpractised_truth": windows.true_mastery_all[nxt][unseen],
+    }
+
+
 LOGIT_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before a log or a logit
 MIN_CONCEPT_POSITIONS = 20  # mastery_pred_corr: concepts with fewer positions are left out
 MIN_ATTEMPTS = 6  # prospective_corr: (window, concept) pairs with fewer attempts are left out
@@ -155,9 +206,6 @@ def eval_metrics(obs: Observations, baseline_mastery_corr: float = float("nan"))
     p = np.clip(obs.prob.astype(np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
     y = obs.next_response
     loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if y.size else float("nan")
-    recovery = float("nan")
-    if obs.next_true_mastery is not None:
-        recovery = metrics.pearson(obs.next_mastery, obs.next_true_mastery)
     interpretability = obs.interpretability()
     return EvalMetrics(
         loss=loss,
@@ -165,7 +213,7 @@ def eval_metrics(obs: Observations, baseline_mastery_corr: float = float("nan"))
         acc=metrics.accuracy(y, obs.prob),
         pred_corr=metrics.pearson(obs.prob, y),
         mastery_corr_student=metrics.per_student_pearson(obs.next_mastery, y, obs.student),
-        mastery_recovery=recovery,
+        **recovery_metrics(obs),
         positions=int(y.size),
         mastery_pred_corr=metrics.per_group_pearson(
             obs.next_mastery, obs.prob, obs.next_concept, MIN_CONCEPT_POSITIONS
@@ -180,6 +228,24 @@ def eval_metrics(obs: Observations, baseline_mastery_corr: float = float("nan"))
         residual_share=residual_share(obs.residual, obs.logit),
         **interpretability,
     )
+
+
+def recovery_metrics(obs: Observations) -> dict[str, float]:
+    """The simulator's recovery figures (NaN where the data have no truth): the model's mastery and
+    gains against the true ones."""
+    nan = float("nan")
+    truth, gains = obs.next_true_mastery, obs.true_gain
+    unpractised, unpractised_truth = obs.unpractised_mastery, obs.unpractised_truth
+    return {
+        "mastery_recovery": nan if truth is None else metrics.pearson(obs.next_mastery, truth),
+        "mastery_recovery_within": nan
+        if truth is None
+        else metrics.per_group_pearson(obs.next_mastery, truth, obs.next_concept, MIN_CONCEPT_POSITIONS),
+        "gain_recovery": nan if gains is None else metrics.pearson(obs.practised_gain, gains),
+        "unpractised_recovery": nan
+        if unpractised is None or unpractised_truth is None
+        else metrics.pearson(unpractised, unpractised_truth),
+    }
 
 
 def residual_share(residual: np.ndarray, logit: np.ndarray) -> float:

@@ -57,11 +57,14 @@ PREDICTION_LOSS = "bce"
 LOSS_COMPONENTS: tuple[str, ...] = (PREDICTION_LOSS, *LOSS_NAMES)  # the terms of the total, in logging order
 
 
-def _metric(better: Direction | None, monitored: bool = False, versus_baselines: bool = True) -> Any:
+def _metric(
+    better: Direction | None, monitored: bool = False, versus_baselines: bool = True, simulated: bool = False
+) -> Any:
     """A metric field: which direction is better (None: not an objective), whether the monitor samples
-    it, and whether a trial's value is judged against the baselines' (not where a lookup has it by
-    construction, or where it is a limit's business)."""
-    return field(metadata={"better": better, "monitored": monitored, "versus_baselines": versus_baselines})
+    it, whether a trial's value is judged against the baselines' (not where a lookup has it by
+    construction, or where it is a limit's business), and whether it needs the simulator's truth."""
+    metadata = {"better": better, "monitored": monitored, "versus_baselines": versus_baselines}
+    return field(metadata={**metadata, "simulated": simulated})
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,8 @@ class EvalMetrics:
     mastery_corr: float = _metric("max", monitored=True)
     pred_corr: float = _metric("max")
     mastery_corr_student: float = _metric("max")
-    gain_corr: float = _metric("max", monitored=True, versus_baselines=False)  # baselines have no gains
+    # a baseline's gain is its update (docs/metrics.md), so its gain_corr is that of a lookup by design
+    gain_corr: float = _metric("max", monitored=True, versus_baselines=False)
     neg_gain_rate: float = _metric("min", monitored=True, versus_baselines=False)
     monotonicity_violation_rate: float = _metric("min", monitored=True, versus_baselines=False)
     mastery_pred_corr: float = _metric("max", versus_baselines=False)  # 1 for a lookup: m is its p
@@ -82,7 +86,11 @@ class EvalMetrics:
     copy_corr: float = _metric("min", versus_baselines=False)  # judged by DEGENERACY_LIMITS
     mastery_saturation: float = _metric("min", versus_baselines=False)
     prospective_corr: float = _metric("max")
-    mastery_recovery: float = _metric("max")
+    # against the simulator's truth: the true mastery of c[t+1] pooled, and within each concept
+    mastery_recovery: float = _metric("max", simulated=True)
+    mastery_recovery_within: float = _metric("max", simulated=True)
+    gain_recovery: float = _metric("max", simulated=True)  # g[t, c[t]] against the true gain of step t
+    unpractised_recovery: float = _metric("max", simulated=True)  # of concepts not yet practised
     # how much the prediction moves when the mastery is moved (0 for a head that does not read it)
     faithfulness: float = _metric("max", versus_baselines=False)
     residual_share: float = _metric("min", versus_baselines=False)  # of the logit that bypasses the mastery
@@ -111,6 +119,8 @@ MONITOR_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EvalMetrics) if 
 VERSUS_BASELINES: tuple[str, ...] = tuple(
     epoch_name(f.name) for f in fields(EvalMetrics) if f.metadata["better"] and f.metadata["versus_baselines"]
 )
+# The figures only the simulator's truth defines (NaN on real data).
+RECOVERY_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EvalMetrics) if f.metadata["simulated"])
 # A metric's ceiling: the prediction's own correlation with the next response bounds how well one
 # score per step (the mastery of the next concept) can correlate with it.
 CEILINGS: dict[str, str] = {"mastery_corr": "pred_corr"}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from gainakt.schema import CEILINGS
+from gainakt.schema import CEILINGS, RECOVERY_METRICS
 
 from . import pareto
 from .pareto import Analysis
@@ -281,6 +281,7 @@ def baseline_lines(title: str, scores: Mapping[str, Mapping[str, Any]], best: st
     columns = ["baseline", "auc", "pred_corr", "mastery_corr", "mastery_corr_student", "mastery_pred_corr"]
     columns += ["copy_corr", "mastery_saturation", "prospective_corr"]
     frame = pd.DataFrame([{"baseline": name, **values} for name, values in scores.items()])
+    columns += [name for name in RECOVERY_METRICS if frame[name].notna().any()]  # on simulated data
     lines = [title, text_table(frame, columns)]
     if best is None:
         return lines + ["best by mastery_corr: none (undefined for every baseline)"]

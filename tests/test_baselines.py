@@ -26,6 +26,7 @@ from gainakt.baselines import (
     fit_baselines,
 )
 from gainakt.data import Dataset, Sequences, load_dataset
+from gainakt.evaluate import Observations, eval_metrics
 from gainakt.schema import EvalMetrics
 from search.cli import main
 
@@ -253,6 +254,52 @@ def test_best_baseline_skips_nan_and_rejects_all_nan() -> None:
     assert best_baseline(scores)[0] == "a"
     with pytest.raises(ValueError):
         best_baseline({"b": with_mastery_corr(math.nan)})
+
+
+# ---------------------------------------------------------------------------- the simulator's truth
+
+
+def test_a_baselines_gain_is_its_update_and_its_unpractised_estimate_is_its_prior(
+    split: tuple[Sequences, Sequences],
+) -> None:
+    train, valid = split
+    fitted = fit_baselines(train, 10)
+    for name in BASELINES:
+        before, after = estimates(fitted[name], valid)
+        prior = baselines.unpractised_estimates(fitted[name], 10)
+        obs = Observations.from_estimates(valid, before, after, prior)
+        # the practised positions t are every real interaction with a real t+1, window by window
+        now = np.concatenate([np.arange(s, s + n - 1) for s, n in zip(valid.starts, valid.lengths)])
+        np.testing.assert_allclose(obs.practised_gain, after[now] - before[now], err_msg=name)
+        np.testing.assert_allclose(obs.true_gain, valid.true_gain[now], err_msg=name)
+        # before the first practice every baseline's estimate depends on the concept alone
+        first = History.of(valid)
+        fresh = first.successes + first.failures == 0
+        np.testing.assert_allclose(before[first.index[fresh]], prior[first.concept[fresh]], err_msg=name)
+    rate = fitted["base_rate"]
+    assert isinstance(rate, BaseRate)
+    np.testing.assert_allclose(baselines.unpractised_estimates(fitted["running_accuracy"], 10), rate.rates)
+
+
+def test_a_per_concept_lookup_recovers_the_pooled_truth_but_nothing_within_a_concept() -> None:
+    """On the default simulator most of the true mastery's variance lies between concepts: a lookup
+    with no student information scores a high pooled mastery_recovery and about 0 within a concept."""
+    data = load_dataset("synthetic")
+    train, valid = data.split(0)
+    rate = fit_baselines(train, data.num_concepts)["base_rate"]
+    before, after = estimates(rate, valid)
+    jitter = np.random.default_rng(0).normal(0, 1e-3, before.shape)  # no student information either
+    lookup = eval_metrics(Observations.from_estimates(valid, before + jitter, after + jitter))
+    exact = eval_metrics(Observations.from_estimates(valid, before, after))
+    print(
+        f"per-concept lookup: mastery_recovery {lookup.mastery_recovery:.4f}, "
+        f"within {lookup.mastery_recovery_within:.4f}"
+    )
+    assert lookup.mastery_recovery > 0.8
+    assert abs(lookup.mastery_recovery_within) < 0.05
+    assert exact.mastery_recovery > 0.8 and math.isnan(exact.mastery_recovery_within)  # constant: NaN
+    pfa = baseline_metrics(train, valid, data.num_concepts)["pfa"]  # uses the student's own answers
+    assert pfa.mastery_recovery_within > 0.5
 
 
 # ---------------------------------------------------------------------------- the command

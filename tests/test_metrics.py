@@ -17,7 +17,7 @@ import torch
 
 from gainakt import metrics
 from gainakt.data import Batch
-from gainakt.evaluate import Observations, eval_metrics
+from gainakt.evaluate import Observations, eval_metrics, recovery_metrics
 from gainakt.model import States
 from gainakt.schema import EvalMetrics
 
@@ -308,6 +308,9 @@ def expected_metrics() -> dict[str, float]:
         "mastery_saturation": 0.0,  # no next_mastery within 0.01 of 0 or 1
         "prospective_corr": float("nan"),  # no (window, concept) with 6 attempts
         "mastery_recovery": float("nan"),  # no simulator truth
+        "mastery_recovery_within": float("nan"),
+        "gain_recovery": float("nan"),
+        "unpractised_recovery": float("nan"),
         # states without a residual or a sensitivity: a prediction that does not read the mastery, the
         # whole logit bypassing it
         "faithfulness": 0.0,
@@ -471,3 +474,53 @@ def test_a_lookup_has_no_residual_and_moves_its_prediction_with_its_mastery() ->
     result = eval_metrics(obs)
     assert result.faithfulness == pytest.approx((0.075 + 0.1 + 0.06) / 3)
     assert result.residual_share == 0.0
+
+
+# ---------------------------------------------------------------------------- the simulator's recovery
+
+# The truth of the tiny batch above; padded entries hold wild values that must be left out.
+TRUE_NEXT_MASTERY = [[0.4, 0.9, 0.5, 0.2], [0.3, 0.7, 99.0, -99.0]]  # of c[t+1], before step t+1
+TRUE_GAIN = [[0.1, 0.05, 0.2, 0.15], [0.02, 0.3, 99.0, -99.0]]  # of c[t], caused by step t
+TRUE_ALL = [  # [b][t][k], every concept before step t+1
+    [[0.1, 0.4, 0.6], [0.2, 0.5, 0.9], [0.3, 0.5, 0.8], [0.2, 0.6, 0.8]],
+    [[0.7, 0.2, 0.3], [0.8, 0.3, 0.4], [99.0, 99.0, 99.0], [-99.0, -99.0, -99.0]],
+]
+
+
+def test_recovery_metrics_compare_the_model_with_the_simulators_truth_by_hand() -> None:
+    batch = dataclasses.replace(
+        make_batch(pad_concept=0, pad_response=1),
+        next_true_mastery=torch.tensor(TRUE_NEXT_MASTERY),
+        true_gain=torch.tensor(TRUE_GAIN),
+        next_true_mastery_all=torch.tensor(TRUE_ALL),
+    )
+    obs = Observations.of(make_states(**CLEAN), batch)
+    result = eval_metrics(obs)
+    # m[t, c[t+1]] = 0.5 0.8 0.6 0.1 | 0.2 0.6 against the true mastery of c[t+1]
+    expected = textbook_pearson([0.5, 0.8, 0.6, 0.1, 0.2, 0.6], [0.4, 0.9, 0.5, 0.2, 0.3, 0.7])
+    assert result.mastery_recovery == pytest.approx(expected)
+    # g[t, c[t]] = 0.3 0.2 0.4 0.5 | 0.25 0.3 against the true gain of step t
+    expected = textbook_pearson([0.3, 0.2, 0.4, 0.5, 0.25, 0.3], [0.1, 0.05, 0.2, 0.15, 0.02, 0.3])
+    assert result.gain_recovery == pytest.approx(expected)
+    # not practised up to t: w0 (c = 0 1 2 1): t0 {1, 2}, t1 {2}, t2 and t3 none; w1 (c = 2 2 .):
+    # t0 {0, 1}, t1 {0, 1}. m at those: 0.5 0.9 | 0.8 | 0.5 0.5 | 0.6 0.5; truth: 0.4 0.6 | 0.9 |
+    # 0.7 0.2 | 0.8 0.3
+    np.testing.assert_allclose(obs.unpractised_mastery, [0.5, 0.9, 0.8, 0.5, 0.5, 0.6, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(obs.unpractised_truth, [0.4, 0.6, 0.9, 0.7, 0.2, 0.8, 0.3], rtol=1e-6)
+    expected = textbook_pearson([0.5, 0.9, 0.8, 0.5, 0.5, 0.6, 0.5], [0.4, 0.6, 0.9, 0.7, 0.2, 0.8, 0.3])
+    assert result.unpractised_recovery == pytest.approx(expected)
+    assert math.isnan(result.mastery_recovery_within)  # no concept has 20 positions
+
+
+def test_mastery_recovery_within_is_the_mean_within_concept_pearson_with_the_truth() -> None:
+    rng = np.random.default_rng(1)
+    concept = np.repeat([0, 1, 2], [30, 25, 10])  # concept 2: too few positions, left out
+    truth = rng.random(65) + concept  # most of the pooled variance lies between concepts
+    mastery = rng.random(65) + concept
+    mastery[30:55] = truth[30:55]  # concept 1: recovered exactly
+    obs = Observations.of(make_states(**CLEAN), make_batch(0, 1))
+    wide = dataclasses.replace(obs, next_mastery=mastery, next_true_mastery=truth, next_concept=concept)
+    result = recovery_metrics(wide)
+    within = (textbook_pearson(list(mastery[:30]), list(truth[:30])) + 1) / 2
+    assert result["mastery_recovery_within"] == pytest.approx(within)
+    assert result["mastery_recovery"] == pytest.approx(textbook_pearson(list(mastery), list(truth)))
