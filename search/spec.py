@@ -49,6 +49,7 @@ SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CONSTRAINT = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*(\S+)\s*")
 _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+BOUNDARY_VIOLATION = 1e-12  # the violation of a value on the threshold of a strict constraint
 
 
 def _known_metric(metric: str, where: str) -> str:
@@ -102,11 +103,17 @@ class Constraint:
         return not math.isnan(value) and _OPERATORS[self.op](value, self.threshold)
 
     def violation(self, value: float) -> float:
-        """How far `value` is on the wrong side of the threshold (0 when met, inf when NaN)."""
+        """How far `value` is on the wrong side of the threshold: 0 exactly when met, inf when NaN.
+
+        A strict bound missed by landing on it (`faithfulness > 0` at 0) is a violation too, of
+        `BOUNDARY_VIOLATION`, since Optuna and the front take a violation of 0 as met.
+        """
         if math.isnan(value):
             return math.inf
+        if self.met(value):
+            return 0.0
         gap = self.threshold - value if self.op in (">=", ">") else value - self.threshold
-        return max(gap, 0.0)
+        return max(gap, BOUNDARY_VIOLATION)
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.threshold:g}"
