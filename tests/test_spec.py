@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
 import pytest
+from conftest import REPO
 
 import spaces
 from gainakt.errors import ConfigError
@@ -93,6 +95,14 @@ def test_constraints_measure_their_violation():
     assert not below.met(0.1) and math.isinf(below.violation(math.nan))
 
 
+def test_a_strict_constraint_met_with_equality_is_violated_for_optuna_too():
+    faithful = Constraint.parse("faithfulness > 0")
+    assert not faithful.met(0.0) and faithful.violation(0.0) > 0  # a free head's faithfulness is 0
+    assert faithful.met(0.01) and faithful.violation(0.01) == 0
+    assert Constraint.parse("copy_corr < 0.9").violation(0.9) > 0
+    assert Constraint.parse("mastery_corr >= 0.4").violation(0.4) == 0
+
+
 BAD_SPECS = {
     "malformed TOML": ('name = "x"\ntrials = \n', "not valid TOML"),
     "unknown key": ('name = "x"\ntrails = 3\n', "unknown setting 'trails'"),
@@ -173,3 +183,33 @@ def test_spec_validation_errors_are_config_errors():
         SweepSpec(concurrent=0)
     with pytest.raises(ConfigError):
         SweepSpec(objectives=(Objective("auc", "max"), Objective("auc", "min")))
+
+
+STUDY_FILES = sorted((REPO / "studies").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=[p.stem for p in STUDY_FILES])
+def test_every_study_file_in_studies_is_a_valid_sweep(path, tmp_path, monkeypatch):
+    """The shipped study files load, their start points lie in the space, and no objective holds by
+    construction (what `run` checks before Ray starts); nothing is written outside tmp_path."""
+    from search.sweep import prepare
+
+    monkeypatch.chdir(REPO)  # their data paths are relative to the repository root
+    spec = load_spec(str(path))
+    if spec.data.startswith("..") and not (REPO / spec.data).exists():
+        pytest.skip(
+            f"{path.name}: data {spec.data} not found (only the project's own checkout has ../shared)"
+        )
+    prepare(dataclasses.replace(spec, storage=str(tmp_path)))
+
+
+def test_the_faithful_study_requires_a_mastery_the_prediction_reads():
+    spec = load_spec(str(REPO / "studies" / "faithful.toml"))
+    assert [str(o) for o in spec.objectives] == [
+        "auc:max",
+        "mastery_lift:max",
+        "monotonicity_violation_rate:min",
+    ]
+    faithful = next(c for c in spec.constraints if c.metric == "faithfulness")
+    assert not faithful.met(0.0) and faithful.violation(0.0) > 0  # every free head
+    assert faithful.met(0.05)
