@@ -126,6 +126,8 @@ def metric_lines(
         [title, f"  {'metric':<28} {'model':>9}   best baseline (docs/metrics.md)"] if baselines else [title]
     )
     for name, value in metrics.items():
+        if name in RECOVERY_METRICS and math.isnan(value):  # real data: no truth to recover
+            continue
         shown = f"{value:9.4f}" if isinstance(value, float) else f"{value:>9}"
         beside = f"   {best[name][0]:.4f} ({best[name][1]})" if name in best else ""
         lines.append(f"  {name:<28} {shown}{beside}")

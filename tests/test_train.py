@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gainakt.data import load_dataset
-from gainakt.schema import LOSS_COMPONENTS
+from gainakt.schema import LOSS_COMPONENTS, RECOVERY_METRICS
 from gainakt.train import EpochRow, Trainer, make_config, train
 from search.cli import main
 
@@ -77,7 +77,7 @@ def test_rows_have_shares_that_sum_to_one(finished: Path) -> None:
             "gain_corr",
             "neg_gain_rate",
             "monotonicity_violation_rate",
-            "mastery_recovery",
+            *RECOVERY_METRICS,
             "monitor_mastery_corr",
             "monitor_neg_gain_rate",
             "lr",
@@ -101,6 +101,19 @@ def test_best_checkpoint_holds_the_best_epochs_weights(finished: Path, capsys) -
     best_lookup = max(v["mastery_corr"] for v in evaluated["baselines"].values())
     assert evaluated["mastery_lift"] == pytest.approx(evaluated["mastery_corr"] - best_lookup, abs=1e-9)
     assert evaluated["mastery_lift"] == pytest.approx(best["mastery_lift"], abs=1e-6)
+    for name in RECOVERY_METRICS:  # simulated data: every recovery figure, the baselines' too
+        assert evaluated[name] == pytest.approx(best[name], abs=1e-6)
+        assert math.isfinite(evaluated["baselines"]["pfa"][name]), name
+
+
+def test_eval_text_leaves_out_recovery_figures_only_where_there_is_no_truth() -> None:
+    from search.views import metric_lines
+
+    nan = float("nan")
+    real = metric_lines("t", {"auc": 0.7, **{name: nan for name in RECOVERY_METRICS}})
+    simulated = metric_lines("t", {"auc": 0.7, **{name: 0.5 for name in RECOVERY_METRICS}})
+    assert not any(name in line for line in real for name in RECOVERY_METRICS)
+    assert all(any(name in line for line in simulated) for name in RECOVERY_METRICS)
 
 
 def test_same_seed_same_metrics(tmp_path: Path, dataset, finished: Path) -> None:
