@@ -125,6 +125,9 @@ RECOVERY_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EvalMetrics) if
 # score per step (the mastery of the next concept) can correlate with it.
 CEILINGS: dict[str, str] = {"mastery_corr": "pred_corr"}
 
+# Shown beside every front, objective or not: whether the prediction reads the mastery at all.
+CONTEXT_METRICS: tuple[str, ...] = ("faithfulness",)
+
 # Degeneracy guards: a mastery at or above these is copying the last response or pinned to 0 or 1
 # (calibrated in docs/metrics.md; the sweep's default constraints keep trials below them).
 DEGENERACY_LIMITS: dict[str, float] = {"copy_corr": 0.9, "mastery_saturation": 0.5}

@@ -64,6 +64,7 @@ def fake_study(
                     "neg_gain_rate": rng.uniform(0, 0.3),
                     "monotonicity_violation_rate": 0.01,
                     "mastery_recovery": 0.5,
+                    "faithfulness": 0.0 if number % 3 == 0 else 0.05 + 0.01 * epoch,  # every third free
                     "seconds": 1.0,
                     "checkpoint": f"{study.tune_path}/{trial_id}/checkpoint_{epoch - 1:06d}",
                     "reported_at": start + pd.Timedelta(seconds=10 * number + epoch),

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from gainakt.schema import CEILINGS, RECOVERY_METRICS
+from gainakt.schema import CEILINGS, CONTEXT_METRICS, RECOVERY_METRICS
 
 from . import pareto
 from .pareto import Analysis
@@ -55,12 +55,14 @@ def front_columns(
     constraints: Sequence[Constraint],
     detail: bool = False,
 ) -> list[str]:
-    """Trial, objectives, constraint metrics, their ceilings, feasibility, the degeneracy and baseline
-    flags, the metrics fixed by construction, selected epoch and parameters; with `detail` also the
-    Optuna number, each constraint's violation and the checkpoint."""
+    """Trial, objectives, constraint metrics, their ceilings, the context metrics (`faithfulness`),
+    feasibility, the degeneracy and baseline flags, the metrics fixed by construction, selected epoch
+    and parameters; with `detail` also the Optuna number, each constraint's violation and the
+    checkpoint."""
     metrics = [o.metric for o in objectives] + [c.metric for c in constraints]
     columns = [TRIAL_KEY, *(["number"] if detail else []), *metrics]
     columns += [CEILINGS[m] for m in metrics if m in CEILINGS]
+    columns += list(CONTEXT_METRICS)
     columns += [c for c in frame.columns if c.startswith(VIOLATION)] if detail else []
     columns += [FEASIBLE, DEGENERATE, BELOW_BASELINE, GUARANTEED, "selected_epoch"]
     columns += [c for c in frame.columns if c.startswith(PARAM)]

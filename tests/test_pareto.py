@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -242,3 +243,17 @@ def test_every_pair_of_front_trials_is_mutually_non_dominated():
     points = chosen[list(METRICS)].to_numpy() * signs
     for a, b in itertools.permutations(range(len(points)), 2):
         assert not (np.all(points[a] <= points[b]) and np.any(points[a] < points[b]))
+
+
+def test_every_front_table_shows_faithfulness_beside_the_objectives(tmp_path, capsys):
+    """Whether a front trial's prediction reads its mastery is shown whatever the objectives."""
+    from study_helpers import fake_study
+
+    from search.cli import main
+
+    fake_study(tmp_path, "faith", 12)
+    assert main(["pareto", "faith", "--storage", str(tmp_path), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all("faithfulness" in row for row in rows)
+    assert main(["pareto", "faith", "--storage", str(tmp_path)]) == 0
+    assert "faithfulness" in capsys.readouterr().out
