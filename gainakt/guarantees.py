@@ -30,9 +30,10 @@ class ModelModes(Protocol):
 @dataclass(frozen=True)
 class Guarantee:
     metric: str  # the metric fixed by construction
-    value: float  # the value it always takes
-    loss: str  # the auxiliary loss that is identically zero for the same reason
+    value: float  # the value it always takes (`exact`), or lies near
+    loss: str | None  # the auxiliary loss that is identically zero for the same reason, if any
     reason: str
+    exact: bool = True  # False: the architecture holds the metric near `value`, not at it
 
 
 def guarantees(gains: str, mastery: str, head: str = "free") -> tuple[Guarantee, ...]:
@@ -51,6 +52,11 @@ def guarantees(gains: str, mastery: str, head: str = "free") -> tuple[Guarantee,
     elif head == "mastery":
         reason = "a mastery prediction head reads the prediction out of the mastery alone, with no residual"
         out.append(Guarantee("residual_share", 0.0, "residual", reason))
+        reason = (
+            "within a concept a mastery head's prediction is a monotone function of the mastery, so their "
+            "per-concept correlation is near 1"
+        )
+        out.append(Guarantee("mastery_pred_corr", 1.0, None, reason, exact=False))
     return tuple(out)
 
 
@@ -65,4 +71,4 @@ def guaranteed_metrics(options: ModelModes) -> list[str]:
 
 def zero_losses(gains: str, mastery: str, head: str = "free") -> set[str]:
     """The auxiliary losses identically zero for this gain activation, mastery mode and head."""
-    return {g.loss for g in guarantees(gains, mastery, head)}
+    return {g.loss for g in guarantees(gains, mastery, head) if g.loss is not None}
