@@ -259,7 +259,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
-    from search.spec import SAMPLERS, SCHEDULERS
+    from search.spec import SAMPLERS, SCHEDULERS, SEED_MODES
 
     run = commands.add_parser(
         "run",
@@ -315,7 +315,13 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--scheduler", choices=SCHEDULERS, help="fifo (default) or asha: stop weak trials early on AUC"
     )
-    run.add_argument("--seed", type=int, help="seed of the sampler; trial n trains with seed+n (default 0)")
+    run.add_argument("--seed", type=int, help="seed of the sampler and of every trial's training (default 0)")
+    run.add_argument(
+        "--seed-mode",
+        choices=SEED_MODES,
+        help="common (default): every trial trains with --seed, so trials differ by their settings "
+        "only; per-trial: trial n trains with seed + n",
+    )
     run.add_argument(
         "--storage", help="folder or URI (s3://..., gs://...) holding study folders (default runs)"
     )
@@ -391,6 +397,7 @@ def _spec_from_args(args: argparse.Namespace):
         sampler=args.sampler,
         scheduler=args.scheduler,
         seed=args.seed,
+        seed_mode=args.seed_mode,
         storage=args.storage,
         keep_checkpoints=args.keep_checkpoints,
     )

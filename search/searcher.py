@@ -35,7 +35,7 @@ from ray.tune.search import Searcher
 
 from spaces import get_space
 
-from .spec import Constraint, SweepSpec
+from .spec import Constraint, SeedMode, SweepSpec
 from .store import Store
 from .study import Study
 
@@ -45,14 +45,21 @@ _DIRECTIONS = {"max": StudyDirection.MAXIMIZE, "min": StudyDirection.MINIMIZE}
 
 @dataclass(frozen=True)
 class TrialSpace:
-    """Define-by-run wrapper: the space's settings under `settings`, plus a seed and number per trial."""
+    """Define-by-run wrapper: the space's settings under `settings`, plus a seed and number per trial.
+
+    With `seed_mode` common every trial trains with the sweep's seed, so trials that differ only in
+    their settings differ in nothing else (common random numbers); `per-trial` gives trial n the
+    seed `seed + n`.
+    """
 
     space: str
     seed: int
+    seed_mode: SeedMode = "common"
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         settings = get_space(self.space)(trial)
-        return {"settings": settings, "seed": self.seed + trial.number, "number": trial.number}
+        seed = self.seed + trial.number if self.seed_mode == "per-trial" else self.seed
+        return {"settings": settings, "seed": seed, "number": trial.number}
 
 
 def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:

@@ -11,6 +11,7 @@ concurrent = 2                       # trials at a time
 sampler = "tpe"                      # tpe, nsga2, gp or random
 scheduler = "fifo"                   # fifo, or asha (stops weak trials early on AUC)
 seed = 0
+seed_mode = "common"                 # every trial trains with `seed`; "per-trial": seed + trial number
 storage = "runs"                     # a folder or a URI pyarrow understands (s3://..., gs://...)
 keep_checkpoints = 0                 # epoch checkpoints kept per trial; 0 keeps all
 [reference]                          # optional: the hypervolume's reference point, per objective
@@ -44,8 +45,10 @@ from gainakt.schema import Direction
 
 Sampler = Literal["tpe", "nsga2", "gp", "random"]
 Scheduler = Literal["fifo", "asha"]
+SeedMode = Literal["common", "per-trial"]
 SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
+SEED_MODES: tuple[str, ...] = typing.get_args(SeedMode)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CONSTRAINT = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*(\S+)\s*")
 _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
@@ -153,6 +156,7 @@ class SweepSpec:
     sampler: Sampler = "tpe"
     scheduler: Scheduler = "fifo"
     seed: int = 0
+    seed_mode: SeedMode = "common"  # every trial trains with `seed`; per-trial: seed + trial number
     storage: str = "runs"
     keep_checkpoints: int = 0
     reference: Mapping[str, float] = field(default_factory=dict)

@@ -129,6 +129,7 @@ class Study:
 
     def read_spec(self) -> SweepSpec:
         values: dict[str, Any] = json.loads(self.read_bytes(self.spec_path))
+        values.setdefault("seed_mode", "per-trial")  # a study saved before seed_mode seeded each trial
         return SweepSpec.from_dict(values, where=self.spec_path)
 
     def prepare_journal(self) -> str:

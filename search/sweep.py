@@ -230,7 +230,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     # A study restarted before Tune first saved its state already holds its start points.
     fresh = finished == 0 and not _journal_written(journal)
     searcher = StudySearcher(  # the project's own Searcher over the Optuna study (see search/searcher.py)
-        space=TrialSpace(spec.space, spec.seed),
+        space=TrialSpace(spec.space, spec.seed, spec.seed_mode),
         metric=spec.metric_names,
         mode=spec.modes,
         sampler=make_sampler(spec),

@@ -70,7 +70,8 @@ def test_a_suggested_trial_completes_with_its_values_and_constraint_violations(t
     assert trial.constraints == pytest.approx({"mastery_corr >= 0.4": 0.1, "neg_gain_rate < 0.1": 0.0})
     assert all(trial.params[k] == v for k, v in config["settings"].items() if k in trial.params)
     assert _config(searcher, "b")["number"] == 1
-    assert _config(searcher, "b")["seed"] == 8  # asked again for the same Tune trial: the same Optuna trial
+    again = _config(searcher, "b")  # asked again for the same Tune trial: the same Optuna trial
+    assert again["number"] == 1 and again["seed"] == 7  # the sweep's seed: common random numbers
 
 
 def test_a_nan_or_missing_objective_or_an_error_is_told_as_fail(tmp_path):
@@ -221,3 +222,47 @@ def test_a_restored_searcher_counts_trials_that_ended_after_its_state_was_saved(
     restored = _searcher(tmp_path, "restored", budget)
     restored.restore(str(saved))
     assert restored.suggest("c") == Searcher.FINISHED  # 3 before + a + b + the late one = 6
+
+
+@pytest.mark.parametrize("seed_mode", ["common", "per-trial"])
+def test_common_seeds_give_trials_with_the_same_settings_the_same_initial_weights(seed_mode, tmp_path):
+    """Common random numbers: with the default seed mode two trials differ by their settings only."""
+    import torch
+
+    from gainakt.data import load_dataset
+    from gainakt.train import Trainer
+    from search.trainable import TrialSetup, trial_config
+
+    space = TrialSpace("aux_weights", 7, seed_mode)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    first = space(trial)
+    study.enqueue_trial(trial.params)  # the same settings again, as another trial
+    second = space(study.ask())
+    assert first["settings"] == second["settings"] and first["number"] != second["number"]
+    setup = TrialSetup(study="s", data="synthetic:students=50,concepts=5", preset="cpu-small")
+    dataset = load_dataset(setup.data)
+    weights = []
+    for config, folder in ((first, "a"), (second, "b")):
+        train_config = trial_config(setup, config["settings"], config["seed"], str(tmp_path / folder))
+        trainer = Trainer(train_config, dataset, baseline_mastery_corr=float("nan"))
+        weights.append(trainer.model.state_dict())
+    same = all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    if seed_mode == "common":
+        assert first["seed"] == second["seed"] == 7 and same
+    else:
+        assert (first["seed"], second["seed"]) == (7, 8) and not same
+
+
+def test_a_study_saved_before_seed_modes_keeps_seeding_each_trial(tmp_path):
+    import json
+
+    from search.spec import SweepSpec
+    from search.study import Study
+
+    study = Study(str(tmp_path), "old")
+    study.write_spec(SweepSpec(name="old", storage=str(tmp_path)))
+    saved = json.loads(Path(study.spec_path).read_text())
+    assert saved.pop("seed_mode") == "common"
+    Path(study.spec_path).write_text(json.dumps(saved))  # as written before the setting existed
+    assert study.read_spec().seed_mode == "per-trial"
