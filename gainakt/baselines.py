@@ -258,15 +258,22 @@ def unpractised_estimates(baseline: Baseline, num_concepts: int) -> np.ndarray:
     return baseline.estimate(History(concepts, concepts, none, none, none, none - 1))[0]
 
 
-def baseline_metrics(train: Sequences, windows: Sequences, num_concepts: int) -> dict[str, EvalMetrics]:
-    """Every metric of each baseline, fitted on `train` and scored on `windows`, in `BASELINES` order."""
+def baseline_observations(train: Sequences, windows: Sequences, num_concepts: int) -> dict[str, Observations]:
+    """What the metrics look at for each baseline, fitted on `train`, on `windows`, in `BASELINES` order."""
     fitted = fit_baselines(train, num_concepts)
-    scores = {}
+    out = {}
     for name in BASELINES:
         before, after = estimates(fitted[name], windows)
         unpractised = unpractised_estimates(fitted[name], num_concepts)
-        scores[name] = eval_metrics(Observations.from_estimates(windows, before, after, unpractised))
-    return scores
+        out[name] = Observations.from_estimates(windows, before, after, unpractised)
+    return out
+
+
+def baseline_metrics(train: Sequences, windows: Sequences, num_concepts: int) -> dict[str, EvalMetrics]:
+    """Every metric of each baseline, fitted on `train` and scored on `windows`, in `BASELINES` order."""
+    return {
+        name: eval_metrics(obs) for name, obs in baseline_observations(train, windows, num_concepts).items()
+    }
 
 
 def best_mastery_corr(scores: Mapping[str, EvalMetrics]) -> float:

@@ -3,7 +3,9 @@ gathered batch by batch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -14,10 +16,18 @@ from .data import Batch, BatchPlan, Sequences
 from .model import SENSITIVITY_STEP, GainAKT2Exp, States
 from .schema import MONITOR_METRICS, EvalMetrics
 
+if TYPE_CHECKING:
+    from .bootstrap import Interval
+
 
 @dataclass(frozen=True)
 class Observations:
-    """Per-position arrays over real positions of one or more batches."""
+    """Per-position arrays over real positions of one or more batches.
+
+    Three families of arrays, each with the window of every entry, so that `resample` can draw
+    students: the positions t (keyed by `window`), the pairs (t-1, t) of a window (`pair_window`)
+    and the simulator's unpractised (t, k) entries (`unpractised_window`).
+    """
 
     prob: np.ndarray  # p[t]
     next_response: np.ndarray  # r[t+1]
@@ -31,8 +41,9 @@ class Observations:
     mastery_before: np.ndarray  # m[t-1, c[t]], positions with a real t-1
     mastery_after: np.ndarray  # m[t, c[t]], same positions
     correct_after: np.ndarray  # r[t], same positions
-    negative_gains: int  # entries g[t, k] < -NEG_GAIN_TOLERANCE
-    gain_entries: int
+    pair_window: np.ndarray  # the window of each of those pairs
+    negative_gains: np.ndarray  # per position t: entries g[t, k] < -NEG_GAIN_TOLERANCE over the concepts k
+    gain_entries: np.ndarray  # per position t: the gain entries g[t, k] (C for a model, 0 for a baseline)
     logit: np.ndarray  # logit p[t]
     residual: np.ndarray  # the part of logit p[t] that bypasses the mastery (all of it for a free head)
     sensitivity: np.ndarray  # mean |change of p[t]| when m[t, c[t+1]] moves by +-0.1 (0: not read)
@@ -42,6 +53,7 @@ class Observations:
     # every (position t, concept k) whose k is not practised in the window up to t, flattened:
     unpractised_mastery: np.ndarray | None = None  # m[t, k]
     unpractised_truth: np.ndarray | None = None  # true mastery of k before step t+1
+    unpractised_window: np.ndarray | None = None  # the window of each
 
     @classmethod
     def of(cls, states: States, batch: Batch) -> Observations:
@@ -53,7 +65,6 @@ class Observations:
             answered = batch.concepts[:, 1:]
             students = batch.students.unsqueeze(1).expand_as(mask)
             windows = batch.windows.unsqueeze(1).expand_as(mask)
-            real_gains = gains[mask]
             numpy = lambda x: x.cpu().numpy()  # noqa: E731  (local helper)
             logits = states.logits.detach().float()
             residual = logits if states.residual is None else states.residual.detach().float()
@@ -67,6 +78,7 @@ class Observations:
                 unpractised = {
                     "unpractised_mastery": numpy(mastery[keep]),
                     "unpractised_truth": numpy(batch.next_true_mastery_all[keep]),
+                    "unpractised_window": numpy(windows.unsqueeze(-1).expand_as(keep)[keep]),
                 }
             return cls(
                 prob=numpy(torch.sigmoid(logits)[mask]),
@@ -81,8 +93,9 @@ class Observations:
                 mastery_before=numpy(at(mastery[:, :-1], answered)[pairs]),
                 mastery_after=numpy(at(mastery[:, 1:], answered)[pairs]),
                 correct_after=numpy(batch.responses[:, 1:][pairs]),
-                negative_gains=int((real_gains < -metrics.NEG_GAIN_TOLERANCE).sum()),
-                gain_entries=real_gains.numel(),
+                pair_window=numpy(windows[:, 1:][pairs]),
+                negative_gains=numpy((gains < -metrics.NEG_GAIN_TOLERANCE).sum(-1)[mask]),
+                gain_entries=np.full(int(mask.sum()), gains.shape[-1]),
                 logit=numpy(logits[mask]),
                 residual=numpy(residual[mask]),
                 sensitivity=numpy(sensitivity[mask]),
@@ -117,7 +130,8 @@ class Observations:
         step = np.arange(flat.size) - np.repeat(np.cumsum(windows.lengths) - windows.lengths, windows.lengths)
         predicting = step < np.repeat(windows.lengths, windows.lengths) - 1  # t with a real t+1
         now, nxt = flat[predicting], flat[predicting] + 1  # a window's interactions are contiguous
-        paired = flat[predicting & (step >= 1)]
+        is_pair = predicting & (step >= 1)
+        paired = flat[is_pair]
         truth = windows.true_mastery
         gain_truth = windows.true_gain
         prob = before[nxt].astype(np.float64)
@@ -137,8 +151,9 @@ class Observations:
             mastery_before=before[paired],
             mastery_after=after[paired],
             correct_after=windows.responses[paired],
-            negative_gains=0,
-            gain_entries=0,
+            pair_window=window[is_pair],
+            negative_gains=np.zeros(now.size, dtype=np.int64),
+            gain_entries=np.zeros(now.size, dtype=np.int64),
             logit=np.log(clipped / (1 - clipped)),
             residual=np.zeros(prob.size),
             sensitivity=(up + down) / 2,
@@ -149,28 +164,67 @@ class Observations:
 
     @classmethod
     def concat(cls, parts: list[Observations]) -> Observations:
-        merged = {}
+        merged: dict[str, Any] = {}  # arrays, or None for the simulator's fields on real data
         for f in fields(cls):
             values = [getattr(p, f.name) for p in parts]
-            if f.name in ("negative_gains", "gain_entries"):
-                merged[f.name] = sum(values)
-            elif any(v is None for v in values):
-                merged[f.name] = None
-            else:
-                merged[f.name] = np.concatenate(values)
+            merged[f.name] = None if any(v is None for v in values) else np.concatenate(values)
         return cls(**merged)
+
+    def resample(self, students: np.ndarray) -> Observations:
+        """The observations of `students` (drawn with repetition, as a bootstrap does): every entry
+        of their windows, a student drawn k times counted as k students (window and student ids
+        renumbered by draw, so per-student and per-window figures see separate copies)."""
+        windows, first = np.unique(self.window, return_index=True)
+        index, owner = _entries_of(self.student[first], np.asarray(students))  # each drawn student's windows
+        drawn_windows = windows[index]
+        grouped = {name for members in _FAMILIES.values() for name in members} | set(_FAMILIES)
+        positions = tuple(f.name for f in fields(self) if f.name not in grouped and f.name != "window")
+        picked: dict[str, Any] = {}  # as in concat
+        for key, members in {"window": positions, **_FAMILIES}.items():
+            keys = getattr(self, key)
+            if keys is None:
+                picked.update({name: None for name in (key, *members)})
+                continue
+            index, copy = _entries_of(keys, drawn_windows)
+            for name in members:
+                value = getattr(self, name)
+                picked[name] = None if value is None else value[index]
+            picked[key] = copy  # the drawn window's number: copies of one window stay apart
+        picked["student"] = owner[picked["window"]]
+        return Observations(**picked)
 
     def interpretability(self) -> dict[str, float]:
         """The interpretability metrics the monitor follows (`schema.MONITOR_METRICS`)."""
+        entries = int(self.gain_entries.sum())
         values = {
             "mastery_corr": metrics.pearson(self.next_mastery, self.next_response),
             "gain_corr": metrics.pearson(self.practised_gain, self.response),
-            "neg_gain_rate": self.negative_gains / self.gain_entries if self.gain_entries else float("nan"),
+            "neg_gain_rate": float(self.negative_gains.sum() / entries) if entries else float("nan"),
             "monotonicity_violation_rate": metrics.monotonicity_violation_rate(
                 self.mastery_before, self.mastery_after, self.correct_after
             ),
         }
         return {name: values[name] for name in MONITOR_METRICS}
+
+
+# The families of `Observations` arrays beside the positions', by the field holding the window of
+# their entries (every other field is per position, keyed by `window`).
+_FAMILIES: dict[str, tuple[str, ...]] = {
+    "pair_window": ("mastery_before", "mastery_after", "correct_after"),
+    "unpractised_window": ("unpractised_mastery", "unpractised_truth"),
+}
+
+
+def _entries_of(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the entries whose key is each of `wanted` in turn (repeats included), and for
+    each the position in `wanted` it was drawn at."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.searchsorted(sorted_keys, wanted, side="left")
+    counts = np.searchsorted(sorted_keys, wanted, side="right") - starts
+    copy = np.repeat(np.arange(wanted.size), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return order[np.repeat(starts, counts) + offsets], copy
 
 
 def _unpractised_estimates(
@@ -192,6 +246,7 @@ def _unpractised_estimates(
     return {
         "unpractised_mastery": np.broadcast_to(estimate[:concepts], unseen.shape)[unseen],
         "unpractised_truth": windows.true_mastery_all[nxt][unseen],
+        "unpractised_window": window[np.nonzero(unseen)[0]],
     }
 
 
@@ -256,14 +311,8 @@ def residual_share(residual: np.ndarray, logit: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def evaluate(
-    model: GainAKT2Exp,
-    plan: BatchPlan,
-    device: torch.device | str = "cpu",
-    baseline_mastery_corr: float = float("nan"),
-) -> EvalMetrics:
-    """All metrics of the model on every window of `plan` (in eval mode, no gradients); `mastery_lift`
-    against `baseline_mastery_corr`, the best baseline's on the same windows."""
+def observe(model: GainAKT2Exp, plan: BatchPlan, device: torch.device | str = "cpu") -> Observations:
+    """The model's observations on every window of `plan` (in eval mode, no gradients)."""
     was_training = model.training
     model.eval()
     parts = []
@@ -271,23 +320,44 @@ def evaluate(
         batch = batch.to(device)
         parts.append(Observations.of(model.forward_with_states(batch), batch))
     model.train(was_training)
-    return eval_metrics(Observations.concat(parts), baseline_mastery_corr)
+    return Observations.concat(parts)
+
+
+def evaluate(
+    model: GainAKT2Exp,
+    plan: BatchPlan,
+    device: torch.device | str = "cpu",
+    baseline_mastery_corr: float = float("nan"),
+) -> EvalMetrics:
+    """All metrics of the model on every window of `plan`; `mastery_lift` against
+    `baseline_mastery_corr`, the best baseline's on the same windows."""
+    return eval_metrics(observe(model, plan, device), baseline_mastery_corr)
 
 
 @dataclass(frozen=True)
 class RunEvaluation:
-    """A run's best.pt on one split, beside the baselines fitted on its training folds."""
+    """A run's best.pt on one split, beside the baselines fitted on its training folds, with
+    student-level bootstrap intervals of its metrics when asked for."""
 
     epoch: int
     source: str
     metrics: EvalMetrics
     baselines: dict[str, EvalMetrics]
+    intervals: dict[str, Interval] | None = None
 
 
-def evaluate_run(run_dir: str, split: str = "valid", data: str | None = None) -> RunEvaluation:
+def evaluate_run(
+    run_dir: str,
+    split: str = "valid",
+    data: str | None = None,
+    bootstrap: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> RunEvaluation:
     """Every metric of a run folder's best.pt on its validation fold or the test split, and of each
-    baseline on the same windows (`mastery_lift` against the best of them)."""
-    from .baselines import baseline_metrics, best_mastery_corr
+    baseline on the same windows (`mastery_lift` against the best of them); with `bootstrap` N, the
+    model's intervals over N student resamples (`gainakt.bootstrap`)."""
+    from .baselines import baseline_observations, best_mastery_corr
+    from .bootstrap import bootstrap_intervals
     from .data import load_dataset
     from .errors import DataError
     from .train import load_run  # the trainer imports this module
@@ -301,7 +371,9 @@ def evaluate_run(run_dir: str, split: str = "valid", data: str | None = None) ->
         )
     train, valid = dataset.split(config.fold)
     windows = valid if split == "valid" else dataset.test_windows()
-    baselines = baseline_metrics(train, windows, dataset.num_concepts)
-    plan = BatchPlan(windows, 256, "bucketed", shuffle=False)
-    metrics = evaluate(model, plan, "cpu", best_mastery_corr(baselines))
-    return RunEvaluation(int(state["epoch"]), dataset.source, metrics, baselines)
+    lookups = baseline_observations(train, windows, dataset.num_concepts)
+    baselines = {name: eval_metrics(obs) for name, obs in lookups.items()}
+    observed = observe(model, BatchPlan(windows, 256, "bucketed", shuffle=False))
+    metrics = eval_metrics(observed, best_mastery_corr(baselines))
+    intervals = bootstrap_intervals(observed, lookups, bootstrap, progress=progress) if bootstrap else None
+    return RunEvaluation(int(state["epoch"]), dataset.source, metrics, baselines, intervals)

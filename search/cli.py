@@ -217,6 +217,14 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", help="dataset (default: the one the run was trained on)")
     ev.add_argument("--split", choices=["valid", "test"], default="valid")
     ev.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    ev.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add a 95%% interval to every metric from N resamples of the students (0: none; 200 is a "
+        "sensible number; each resample recomputes every metric, so it takes a while on real data)",
+    )
     ev.set_defaults(handler=_eval)
 
 
@@ -224,15 +232,22 @@ def _eval(args: argparse.Namespace) -> int:
     from gainakt.evaluate import evaluate_run
     from search.views import metric_lines
 
-    result = evaluate_run(args.run_dir, args.split, args.data)
+    if args.bootstrap < 0 or args.bootstrap == 1:
+        raise UserError(f"--bootstrap {args.bootstrap}: give 0 (no intervals) or at least 2 resamples")
+    from gainakt.bootstrap import stderr_progress
+
+    progress = stderr_progress(args.bootstrap) if args.bootstrap else None
+    result = evaluate_run(args.run_dir, args.split, args.data, args.bootstrap, progress)
     metrics = result.metrics.as_dict()
     baselines = {name: scores.as_dict() for name, scores in result.baselines.items()}
+    intervals = {k: (i.low, i.high) for k, i in (result.intervals or {}).items()}
     if args.json:
         where = {"run": args.run_dir, "split": args.split, "epoch": result.epoch, "data": result.source}
-        _print(json.dumps({**where, **metrics, "baselines": baselines}, indent=2))
+        extra = {"intervals": intervals, "bootstrap": args.bootstrap} if intervals else {}
+        _print(json.dumps({**where, **metrics, "baselines": baselines, **extra}, indent=2))
     else:
         title = f"{args.run_dir} best.pt (epoch {result.epoch}) on {result.source}, {args.split}:"
-        _print(metric_lines(title, metrics, baselines))
+        _print(metric_lines(title, metrics, baselines, intervals))
     return 0
 
 

@@ -120,19 +120,28 @@ def training_lines(results: Mapping[str, Any], run_dir: str) -> list[str]:
 
 
 def metric_lines(
-    title: str, metrics: Mapping[str, Any], baselines: Mapping[str, Mapping[str, Any]] | None = None
+    title: str,
+    metrics: Mapping[str, Any],
+    baselines: Mapping[str, Mapping[str, Any]] | None = None,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[str]:
-    """One line per metric; with `baselines`, each metric's best baseline value (and which) beside it."""
+    """One line per metric; with `intervals`, its bootstrap interval; with `baselines`, each metric's
+    best baseline value (and which) beside it."""
     best = pareto.baseline_values(baselines or {}, list(metrics))
-    lines = (
-        [title, f"  {'metric':<28} {'model':>9}   best baseline (docs/metrics.md)"] if baselines else [title]
-    )
+    header = f"  {'metric':<28} {'model':>9}"
+    header += f"   {'95% interval':<19}" if intervals else ""
+    lines = [title, header + "   best baseline (docs/metrics.md)"] if baselines else [title]
     for name, value in metrics.items():
         if name in RECOVERY_METRICS and math.isnan(value):  # real data: no truth to recover
             continue
         shown = f"{value:9.4f}" if isinstance(value, float) else f"{value:>9}"
+        if intervals:  # not for the count of positions
+            low, high = (
+                intervals.get(name, (math.nan, math.nan)) if isinstance(value, float) else (math.nan,) * 2
+            )
+            shown += f"   {f'[{low:.4f}, {high:.4f}]' if not math.isnan(low) else '':<19}"
         beside = f"   {best[name][0]:.4f} ({best[name][1]})" if name in best else ""
-        lines.append(f"  {name:<28} {shown}{beside}")
+        lines.append(f"  {name:<28} {shown}{beside}".rstrip())
     return lines
 
 

@@ -340,7 +340,8 @@ def test_observations_gather_what_each_metric_looks_at() -> None:
     np.testing.assert_allclose(obs.mastery_before, [0.5, 0.8, 0.6, 0.2], rtol=1e-6)
     np.testing.assert_allclose(obs.mastery_after, [0.4, 0.7, 0.7, 0.3], rtol=1e-6)
     np.testing.assert_array_equal(obs.correct_after, [0, 1, 1, 1])
-    assert (obs.negative_gains, obs.gain_entries) == (4, 18)
+    assert (obs.negative_gains.sum(), obs.gain_entries.sum()) == (4, 18)
+    np.testing.assert_array_equal(obs.pair_window, [0, 0, 0, 1])
     assert obs.next_true_mastery is None
 
 
