@@ -69,8 +69,8 @@ class Variant:
     def name(self) -> str:
         return self.head + (f"+mp{self.mastery_loss:g}" if self.mastery_loss else "")
 
-    def settings(self, residual: float) -> list[str]:
-        out = ["model.mastery=direct", f"model.head={self.head}"]
+    def settings(self, residual: float, mastery: str) -> list[str]:
+        out = [f"model.mastery={mastery}", f"model.head={self.head}"]
         if self.mastery_loss:
             out.append(f"weights.mastery_performance={self.mastery_loss:g}")
         if self.head == "mixed":
@@ -108,7 +108,7 @@ def run_variant(variant: Variant, seed: int, dataset: Dataset, args: argparse.Na
     results = out / "results.json"
     if results.is_file():
         return json.loads(results.read_text())["best"]
-    assignments = [*variant.settings(args.residual), f"seed={seed}", *args.set]
+    assignments = [*variant.settings(args.residual, args.mastery), f"seed={seed}", *args.set]
     config = make_config(
         args.preset,
         assignments=assignments,
@@ -204,6 +204,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--without-loss", action="store_true", help="only the variants without the mastery_performance loss"
     )
     parser.add_argument(
+        "--mastery",
+        choices=["direct", "deep", "cumulative"],
+        default="direct",
+        help="mastery mode of every variant (default direct: it can go down)",
+    )
+    parser.add_argument(
         "--residual", type=float, default=0.1, help="weight of the mixed head's residual loss (default 0.1)"
     )
     parser.add_argument(
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"$ {shlex.join([sys.executable, *sys.argv])}")
         print(
             f"data {dataset.source}, validation fold {args.fold}, {args.seeds} seed(s), "
-            f"preset {args.preset}, direct mastery, mixed residual weight {args.residual:g}"
+            f"preset {args.preset}, {args.mastery} mastery, mixed residual weight {args.residual:g}"
         )
         rows = {v: [run_variant(v, seed, dataset, args) for seed in range(args.seeds)] for v in variants}
     except UserError as err:

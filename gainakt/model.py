@@ -9,6 +9,13 @@ The prediction head (`ModelOptions.head`) says whether the prediction reads the 
 beside it); `mastery` reads the prediction out of the mastery of the next concept alone,
 logit p[t] = a * logit(m[t, c[t+1]]) + b[c[t+1]] with a > 0; `mixed` adds the free MLP's output
 to that as a residual.
+
+The mastery (`ModelOptions.mastery`): `cumulative` adds the gains up, m[t] = clip(m[t-1] + s * g[t],
+0, 1), so with non-negative gains it never goes down; `direct` is a linear sigmoid head on the
+context stream; `deep` reads an MLP student state of both streams against each concept's embedding,
+sigmoid(<state[t], E[k]> / sqrt(D) + bias[k]), as much as the free head sees. A mastery head reading
+a direct mastery is a logistic model of the context alone and costs AUC where the free MLP's
+non-linearity matters (benchmarks/heads.py); a deep one does not.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from .guarantees import NON_NEGATIVE_GAINS
 
 Attention = Literal["legacy", "intrinsic"]
 GainActivation = Literal["relu", "softplus", "linear"]
-MasteryMode = Literal["cumulative", "direct"]
+MasteryMode = Literal["cumulative", "direct", "deep"]
 PredictionHead = Literal["free", "mastery", "mixed"]
 
 MASTERY_EPS = 1e-4  # the mastery read out is clamped to [eps, 1 - eps], so its logit is finite (+-9.2)
@@ -222,8 +229,13 @@ class GainAKT2Exp(nn.Module):
             self.gain_head = nn.Linear(d, c)
         if cfg.mastery == "cumulative":
             self.initial_mastery = nn.Linear(d, c)
-        else:
+        elif cfg.mastery == "direct":
             self.mastery_head = nn.Linear(d, c)
+        else:  # deep: a student state from both streams, read out per concept
+            self.mastery_state = nn.Sequential(
+                nn.Linear(2 * d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d)
+            )
+            self.mastery_bias = nn.Parameter(torch.zeros(c))
         if cfg.head != "free":  # last: a `mixed` model starts as a `free` one of the same seed, plus this
             self.readout = MasteryReadout(c)
 
@@ -249,7 +261,7 @@ class GainAKT2Exp(nn.Module):
             value = self.gain_projection(gains)  # [B, T, D]
         else:
             gains = self.activate(self.gain_head(value))  # [B, T, C]
-        mastery = self._mastery(context, gains)
+        mastery = self._mastery(context, value, gains)
 
         if self.cfg.head == "mastery":
             residual = torch.zeros(next_concepts.shape, device=mastery.device, dtype=mastery.dtype)
@@ -278,12 +290,18 @@ class GainAKT2Exp(nn.Module):
         )
         return ((up - p).abs() + (p - down).abs()) / 2
 
-    def _mastery(self, context: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
-        """Mastery [B, T, C] in [0, 1] after each interaction: a head on the context (direct), or
-        the clipped recursion m[t] = clip(m[t-1] + s * g[t], 0, 1) from m[-1] = sigmoid(initial
-        mastery of the context at interaction 0) (cumulative)."""
+    def _mastery(self, context: torch.Tensor, value: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """Mastery [B, T, C] in [0, 1] after each interaction: a linear head on the context (direct);
+        an MLP student state on [context; value] against each concept's embedding, sigmoid(<state[t],
+        E[k]> + bias[k]) (deep); or the clipped recursion m[t] = clip(m[t-1] + s * g[t], 0, 1) from
+        m[-1] = sigmoid(initial mastery of the context at interaction 0) (cumulative)."""
         if self.cfg.mastery == "direct":
             return torch.sigmoid(self.mastery_head(context))
+        if self.cfg.mastery == "deep":
+            state = self.mastery_state(torch.cat([context, value], dim=-1))  # [B, T, D]
+            # scaled as attention scores are, so that the mastery does not start saturated
+            scores = state @ self.concept_embedding.weight.T / math.sqrt(state.shape[-1])  # [B, T, C]
+            return torch.sigmoid(scores + self.mastery_bias)
         initial = torch.sigmoid(self.initial_mastery(context[:, :1]))  # [B, 1, C], m[-1]
         s = self.cfg.mastery_step
         if self.cfg.gains in NON_NEGATIVE_GAINS:

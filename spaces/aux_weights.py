@@ -35,11 +35,23 @@ def sample_weights(
 
 @register("aux_weights")
 def aux_weights(trial: optuna.Trial) -> dict[str, Any]:
-    """The gain, mastery and attention modes and the prediction head, then the auxiliary weights that
-    can act on that model (a loss the modes make identically zero gets no weight: the residual's only
-    with a mixed head), and their warm-up."""
+    """The gain, mastery (cumulative or direct) and attention modes and the prediction head, then the
+    auxiliary weights that can act on that model (a loss the modes make identically zero gets no
+    weight: the residual's only with a mixed head), and their warm-up."""
+    return modes_and_weights(trial, ("cumulative", "direct"))
+
+
+@register("aux_weights_deep")
+def aux_weights_deep(trial: optuna.Trial) -> dict[str, Any]:
+    """`aux_weights` with the deep mastery mode among the mastery modes. A space of its own because an
+    Optuna study cannot add a choice to a parameter it has sampled: studies of `aux_weights` resume."""
+    return modes_and_weights(trial, ("cumulative", "direct", "deep"))
+
+
+def modes_and_weights(trial: optuna.Trial, masteries: tuple[str, ...]) -> dict[str, Any]:
+    """The modes, the head and the weights that can act on them (see `aux_weights`)."""
     gains = trial.suggest_categorical("model.gains", ["relu", "softplus", "linear"])
-    mastery = trial.suggest_categorical("model.mastery", ["cumulative", "direct"])
+    mastery = trial.suggest_categorical("model.mastery", list(masteries))
     attention = trial.suggest_categorical("model.attention", ["legacy", "intrinsic"])
     head = trial.suggest_categorical("model.head", ["free", "mastery", "mixed"])
     return {

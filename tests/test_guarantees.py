@@ -18,7 +18,9 @@ from search.spec import Objective, SweepSpec
 from search.sweep import prepare
 
 MODES = list(
-    itertools.product(("legacy", "intrinsic"), ("relu", "softplus", "linear"), ("cumulative", "direct"))
+    itertools.product(
+        ("legacy", "intrinsic"), ("relu", "softplus", "linear"), ("cumulative", "direct", "deep")
+    )
 )
 HEADS = ("free", "mastery", "mixed")
 # Every mode with the free head, and every head in a few modes: each head in both attentions and both
@@ -30,6 +32,7 @@ CASES = [(*mode, "free") for mode in MODES] + [
         ("intrinsic", "linear", "direct"),
         ("legacy", "softplus", "direct"),
         ("intrinsic", "relu", "cumulative"),
+        ("legacy", "relu", "deep"),
     )
     for head in ("mastery", "mixed")
 ]
@@ -78,7 +81,7 @@ def test_each_guarantee_holds_exactly_and_its_loss_is_zero_with_zero_gradient(
         assert_zero_with_zero_gradient(model, aux[guarantee.loss], guarantee)
     if gains == "linear":  # nothing keeps a linear gain non-negative: a random model has negative ones
         assert "neg_gain_rate" not in guaranteed_metrics(options) and result["neg_gain_rate"] > 0
-    if mastery == "direct":  # a free mastery head goes down after some correct answers
+    if mastery != "cumulative":  # a mastery read from the streams goes down after some correct answers
         assert "monotonicity_violation_rate" not in guaranteed_metrics(options)
         assert result["monotonicity_violation_rate"] > 0
     if head != "free":  # the prediction reads the mastery: moving it moves the prediction
@@ -94,7 +97,7 @@ def test_each_guarantee_holds_exactly_and_its_loss_is_zero_with_zero_gradient(
 
 def test_guarantees_name_real_metrics_and_losses():
     for gains, mastery, head in itertools.product(
-        ("relu", "softplus", "linear"), ("cumulative", "direct"), HEADS
+        ("relu", "softplus", "linear"), ("cumulative", "direct", "deep"), HEADS
     ):
         for guarantee in guarantees(gains, mastery, head):
             assert guarantee.metric in schema.METRICS

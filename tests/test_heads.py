@@ -142,7 +142,7 @@ def by_hand(m: np.ndarray, a: float, b: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(a * np.log(m / (1 - m)) + b)))
 
 
-@pytest.mark.parametrize("mastery", ["direct", "cumulative"])
+@pytest.mark.parametrize("mastery", ["direct", "deep", "cumulative"])
 def test_faithfulness_of_a_random_mastery_head_against_a_hand_computation(
     plan: BatchPlan, batch: Batch, mastery: str
 ) -> None:
@@ -178,7 +178,7 @@ def test_faithfulness_of_a_random_mastery_head_against_a_hand_computation(
 
 @pytest.mark.parametrize(
     "attention, mastery, head",
-    list(itertools.product(("legacy", "intrinsic"), ("direct", "cumulative"), ("mastery", "mixed"))),
+    list(itertools.product(("legacy", "intrinsic"), ("direct", "deep", "cumulative"), ("mastery", "mixed"))),
 )
 def test_mastery_sensitivity_is_what_moving_the_mastery_does_to_the_prediction(
     batch: Batch, monkeypatch: pytest.MonkeyPatch, attention: str, mastery: str, head: str
@@ -190,7 +190,9 @@ def test_mastery_sensitivity_is_what_moving_the_mastery_does_to_the_prediction(
     original = model._mastery
     moved = []
     for step in (0.1, -0.1):
-        monkeypatch.setattr(model, "_mastery", lambda c, g, s=step: (original(c, g) + s).clamp(0.0, 1.0))
+        monkeypatch.setattr(
+            model, "_mastery", lambda c, v, g, s=step: (original(c, v, g) + s).clamp(0.0, 1.0)
+        )
         moved.append(torch.sigmoid(states_of(model, batch).logits))
     p = torch.sigmoid(states.logits)
     intervention = ((moved[0] - p).abs() + (p - moved[1]).abs()) / 2
@@ -205,7 +207,7 @@ def test_the_free_head_does_not_move_when_the_mastery_does(
     model = tiny("free", mastery="direct")
     states = states_of(model, batch)
     original = model._mastery
-    monkeypatch.setattr(model, "_mastery", lambda c, g: (original(c, g) + 0.1).clamp(0.0, 1.0))
+    monkeypatch.setattr(model, "_mastery", lambda c, v, g: (original(c, v, g) + 0.1).clamp(0.0, 1.0))
     assert torch.equal(states_of(model, batch).logits, states.logits)  # the intervention changes nothing
     assert states.residual is None and states.mastery_sensitivity is not None
     assert not states.mastery_sensitivity.any()

@@ -225,7 +225,12 @@ def test_prospective_mastery_performance_without_real_positions_is_zero_with_a_g
 # with direct mastery the gains come from `gain_head`, the mastery from `mastery_head`;
 # with cumulative mastery both the gains and `initial_mastery` shape the mastery; the residual is
 # the free MLP (`head`) of a mixed head (direct mastery).
-MODELS = {"direct": ("direct", "free"), "cumulative": ("cumulative", "free"), "mixed": ("direct", "mixed")}
+MODELS = {
+    "direct": ("direct", "free"),
+    "deep": ("deep", "free"),
+    "cumulative": ("cumulative", "free"),
+    "mixed": ("direct", "mixed"),
+}
 DEPENDS_ON = {
     "direct": {
         "non_negative": ["gain_head.weight"],
@@ -347,9 +352,12 @@ def test_weights_of_other_losses_do_not_touch_an_unrelated_head(batch: Batch) ->
 
 
 # The mastery parameters, in legacy attention with linear gains: with direct mastery the mastery head,
-# with cumulative mastery the initial mastery and the gain path it adds up.
+# with deep mastery its state MLP and biases, with cumulative mastery the initial mastery and the
+# gain path it adds up.
 MASTERY_PARAMETERS = {
     "direct": ["mastery_head.weight", "mastery_head.bias"],
+    # the concept embedding it shares with the free head is left out: the free MLP reads it too
+    "deep": ["mastery_state.0.weight", "mastery_state.0.bias", "mastery_state.3.weight", "mastery_bias"],
     "cumulative": ["initial_mastery.weight", "initial_mastery.bias", "gain_head.weight", "gain_head.bias"],
 }
 READOUT = ["readout.raw_scale", "readout.bias"]
@@ -363,7 +371,7 @@ def prediction_gradients(model: GainAKT2Exp, batch: Batch) -> dict[str, torch.Te
     return {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("mastery", ["direct", "cumulative"])
+@pytest.mark.parametrize("mastery", ["direct", "deep", "cumulative"])
 @pytest.mark.parametrize("head", ["free", "mastery", "mixed"])
 def test_the_prediction_loss_reaches_every_mastery_parameter_unless_the_head_is_free(
     batch: Batch, mastery: str, head: str

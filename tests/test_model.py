@@ -44,7 +44,7 @@ def tiny(**options) -> GainAKT2Exp:
         itertools.product(
             ("legacy", "intrinsic"),
             ("relu", "softplus", "linear"),
-            ("cumulative", "direct"),
+            ("cumulative", "direct", "deep"),
             ("free", "mastery", "mixed"),
         )
     ),
@@ -170,7 +170,7 @@ def test_cumulative_mastery_with_linear_gains_by_hand(
         model.initial_mastery.bias.zero_()  # m[-1] = sigmoid(0) = 0.5 for every concept
     g = torch.tensor(gains).view(1, 5, 1).expand(2, 5, CONCEPTS)  # [B=2, T=5, C]
     context = torch.randn(2, 5, 16)
-    mastery = model._mastery(context, g)
+    mastery = model._mastery(context, context, g)  # cumulative mastery reads no value stream
     want = torch.tensor(expected).view(1, 5, 1).expand_as(g)
     torch.testing.assert_close(mastery, want, atol=1e-6, rtol=0)
     torch.testing.assert_close(mastery, recursion(torch.full((2, CONCEPTS), 0.5), g, 0.1), atol=1e-6, rtol=0)
@@ -182,14 +182,20 @@ def test_cumulative_mastery_with_linear_gains_by_hand(
 def test_linear_cumulative_mastery_passes_gradient_to_gains_and_initial_mastery() -> None:
     model = tiny(gains="linear", mastery="cumulative")
     gains = torch.tensor([1.0, -2.0, 0.5]).view(1, 3, 1).repeat(1, 1, CONCEPTS).requires_grad_()
-    model._mastery(torch.randn(1, 3, 16), gains).sum().backward()
+    context = torch.randn(1, 3, 16)
+    model._mastery(context, context, gains).sum().backward()
     assert gains.grad is not None and gains.grad.abs().sum() > 0
     assert model.initial_mastery.weight.grad is not None and model.initial_mastery.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("attention", ["legacy", "intrinsic"])
-def test_changing_later_responses_leaves_earlier_predictions(batch: Batch, attention: str) -> None:
-    model = tiny(attention=attention).eval()
+@pytest.mark.parametrize(
+    ("attention", "mastery", "head"),
+    [("legacy", "cumulative", "free"), ("intrinsic", "cumulative", "free"), ("legacy", "deep", "mastery")],
+)
+def test_changing_later_responses_leaves_earlier_predictions(
+    batch: Batch, attention: str, mastery: str, head: str
+) -> None:
+    model = tiny(attention=attention, mastery=mastery, head=head).eval()
     t = 5
     flipped = batch.responses.clone()
     flipped[:, t + 1 :] = 1 - flipped[:, t + 1 :]

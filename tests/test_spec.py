@@ -31,13 +31,15 @@ def test_every_space_samples_valid_training_settings(name):
             assert getattr(getattr(config, section) if section else config, field) == value
 
 
-def test_aux_weights_can_switch_each_loss_off_and_stays_in_range():
+@pytest.mark.parametrize("name", ["aux_weights", "aux_weights_deep"])
+def test_aux_weights_can_switch_each_loss_off_and_stays_in_range(name):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen_off, seen_on = set(), set()
-    heads_with_residual = set()
+    heads_with_residual, masteries = set(), set()
     for _ in range(60):
         trial = study.ask()
-        settings = spaces.get_space("aux_weights")(trial)
+        settings = spaces.get_space(name)(trial)
+        masteries.add(settings["model.mastery"])
         head = settings["model.head"]
         idle = zero_losses(settings["model.gains"], settings["model.mastery"], head)
         # the residual loss acts on a mixed head only: with a free or a mastery head it is not sampled
@@ -53,6 +55,9 @@ def test_aux_weights_can_switch_each_loss_off_and_stays_in_range():
         study.tell(trial, 0.0)
     assert seen_off == seen_on == set(SEARCHED_LOSSES)
     assert heads_with_residual == {"mixed"}
+    assert masteries == (
+        {"cumulative", "direct", "deep"} if name == "aux_weights_deep" else {"cumulative", "direct"}
+    )
 
 
 def test_a_broken_space_fails_when_sampled():
