@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_resume(commands)
     _add_status(commands)
+    _add_confirm(commands)
     _add_pareto(commands)
     _add_report(commands)
     return parser
@@ -464,6 +465,57 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_confirm(commands: argparse._SubParsersAction) -> None:
+    confirm = commands.add_parser(
+        "confirm",
+        help="re-train chosen trials with new seeds and report them on the test split, with intervals",
+        description="Re-train the settings of chosen trials of a study with new seeds (the same for every "
+        "trial, so differences are paired) and optionally on other validation folds, as Ray Tune trials "
+        "with the study's resources; score each model on its validation fold and on the test split, beside "
+        "the baselines on the same splits; store one row per (trial, seed, fold) in the study's confirm "
+        "table (store/confirm/). Run it again to continue an interrupted confirmation. Ends with the "
+        "robust front: means with 95%% t intervals over seeds x folds, and the trials no paired interval "
+        "tells apart.",
+    )
+    _add_study_args(confirm)
+    confirm.add_argument(
+        "--trials",
+        nargs="+",
+        default=["front"],
+        metavar="front|feasible|ID",
+        help="which trials: front (the non-dominated ones, default), feasible (those meeting the targets "
+        "among them) or trial ids",
+    )
+    confirm.add_argument("--seeds", type=int, default=5, help="new seeds per trial and fold (default 5)")
+    confirm.add_argument(
+        "--folds", type=int, nargs="+", default=[0], metavar="F", help="validation folds (default 0)"
+    )
+    confirm.add_argument(
+        "--split",
+        choices=["test", "valid"],
+        default="test",
+        help="test (default): score on the validation fold and the test split; valid: the fold only",
+    )
+    confirm.add_argument("--concurrent", type=int, help="runs at a time (default: the study's)")
+    confirm.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
+    confirm.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all of this machine)")
+    confirm.set_defaults(handler=_confirm)
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    from search.confirm import confirm_table, plan_confirmation, run_confirmation
+    from search.study import open_study
+    from search.views import confirmed_lines
+
+    study = open_study(args.storage, args.name)
+    plan = plan_confirmation(study, args.trials, args.seeds, args.folds, args.split)
+    run_confirmation(
+        plan, concurrent=args.concurrent, address=args.address, num_cpus=args.num_cpus, echo=_print
+    )
+    _print(confirmed_lines(confirm_table(study), plan.spec.objectives, plan.splits[-1]))
+    return 0
+
+
 def _add_pareto(commands: argparse._SubParsersAction) -> None:
     pareto = commands.add_parser(
         "pareto",
@@ -489,6 +541,11 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
     pareto.add_argument(
         "--format", choices=["table", "csv", "json"], default="table", help="output format (default table)"
     )
+    pareto.add_argument(
+        "--confirmed",
+        action="store_true",
+        help="the robust front of the study's confirmation runs (gainakt-search confirm) instead",
+    )
     pareto.set_defaults(handler=_pareto)
 
 
@@ -498,7 +555,20 @@ def _pareto(args: argparse.Namespace) -> int:
     from search.views import pareto_output
 
     study = open_study(args.storage, args.name)
-    _, analysis = load_analysis(study, study.read_spec().named_objectives(args.objectives))
+    objectives = study.read_spec().named_objectives(args.objectives)
+    if args.confirmed:
+        from search.store import Store
+        from search.views import confirmed_lines
+
+        table = Store(study).confirm()
+        if not len(table):
+            raise UserError(
+                f"study {args.name!r} has no confirmation runs (gainakt-search confirm {args.name})"
+            )
+        split = "test" if any(c.startswith("test.") for c in table.columns) else "valid"
+        _print(confirmed_lines(table, objectives, split))
+        return 0
+    _, analysis = load_analysis(study, objectives)
     _print(pareto_output(analysis, args.epoch_level, args.feasible, args.format))
     return 0
 

@@ -54,7 +54,7 @@ def _epoch_row(result: Mapping[str, Any]) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in result.items() if key.startswith(prefix)}
 
 
-def _error_line(trial: Trial) -> str:
+def error_line(trial: Trial) -> str:
     """The last line of the trial's traceback, e.g. `FloatingPointError: loss is nan at epoch 1, step 2`."""
     local = Path(trial.error_file) if trial.error_file else None
     text = local.read_text() if local is not None and local.is_file() else str(trial.get_error() or "")
@@ -169,7 +169,7 @@ class StoreRecorder(Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(trial.trial_id) or self._new_row(trial)
-        row.update(status=TrialStatus.ERROR.value, error=_error_line(trial), ended_at=now())
+        row.update(status=TrialStatus.ERROR.value, error=error_line(trial), ended_at=now())
         self._put_trial(row)
         self.echo(f"trial {trial.trial_id} failed: {row['error']}")
 

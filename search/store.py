@@ -1,4 +1,5 @@
-"""The study's Parquet store: a trial table and an epoch table, one file per trial in each.
+"""The study's Parquet store: a trial table and an epoch table, one file per trial in each, and the
+confirm table of `confirm`, one file per confirmation run.
 
 Every file is rewritten whole and atomically (temporary name, then rename), so a crash
 never leaves half a file and each (trial, epoch) is held exactly once. pandas, pyarrow,
@@ -58,7 +59,16 @@ class Store:
             raise ValueError(f"trial {trial_id}: an epoch appears twice")
         self.study.write_atomic(f"{self.study.epochs_dir}/{_file_name(trial_id)}", _to_parquet(ordered))
 
+    def put_confirm(self, row: Mapping[str, Any]) -> None:
+        """Replace a confirmation run's row (`search/confirm.py`), keyed by its `key`."""
+        self.study.write_atomic(f"{self.study.confirm_dir}/{_file_name(row['key'])}", _to_parquet([row]))
+
     # ------------------------------------------------------------------ reading
+
+    def confirm(self) -> pd.DataFrame:
+        """One row per confirmation run and per (baseline, fold)."""
+        frame = self._read(self.study.confirm_dir)
+        return frame.sort_values(["source", "fold", "seed"], ignore_index=True) if len(frame) else frame
 
     def trials(self) -> pd.DataFrame:
         """One row per trial, in order of start."""

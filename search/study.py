@@ -5,6 +5,7 @@ STORAGE/NAME/
   optuna.journal         the Optuna study (optuna-dashboard opens it)
   store/trials/*.parquet one file per trial: its outcome (see search/store.py)
   store/epochs/*.parquet one file per trial: a row per epoch
+  store/confirm/*.parquet one file per confirmation run (`confirm`, search/confirm.py)
   tune/                  Ray Tune's experiment: trial folders and checkpoints
 """
 
@@ -65,6 +66,10 @@ class Study:
     @property
     def epochs_dir(self) -> str:
         return f"{self.root}/store/epochs"
+
+    @property
+    def confirm_dir(self) -> str:
+        return f"{self.root}/store/confirm"
 
     @property
     def tune_path(self) -> str:

@@ -6,10 +6,11 @@ settings, data), so bad input fails in a second and leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -154,8 +155,6 @@ def run_sweep(
     echo: Callable[[str], None] = print,
 ) -> SweepOutcome:
     """Run (or continue) the sweep until every trial asked for has finished."""
-    import ray
-
     spec, study = prepared.spec, prepared.study
     if not prepared.resumed:
         study.write_spec(spec)
@@ -165,33 +164,45 @@ def run_sweep(
     if len(Store(study).ended_trial_ids()) >= spec.trials:
         echo(f"study {spec.name!r} already has all its {spec.trials} trials")
         return SweepOutcome(study, spec, 0.0, interrupted=False)
-    started_ray = not ray.is_initialized()
     ray_started = time.time()
-    if started_ray:
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
-        try:
-            ray.init(
-                address=address,
-                num_cpus=num_cpus if address is None else None,
-                include_dashboard=False,
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-            )
-        except (ConnectionError, ValueError) as err:
-            raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
-    started = time.time()
-    ray_start_seconds = started - ray_started
     try:
-        tuner = _tuner(prepared, journal, echo)
-        tuner.fit()
-        wall = time.time() - started
+        with ray_session(address, num_cpus):
+            started = time.time()
+            ray_start_seconds = started - ray_started
+            tuner = _tuner(prepared, journal, echo)
+            tuner.fit()
+            wall = time.time() - started
     finally:
-        if started_ray:
-            ray.shutdown()
         study.sync_journal()
     trials = Store(study).trials()
     interrupted = len(trials) > 0 and bool((trials["status"] == TrialStatus.RUNNING).any())
     return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
+    """Ray for the length of the block: the cluster at `address`, or a local Ray of `num_cpus` CPUs
+    (stopped at the end); an already initialised Ray is used as it is and left running."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
+    try:
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if address is None else None,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    except (ConnectionError, ValueError) as err:
+        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _journal_written(journal: str) -> bool:

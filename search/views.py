@@ -299,3 +299,48 @@ def baseline_lines(title: str, scores: Mapping[str, Mapping[str, Any]], best: st
     if best is None:
         return lines + ["best by mastery_corr: none (undefined for every baseline)"]
     return lines + [f"best by mastery_corr: {best} ({scores[best]['mastery_corr']:.4f})"]
+
+
+# ---------------------------------------------------------------------------- confirmation
+
+
+def confirmed_lines(table: pd.DataFrame, objectives: Sequence[Objective], split: str) -> list[str]:
+    """The robust front of a study's confirmation runs on `split` (means and 95% t intervals over
+    seeds x folds, and which trials no paired interval tells apart), then the baselines there."""
+    from .confirm import BASELINE_PREFIX, metric_column
+    from .statistics import INDISTINGUISHABLE, SOURCE, robust_front
+
+    columns = {metric_column(split, o.metric): o.metric for o in objectives}
+    done = table[table["status"] == TrialStatus.COMPLETED.value].rename(columns=columns)
+    runs = done[~done[SOURCE].str.startswith(BASELINE_PREFIX)]
+    lookups = done[done[SOURCE].str.startswith(BASELINE_PREFIX)]
+    which = "test split" if split == "test" else "validation fold(s)"
+    if not len(runs):
+        return [f"no completed confirmation run yet ({len(table)} rows)"]
+    front = robust_front(runs, objectives)
+    shown = pd.DataFrame(
+        {
+            "trial": front[SOURCE],
+            "runs": front["runs"],
+            **{
+                o.metric: [
+                    f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if not math.isnan(lo) else f"{m:.4f}"
+                    for m, lo, hi in zip(front[o.metric], front[f"{o.metric}.low"], front[f"{o.metric}.high"])
+                ]
+                for o in objectives
+            },
+            "not distinguishable from": [", ".join(v) or "-" for v in front[INDISTINGUISHABLE]],
+        }
+    )
+    lines = [
+        f"robust front on the {which} ({', '.join(str(o) for o in objectives)}): mean [95% t interval] "
+        "over seeds x folds",
+        text_table(shown, list(shown.columns)),
+    ]
+    if len(lookups):
+        means = lookups.groupby(SOURCE)[[o.metric for o in objectives]].mean()
+        lines.append(f"baselines on the same {which} (mean over folds):")
+        for name, row in means.iterrows():
+            values = ", ".join(f"{o.metric} {row[o.metric]:.4f}" for o in objectives)
+            lines.append(f"  {str(name).removeprefix(BASELINE_PREFIX)}: {values}")
+    return lines

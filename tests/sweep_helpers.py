@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -51,3 +52,11 @@ def optuna_trials(storage: Path, name: str) -> list:
 def relu_only_space(trial) -> dict:
     """A space whose every point has relu gains and cumulative mastery: neg_gain_rate is always 0."""
     return {"weights.sparsity": trial.suggest_float("weights.sparsity", 1e-3, 1.0, log=True)}
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a driver and every process it started (its own process group: Ray's included)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from optuna.trial import TrialState
-from sweep_helpers import optuna_trials, sweep_argv, tables
+from sweep_helpers import kill_group, optuna_trials, sweep_argv, tables
 
 from search.cli import main
 from search.store import Store
@@ -93,14 +93,6 @@ def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, caps
     assert states[1] == TrialState.FAIL and states[0] == states[2] == TrialState.COMPLETE
 
 
-def _kill_group(pid: int) -> None:
-    """SIGKILL the driver and every process it started (its own process group: Ray's included)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def _files(study: Path, trial_id: str) -> tuple[bytes, bytes]:
     """The bytes of a trial's row file and epoch file in the store."""
     return tuple(
@@ -141,7 +133,7 @@ def test_sigkill_then_resume_finishes_exactly_the_trials_asked(tmp_path, tune_sa
         done_before = list(before_trials[before_trials["status"] == "COMPLETED"]["trial_id"])
         files_before = {trial_id: _files(tmp_path / "killed", trial_id) for trial_id in done_before}
     finally:
-        _kill_group(driver.pid)
+        kill_group(driver.pid)
         driver.wait()
     assert driver.returncode == -signal.SIGKILL
 

@@ -1,0 +1,319 @@
+"""`confirm`: re-train chosen trials of a study with new seeds (and other folds), score every model
+on its validation fold and on the test split, and keep one row per (source trial, seed, fold) in
+the study's `confirm` table (`store/confirm/`, one Parquet file per run).
+
+The sweep selected its trials on validation fold 0 with one seed each; a confirmation re-trains
+their settings with seeds the sweep never used (`CONFIRM_SEED` onwards, the same for every source
+trial, so differences between trials are paired) and reports figures the selection never saw.
+The runs are Ray Tune trials of one Tuner, with the sweep's resources per trial. Running the same
+command again continues a confirmation: runs whose row is stored are not trained again and a run
+stopped midway starts afresh, so the table holds each (source, seed, fold) once. The lookups of
+`gainakt.baselines` are scored on the same splits, one row per (baseline, fold), with source
+`baseline:NAME` and seed -1 (they are deterministic).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from gainakt.baselines import baseline_metrics, best_mastery_corr
+from gainakt.data import BatchPlan, Dataset, Sequences
+from gainakt.errors import ConfigError, DataError
+
+from . import pareto
+from .recorder import error_line, open_optuna_study
+from .schema import TRIAL_KEY, TrialStatus, param_column
+from .spec import SweepSpec
+from .statistics import FOLD, SEED, SOURCE
+from .store import Store
+from .study import Study
+from .sweep import prepare
+from .trainable import TrialSetup, trial_config
+
+CONFIRM_SEED = 1000  # the first confirmation seed: far from the sweep's seed and its trial numbers
+BASELINE_PREFIX = "baseline:"
+BASELINE_SEED = -1
+RUN_DIR = "run"
+
+
+def metric_column(split: str, metric: str) -> str:
+    """The confirm table's column of a metric on a split, e.g. `test.auc`."""
+    return f"{split}.{metric}"
+
+
+@dataclass(frozen=True)
+class ConfirmRun:
+    """One re-training: a source trial's settings with a seed, validated on a fold."""
+
+    source: str
+    seed: int
+    fold: int
+    settings: Mapping[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}-seed{self.seed}-fold{self.fold}"
+
+
+@dataclass(frozen=True)
+class ConfirmPlan:
+    """A validated confirmation, ready to run."""
+
+    study: Study
+    spec: SweepSpec
+    dataset: Dataset
+    setup: TrialSetup
+    runs: tuple[ConfirmRun, ...]  # every run asked for, stored or not
+    splits: tuple[str, ...]  # where every model is scored: "valid", and "test" when asked for
+    against: Mapping[str, float]  # "FOLD/SPLIT" -> the best baseline's mastery_corr there (mastery_lift)
+    baseline_rows: tuple[Mapping[str, Any], ...]
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def source_trials(study: Study, which: Sequence[str]) -> list[str]:
+    """The trial ids `which` names: `front` (the non-dominated trials), `feasible` (the non-dominated
+    trials among those meeting the constraints) or trial ids of completed trials."""
+    _, analysis = pareto.load_analysis(study)
+    trials = analysis.trials
+    completed = set(trials.loc[trials["status"] == TrialStatus.COMPLETED, TRIAL_KEY])
+    chosen: list[str] = []
+    for item in which:
+        if item == "front":
+            chosen += list(analysis.front[TRIAL_KEY])
+        elif item == "feasible":
+            chosen += list(analysis.feasible_front[TRIAL_KEY])
+        elif item in completed:
+            chosen.append(item)
+        else:
+            raise ConfigError(f"--trials {item}: not a completed trial of study {study.name!r}")
+    if not chosen:
+        raise ConfigError(f"--trials {' '.join(which)}: no trial of study {study.name!r} qualifies")
+    return list(dict.fromkeys(chosen))
+
+
+def trial_settings(study: Study, spec: SweepSpec, trial_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The training settings each trial's space gave it: the space run again on its Optuna parameters."""
+    from spaces import get_space, sample_once
+
+    numbers = Store(study).trials().set_index(TRIAL_KEY)["number"]
+    journal = open_optuna_study(study.prepare_journal(), spec.name)
+    params = {t.number: t.params for t in journal.get_trials(deepcopy=False)}
+    space = get_space(spec.space)
+    return {tid: sample_once(space, spec.seed, params[int(numbers[tid])]) for tid in trial_ids}
+
+
+def _windows(dataset: Dataset, fold: int, split: str) -> Sequences:
+    return dataset.split(fold)[1] if split == "valid" else dataset.test_windows()
+
+
+def plan_confirmation(
+    study: Study, which: Sequence[str], seeds: int, folds: Sequence[int], split: str
+) -> ConfirmPlan:
+    """Validate everything a confirmation needs before Ray starts; a one-line error otherwise."""
+    if not study.exists():
+        raise ConfigError(f"study {study.name!r} not found in {study.storage} (no {study.spec_path})")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    prepared = prepare(study.read_spec(), must_exist=True, spec_given=False)
+    spec, dataset = prepared.spec, prepared.dataset
+    splits = ("valid",) if split == "valid" else ("valid", "test")
+    if "test" in splits and dataset.test is None:
+        raise DataError(
+            f"{dataset.source}: no test split (test.csv or test_sequences.csv); confirm with --split valid"
+        )
+    for fold in folds:
+        if not 0 <= fold < int(dataset.train_valid.folds.max()) + 1:
+            raise ConfigError(f"--folds {fold}: the data have folds 0-{int(dataset.train_valid.folds.max())}")
+    sources = source_trials(study, which)
+    settings = trial_settings(study, spec, sources)
+    runs = tuple(
+        ConfirmRun(source, CONFIRM_SEED + k, fold, settings[source])
+        for source in sources
+        for fold in folds
+        for k in range(seeds)
+    )
+    against, baseline_rows = {}, []
+    for fold in folds:
+        train = dataset.split(fold)[0]
+        scores = {
+            s: baseline_metrics(train, _windows(dataset, fold, s), dataset.num_concepts) for s in splits
+        }
+        for s in splits:
+            against[f"{fold}/{s}"] = best_mastery_corr(scores[s])
+        for name in scores[splits[0]]:
+            row = {SOURCE: f"{BASELINE_PREFIX}{name}", SEED: BASELINE_SEED, FOLD: fold, "kind": "baseline"}
+            for s in splits:
+                row.update({metric_column(s, k): v for k, v in scores[s][name].as_dict().items()})
+            baseline_rows.append(row)
+    return ConfirmPlan(study, spec, dataset, prepared.setup, runs, splits, against, tuple(baseline_rows))
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def confirm_table(study: Study) -> pd.DataFrame:
+    """One row per confirmation run and per (baseline, fold); empty when nothing was confirmed."""
+    return Store(study).confirm()
+
+
+def stored_keys(study: Study) -> set[str]:
+    table = confirm_table(study)
+    if not len(table):
+        return set()
+    done = table[table["status"] == TrialStatus.COMPLETED]
+    return set(done["key"])
+
+
+# ---------------------------------------------------------------------------- one run (on a worker)
+
+
+def run_confirmation_trial(
+    config: dict[str, Any],
+    setup: TrialSetup,
+    dataset: Dataset,
+    splits: tuple[str, ...],
+    against: Mapping[str, float],
+) -> None:
+    """Train one confirmation run to its end, then score its best epoch on every split."""
+    import ray
+    from ray import tune
+
+    from gainakt.evaluate import evaluate
+    from gainakt.train import Trainer, load_run
+
+    began = time.perf_counter()
+    run = config["run"]
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    out = Path(os.getcwd()) / RUN_DIR
+    train_config = replace(
+        trial_config(setup, run["settings"], int(run["seed"]), str(out), device), fold=int(run["fold"])
+    )
+    if out.exists():  # a run stopped midway starts afresh
+        import shutil
+
+        shutil.rmtree(out)
+    trainer = Trainer(train_config, dataset, baseline_mastery_corr=against[f"{run['fold']}/valid"])
+    results = trainer.run()
+    model, _, state = load_run(out, device)
+    metrics: dict[str, Any] = {
+        "selected_epoch": int(state["epoch"]),
+        "epochs_run": int(results["epochs_run"]),
+    }
+    for split in splits:
+        plan = BatchPlan(_windows(dataset, int(run["fold"]), split), 256, "bucketed", shuffle=False)
+        scores = evaluate(model, plan, device, against[f"{run['fold']}/{split}"])
+        metrics.update({metric_column(split, k): v for k, v in scores.as_dict().items()})
+    metrics["train_seconds"] = time.perf_counter() - began
+    tune.report(metrics)
+
+
+# ---------------------------------------------------------------------------- the driver
+
+
+def _row(run: Mapping[str, Any], status: TrialStatus, **values: Any) -> dict[str, Any]:
+    settings = {param_column(k): v for k, v in run["settings"].items()}
+    return {
+        "key": run["key"],
+        SOURCE: run[SOURCE],
+        SEED: run[SEED],
+        FOLD: run[FOLD],
+        "kind": "trial",
+        "status": status.value,
+        **settings,
+        **values,
+    }
+
+
+class ConfirmRecorder(Callback):
+    """Writes a run's row to the confirm table when it ends (on the driver)."""
+
+    def __init__(self, store: Store, constants: Mapping[str, Any], echo: Callable[[str], None]) -> None:
+        self.store, self.constants, self.echo = store, dict(constants), echo
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run = trial.config["run"]
+        result = {k: v for k, v in trial.last_result.items() if "." in k or k in _RESULT_KEYS}
+        self.store.put_confirm(_row(run, TrialStatus.COMPLETED, **result, **self.constants))
+        shown = ", ".join(f"{k} {result[k]:.4f}" for k in ("valid.auc", "test.auc") if k in result)
+        self.echo(f"confirmed {run['key']}: {shown}")
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        run, error = trial.config["run"], error_line(trial)
+        self.store.put_confirm(_row(run, TrialStatus.ERROR, error=error, **self.constants))
+        self.echo(f"run {run['key']} failed: {error}")
+
+
+_RESULT_KEYS = ("selected_epoch", "epochs_run", "train_seconds")
+
+
+def run_confirmation(
+    plan: ConfirmPlan,
+    *,
+    concurrent: int | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Train every run of `plan` not stored yet; the number of runs trained."""
+    from ray import tune
+
+    from .sweep import ray_session
+
+    store = Store(plan.study)
+    for row in plan.baseline_rows:
+        store.put_confirm(
+            {"key": f"{row[SOURCE]}-fold{row[FOLD]}", "status": TrialStatus.COMPLETED.value, **row}
+        )
+    done = stored_keys(plan.study)
+    pending = [run for run in plan.runs if run.key not in done]
+    echo(
+        f"confirming {len({r.source for r in plan.runs})} trial(s) of study {plan.spec.name!r}: "
+        f"{len(plan.runs)} runs ({len(plan.runs) - len(pending)} stored), scored on {', '.join(plan.splits)}"
+    )
+    if not pending:
+        return 0
+    constants = {"data": plan.dataset.source, "data_fingerprint": plan.dataset.fingerprint}
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            run_confirmation_trial,
+            setup=plan.setup,
+            dataset=plan.dataset,
+            splits=plan.splits,
+            against=plan.against,
+        ),
+        {"cpu": plan.spec.cpus, "gpu": plan.spec.gpus},
+    )
+    configs = [
+        {"key": r.key, SOURCE: r.source, SEED: r.seed, FOLD: r.fold, "settings": dict(r.settings)}
+        for r in pending
+    ]
+    with ray_session(address, num_cpus):
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"run": tune.grid_search(configs)},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=concurrent or plan.spec.concurrent,
+                trial_dirname_creator=lambda trial: f"{trial.config['run']['key']}-{trial.trial_id}",
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name="confirm",
+                storage_path=plan.study.uri,
+                callbacks=[ConfirmRecorder(store, constants, echo)],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        tuner.fit()
+    return len(pending)

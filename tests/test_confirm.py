@@ -1,0 +1,112 @@
+"""`confirm`: a small real sweep's trials re-trained with new seeds on a real local Ray, their rows in
+the confirm table, the robust front, a SIGKILL and the continuation, and bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from study_helpers import fake_study
+from sweep_helpers import kill_group, sweep_argv
+
+from search.cli import main
+from search.confirm import CONFIRM_SEED
+from search.store import Store
+from search.study import Study
+
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    """A finished three-trial sweep of one epoch each on the simulator (which has a test split)."""
+    storage = tmp_path_factory.mktemp("confirm")
+    assert main(sweep_argv(storage, "src", 3, 1, "--num-cpus", "2")) == 0
+    return storage
+
+
+def _confirm_argv(storage: Path, *extra: str) -> list[str]:
+    return ["confirm", "src", "--storage", str(storage), "--num-cpus", "2", "--concurrent", "2", *extra]
+
+
+@pytest.mark.slow
+def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_front(swept, capsys):
+    store = Store(Study(str(swept), "src"))
+    trial = str(store.trials()["trial_id"].iloc[0])
+    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "2", "--folds", "0", "1")) == 0
+    out = capsys.readouterr().out
+    assert "robust front on the test split" in out and "baselines on the same test split" in out
+    table = store.confirm()
+    runs = table[table["kind"] == "trial"]
+    assert sorted(zip(runs["seed"], runs["fold"])) == [
+        (s, f) for s in (CONFIRM_SEED, CONFIRM_SEED + 1) for f in (0, 1)
+    ]
+    assert set(runs["source"]) == {trial} and not table["key"].duplicated().any()
+    assert set(runs["status"]) == {"COMPLETED"}
+    for column in ("valid.auc", "test.auc", "valid.mastery_lift", "test.mastery_recovery_within"):
+        assert runs[column].map(math.isfinite).all(), column
+    assert runs["test.auc"].nunique() == 4  # other seeds and folds: other models
+    lookups = table[table["kind"] == "baseline"]
+    assert len(lookups) == 4 * 2 and set(lookups["fold"]) == {0, 1}  # four lookups on each fold
+    # the settings are the trial's own, as its space gave them
+    row = store.trials().set_index("trial_id").loc[trial]
+    for column in (c for c in runs.columns if c.startswith("param.")):
+        assert (runs[column] == row[column]).all(), column
+    assert main(["pareto", "src", "--storage", str(swept), "--confirmed"]) == 0
+    assert trial in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_killed_confirmation_continues_with_no_duplicate_and_no_missing_row(swept):
+    store = Store(Study(str(swept), "src"))
+    trial = str(store.trials()["trial_id"].iloc[-1])
+    argv = _confirm_argv(swept, "--trials", trial, "--seeds", "3", "--concurrent", "1")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        start_new_session=True,
+        env=dict(os.environ),
+    )
+    folder = Path(Study(str(swept), "src").confirm_dir)
+    mine = lambda: sorted(folder.glob(f"{trial}-seed*.parquet"))  # noqa: E731
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and driver.poll() is None and not mine():
+            time.sleep(0.2)
+        assert driver.poll() is None and mine(), "the confirmation ended before it could be interrupted"
+        before = {path.name: path.read_bytes() for path in mine()}
+    finally:
+        kill_group(driver.pid)
+        driver.wait()
+    assert driver.returncode == -signal.SIGKILL
+    assert len(before) < 3
+    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "3")) == 0
+    runs = store.confirm()
+    runs = runs[runs["source"] == trial]
+    assert sorted(runs["seed"]) == [CONFIRM_SEED, CONFIRM_SEED + 1, CONFIRM_SEED + 2]
+    assert not runs["key"].duplicated().any() and set(runs["status"]) == {"COMPLETED"}
+    for name, data in before.items():  # runs stored before the kill were not trained again
+        assert (folder / name).read_bytes() == data
+
+
+def test_bad_confirm_input_is_one_line_and_exit_2(tmp_path, capsys):
+    fake_study(tmp_path, "fake", 6)
+    cases = [
+        (["ghost"], "study 'ghost' not found"),
+        (["fake", "--trials", "t99999"], "--trials t99999: not a completed trial"),
+        (["fake", "--seeds", "0"], "--seeds must be at least 1"),
+        (["fake", "--folds", "7"], "--folds 7"),
+    ]
+    for args, phrase in cases:
+        assert main(["confirm", *args[:1], "--storage", str(tmp_path), *args[1:]]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and phrase in err, (args, err)
+    assert not Path(Study(str(tmp_path), "fake").confirm_dir).exists()
