@@ -348,9 +348,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=_run)
 
 
-def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+def _add_cluster_flags(parser: argparse.ArgumentParser, wandb: bool = True) -> None:
     parser.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all of this machine)")
+    if not wandb:
+        return
     parser.add_argument(
         "--wandb",
         choices=["off", "offline", "online"],
@@ -497,8 +499,7 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
         help="test (default): score on the validation fold and the test split; valid: the fold only",
     )
     confirm.add_argument("--concurrent", type=int, help="runs at a time (default: the study's)")
-    confirm.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
-    confirm.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all of this machine)")
+    _add_cluster_flags(confirm, wandb=False)
     confirm.set_defaults(handler=_confirm)
 
 
