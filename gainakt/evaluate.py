@@ -159,7 +159,7 @@ class Observations:
             sensitivity=(up + down) / 2,
             next_true_mastery=None if truth is None else truth[nxt],
             true_gain=None if gain_truth is None else gain_truth[now],
-            **_unpractised_estimates(windows, window[predicting], step[predicting], nxt, unpractised),
+            **_unpractised_estimates(windows, flat, window, step, predicting, unpractised),
         )
 
     @classmethod
@@ -228,25 +228,27 @@ def _entries_of(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _unpractised_estimates(
-    windows: Sequences, window: np.ndarray, step: np.ndarray, nxt: np.ndarray, estimate: np.ndarray | None
+    windows: Sequences,
+    flat: np.ndarray,
+    window: np.ndarray,
+    step: np.ndarray,
+    predicting: np.ndarray,
+    estimate: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    """`Observations`' unpractised fields of a per-concept `estimate` [C] at positions (window, step)
-    predicting flat index `nxt`; none without the simulator's full truth or without an estimate."""
+    """`Observations`' unpractised fields of a per-concept `estimate` [C] at the predicting positions
+    of the windows' interactions `flat` (each with its window and step); none without the
+    simulator's full truth or without an estimate."""
     if windows.true_mastery_all is None or estimate is None:
         return {}
     concepts = windows.true_mastery_all.shape[1]
-    flat = windows.positions()
-    every_window = np.repeat(np.arange(len(windows)), windows.lengths)
-    every_step = np.arange(flat.size) - np.repeat(
-        np.cumsum(windows.lengths) - windows.lengths, windows.lengths
-    )
     first = np.full((len(windows), concepts), np.iinfo(np.int64).max)  # first step practising k
-    np.minimum.at(first, (every_window, windows.concepts[flat]), every_step)
-    unseen = first[window] > step[:, None]  # [positions, C]: k not practised at steps 0..t
+    np.minimum.at(first, (window, windows.concepts[flat]), step)
+    at = window[predicting]
+    unseen = first[at] > step[predicting][:, None]  # [positions, C]: k not practised at steps 0..t
     return {
         "unpractised_mastery": np.broadcast_to(estimate[:concepts], unseen.shape)[unseen],
-        "unpractised_truth": windows.true_mastery_all[nxt][unseen],
-        "unpractised_window": window[np.nonzero(unseen)[0]],
+        "unpractised_truth": windows.true_mastery_all[flat[predicting] + 1][unseen],
+        "unpractised_window": at[np.nonzero(unseen)[0]],
     }
 
 
