@@ -1,6 +1,7 @@
 """Benchmark: the three prediction heads, with and without the prospective mastery loss (by hand).
 
-Trains GainAKT2Exp (the cpu-small preset, direct mastery, so the mastery can go down) with each
+Trains GainAKT2Exp (the cpu-small preset, deep mastery by default: it can go down, and a mastery
+head reading it sees what the free head sees; `--mastery direct` for the linear one) with each
 prediction head, `free`, `mastery` and `mixed` (the mixed head's residual penalised), each without
 and with the prospective `mastery_performance` loss, for several seeds, on one dataset's
 validation fold, and prints a table of each variant's mean over seeds with a 95% t interval:
@@ -19,6 +20,7 @@ Runs are kept in `--out`; a run folder that already has its results is read, not
 again, so an interrupted benchmark continues where it stopped.
 
     .venv/bin/python benchmarks/heads.py                                  # the simulator, 3 seeds
+    .venv/bin/python benchmarks/heads.py --mastery direct                 # the linear mastery head
     .venv/bin/python benchmarks/heads.py --data ../shared/data/assist2015 --seeds 1 --without-loss
 
 Exit code 0 whether goals are met or not; 2 for missing data or a bad setting.
@@ -104,7 +106,9 @@ class Interval:
 
 def run_variant(variant: Variant, seed: int, dataset: Dataset, args: argparse.Namespace) -> dict[str, float]:
     """The best epoch's validation figures of one run (trained now, or read from its folder)."""
-    out = Path(args.out) / f"{variant.name}-seed{seed}"
+    # every setting that makes two runs differ names the folder, so that runs are only reused as such
+    data = "".join(ch if ch.isalnum() or ch in "=,." else "_" for ch in dataset.source).strip("_.")
+    out = Path(args.out) / data / f"{variant.name}-{args.mastery}-residual{args.residual:g}-seed{seed}"
     results = out / "results.json"
     if results.is_file():
         return json.loads(results.read_text())["best"]
@@ -205,9 +209,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--mastery",
-        choices=["direct", "deep", "cumulative"],
-        default="direct",
-        help="mastery mode of every variant (default direct: it can go down)",
+        choices=["deep", "direct", "cumulative"],
+        default="deep",
+        help="mastery mode of every variant (default deep; direct and deep can go down, cumulative cannot)",
     )
     parser.add_argument(
         "--residual", type=float, default=0.1, help="weight of the mixed head's residual loss (default 0.1)"

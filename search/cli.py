@@ -504,7 +504,8 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    from search.confirm import confirm_table, plan_confirmation, run_confirmation
+    from search.confirm import plan_confirmation, run_confirmation
+    from search.store import Store
     from search.study import open_study
     from search.views import confirmed_lines
 
@@ -513,7 +514,7 @@ def _confirm(args: argparse.Namespace) -> int:
     run_confirmation(
         plan, concurrent=args.concurrent, address=args.address, num_cpus=args.num_cpus, echo=_print
     )
-    _print(confirmed_lines(confirm_table(study), plan.spec.objectives, plan.splits[-1]))
+    _print(confirmed_lines(Store(study).confirm(), plan.spec.objectives, plan.splits[-1]))
     return 0
 
 

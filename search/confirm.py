@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
@@ -162,17 +161,10 @@ def plan_confirmation(
 # ---------------------------------------------------------------------------- the table
 
 
-def confirm_table(study: Study) -> pd.DataFrame:
-    """One row per confirmation run and per (baseline, fold); empty when nothing was confirmed."""
-    return Store(study).confirm()
-
-
 def stored_keys(study: Study) -> set[str]:
-    table = confirm_table(study)
-    if not len(table):
-        return set()
-    done = table[table["status"] == TrialStatus.COMPLETED]
-    return set(done["key"])
+    """The keys of the runs the confirm table holds as completed (an errored run is tried again)."""
+    table = Store(study).confirm()
+    return set(table.loc[table["status"] == TrialStatus.COMPLETED, "key"]) if len(table) else set()
 
 
 # ---------------------------------------------------------------------------- one run (on a worker)
