@@ -35,21 +35,30 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from gainakt.baselines import baseline_metrics
-from gainakt.data import Dataset, load_dataset
+from gainakt.data import BatchPlan, Dataset, load_dataset
 from gainakt.errors import UserError
+from gainakt.evaluate import observe, recovery_metrics
 from gainakt.schema import RECOVERY_METRICS, EvalMetrics
-from gainakt.train import Trainer, make_config
+from gainakt.train import Trainer, load_run, make_config
 
 HEADS = ("free", "mastery", "mixed")
 SIMULATOR = "synthetic:students_differ=1,forgetting=0.1"
-SIMULATED_COLUMNS = ("auc", *RECOVERY_METRICS, "faithfulness", "residual_share", "copy_corr")
+PREDICTION_WITHIN = "prediction_recovery_within"  # the prediction read as a mastery (benchmark only)
+SIMULATED_COLUMNS = (
+    "auc",
+    *RECOVERY_METRICS,
+    PREDICTION_WITHIN,
+    "faithfulness",
+    "residual_share",
+    "copy_corr",
+)
 REAL_COLUMNS = (
     "auc",
     "mastery_corr",
@@ -108,10 +117,11 @@ def run_variant(variant: Variant, seed: int, dataset: Dataset, args: argparse.Na
     """The best epoch's validation figures of one run (trained now, or read from its folder)."""
     # every setting that makes two runs differ names the folder, so that runs are only reused as such
     data = "".join(ch if ch.isalnum() or ch in "=,." else "_" for ch in dataset.source).strip("_.")
-    out = Path(args.out) / data / f"{variant.name}-{args.mastery}-residual{args.residual:g}-seed{seed}"
+    residual = f"-residual{args.residual:g}" if variant.head == "mixed" else ""
+    out = Path(args.out) / data / f"{variant.name}{residual}-{args.mastery}-seed{seed}"
     results = out / "results.json"
     if results.is_file():
-        return json.loads(results.read_text())["best"]
+        return with_prediction_recovery(json.loads(results.read_text())["best"], out, dataset, args.fold)
     assignments = [*variant.settings(args.residual, args.mastery), f"seed={seed}", *args.set]
     config = make_config(
         args.preset,
@@ -122,12 +132,26 @@ def run_variant(variant: Variant, seed: int, dataset: Dataset, args: argparse.Na
         threads=args.threads,
     )
     start = time.perf_counter()
-    best = Trainer(config, dataset).run()["best"]
+    best = with_prediction_recovery(Trainer(config, dataset).run()["best"], out, dataset, args.fold)
     print(
         f"  {variant.name:<14} seed {seed}: auc {best['auc']:.4f} ({time.perf_counter() - start:.0f} s)",
         flush=True,
     )
     return best
+
+
+def with_prediction_recovery(
+    best: dict[str, float], run: Path, dataset: Dataset, fold: int
+) -> dict[str, float]:
+    """`best` with `prediction_recovery_within`: the run's prediction p[t] read as the mastery of the
+    next concept, against the truth within each concept (what the head could recover if its mastery
+    were its prediction); NaN on real data."""
+    if not dataset.is_synthetic:
+        return {**best, PREDICTION_WITHIN: math.nan}
+    model, _, _ = load_run(run)
+    observed = observe(model, BatchPlan(dataset.split(fold)[1], 256, shuffle=False))
+    read = recovery_metrics(replace(observed, next_mastery=observed.prob))
+    return {**best, PREDICTION_WITHIN: read["mastery_recovery_within"]}
 
 
 def paired(a: list[dict[str, float]], b: list[dict[str, float]], metric: str) -> Interval:
