@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .data import Batch, BatchPlan, Sequences
-from .model import SENSITIVITY_STEP, GainAKT2Exp, States
+from .model import SENSITIVITY_STEP, States, Tracer
 from .schema import MONITOR_METRICS, EvalMetrics
 
 if TYPE_CHECKING:
@@ -313,7 +313,7 @@ def residual_share(residual: np.ndarray, logit: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def observe(model: GainAKT2Exp, plan: BatchPlan, device: torch.device | str = "cpu") -> Observations:
+def observe(model: Tracer, plan: BatchPlan, device: torch.device | str = "cpu") -> Observations:
     """The model's observations on every window of `plan` (in eval mode, no gradients)."""
     was_training = model.training
     model.eval()
@@ -326,7 +326,7 @@ def observe(model: GainAKT2Exp, plan: BatchPlan, device: torch.device | str = "c
 
 
 def evaluate(
-    model: GainAKT2Exp,
+    model: Tracer,
     plan: BatchPlan,
     device: torch.device | str = "cpu",
     baseline_mastery_corr: float = float("nan"),

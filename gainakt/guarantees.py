@@ -26,6 +26,9 @@ class ModelModes(Protocol):
     @property
     def head(self) -> str: ...
 
+    @property
+    def kind(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class Guarantee:
@@ -36,8 +39,17 @@ class Guarantee:
     exact: bool = True  # False: the architecture holds the metric near `value`, not at it
 
 
-def guarantees(gains: str, mastery: str, head: str = "free") -> tuple[Guarantee, ...]:
-    """The guarantees of a model with this gain activation, mastery mode and prediction head."""
+def guarantees(
+    gains: str, mastery: str, head: str = "free", kind: str = "gainakt2exp"
+) -> tuple[Guarantee, ...]:
+    """The guarantees of a model with this gain activation, mastery mode and prediction head (of
+    GainAKT2Exp; DKT reads none of the three)."""
+    if kind == "dkt":
+        reason = "DKT's prediction is its mastery of the next concept, with nothing beside it"
+        return (
+            Guarantee("residual_share", 0.0, "residual", reason),
+            Guarantee("mastery_pred_corr", 1.0, None, reason + " (1 up to rounding)", exact=False),
+        )
     out = []
     if gains in NON_NEGATIVE_GAINS:
         reason = f"{gains} gains are never negative"
@@ -61,7 +73,7 @@ def guarantees(gains: str, mastery: str, head: str = "free") -> tuple[Guarantee,
 
 
 def guarantees_of(options: ModelModes) -> tuple[Guarantee, ...]:
-    return guarantees(options.gains, options.mastery, options.head)
+    return guarantees(options.gains, options.mastery, options.head, options.kind)
 
 
 def guaranteed_metrics(options: ModelModes) -> list[str]:

@@ -36,6 +36,7 @@ Attention = Literal["legacy", "intrinsic"]
 GainActivation = Literal["relu", "softplus", "linear"]
 MasteryMode = Literal["cumulative", "direct", "deep"]
 PredictionHead = Literal["free", "mastery", "mixed"]
+ModelKind = Literal["gainakt2exp", "dkt"]
 
 MASTERY_EPS = 1e-4  # the mastery read out is clamped to [eps, 1 - eps], so its logit is finite (+-9.2)
 SENSITIVITY_STEP = 0.1  # mastery_sensitivity moves m[t, c[t+1]] by this much up and down
@@ -56,6 +57,8 @@ class ModelOptions:
     mastery: MasteryMode = "cumulative"
     mastery_step: float = 0.1  # s in m[t] = clip(m[t-1] + s * g[t], 0, 1)
     head: PredictionHead = "free"  # what the prediction reads: see the module's docstring
+    # dkt: the standard LSTM model beside it (gainakt/dkt.py), which reads d_model, dropout, max_len
+    kind: ModelKind = "gainakt2exp"
 
     def __post_init__(self) -> None:
         if self.heads >= 1 and self.d_model % self.heads:
@@ -196,7 +199,26 @@ class MasteryReadout(nn.Module):
         return self.scale * torch.logit(m) + self.bias[next_concepts]
 
 
-class GainAKT2Exp(nn.Module):
+class Tracer(nn.Module):
+    """A knowledge-tracing model the trainer, the metrics and the losses read: all of it in `States`."""
+
+    cfg: ModelOptions
+    num_concepts: int
+
+    def forward_with_states(self, batch: Batch) -> States:
+        return self(batch.concepts, batch.responses, batch.next_concepts)
+
+
+def build_model(cfg: ModelOptions, num_concepts: int) -> Tracer:
+    """GainAKT2Exp, or DKT with `cfg.kind = dkt`."""
+    if cfg.kind == "dkt":
+        from .dkt import DKT  # it builds on this module's States
+
+        return DKT(cfg, num_concepts)
+    return GainAKT2Exp(cfg, num_concepts)
+
+
+class GainAKT2Exp(Tracer):
     def __init__(self, cfg: ModelOptions, num_concepts: int) -> None:
         super().__init__()
         if num_concepts < 1:
@@ -238,9 +260,6 @@ class GainAKT2Exp(nn.Module):
             self.mastery_bias = nn.Parameter(torch.zeros(c))
         if cfg.head != "free":  # last: a `mixed` model starts as a `free` one of the same seed, plus this
             self.readout = MasteryReadout(c)
-
-    def forward_with_states(self, batch: Batch) -> States:
-        return self(batch.concepts, batch.responses, batch.next_concepts)
 
     def forward(self, concepts: torch.Tensor, responses: torch.Tensor, next_concepts: torch.Tensor) -> States:
         """concepts, responses, next_concepts: long [B, T] -> States."""

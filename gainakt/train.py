@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .evaluate import evaluate
 from .files import atomic_path
 from .losses import auxiliary_losses, compose, prediction_loss, warmup_factor
-from .model import GainAKT2Exp, ModelOptions, States
+from .model import ModelOptions, States, Tracer, build_model
 from .monitor import Monitor, log_sink
 from .presets import PRESETS
 from .schema import (
@@ -180,7 +180,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         with torch.random.fork_rng():  # the seed's initial weights, leaving the caller's RNG as it was
             torch.manual_seed(config.seed)
-            model = GainAKT2Exp(config.model, self.dataset.num_concepts)
+            model = build_model(config.model, self.dataset.num_concepts)
             # Training's random stream continues from here, so dropout never reuses the draws of the weights.
             self._train_rng = torch.get_rng_state()
         self.model = model.to(self.device)
@@ -430,14 +430,14 @@ def train(
     return Trainer(config, dataset, on_epoch).run(resume=resume)
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[GainAKT2Exp, TrainConfig, dict[str, Any]]:
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Tracer, TrainConfig, dict[str, Any]]:
     """The best model of a run folder, its configuration and the stored checkpoint."""
     path = Path(run_dir) / "best.pt"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no best.pt (not a finished or started run folder)")
     state = torch.load(path, map_location=device, weights_only=False)
     config = build(TrainConfig, state["config"])
-    model = GainAKT2Exp(config.model, state["num_concepts"])
+    model = build_model(config.model, state["num_concepts"])
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, state
 

@@ -498,6 +498,9 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
         default="test",
         help="test (default): score on the validation fold and the test split; valid: the fold only",
     )
+    confirm.add_argument(
+        "--no-dkt", action="store_true", help="do not train a DKT with the same seeds and folds beside them"
+    )
     confirm.add_argument("--concurrent", type=int, help="runs at a time (default: the study's)")
     _add_cluster_flags(confirm, wandb=False)
     confirm.set_defaults(handler=_confirm)
@@ -510,7 +513,7 @@ def _confirm(args: argparse.Namespace) -> int:
     from search.views import confirmed_lines
 
     study = open_study(args.storage, args.name)
-    plan = plan_confirmation(study, args.trials, args.seeds, args.folds, args.split)
+    plan = plan_confirmation(study, args.trials, args.seeds, args.folds, args.split, dkt=not args.no_dkt)
     run_confirmation(
         plan, concurrent=args.concurrent, address=args.address, num_cpus=args.num_cpus, echo=_print
     )

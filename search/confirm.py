@@ -9,7 +9,9 @@ The runs are Ray Tune trials of one Tuner, with the sweep's resources per trial.
 command again continues a confirmation: runs whose row is stored are not trained again and a run
 stopped midway starts afresh, so the table holds each (source, seed, fold) once. The lookups of
 `gainakt.baselines` are scored on the same splits, one row per (baseline, fold), with source
-`baseline:NAME` and seed -1 (they are deterministic).
+`baseline:NAME` and seed -1 (they are deterministic), and a DKT (`model.kind = dkt`, the study's
+fixed settings otherwise) is trained with the same seeds and folds, source `dkt`, so every table
+has a lookup and a standard model beside the trials.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .trainable import TrialSetup, trial_config
 CONFIRM_SEED = 1000  # the first confirmation seed: far from the sweep's seed and its trial numbers
 BASELINE_PREFIX = "baseline:"
 BASELINE_SEED = -1
+DKT_SOURCE = "dkt"  # the source of the DKT runs (gainakt/dkt.py) a confirmation trains beside the trials
 RUN_DIR = "run"
 
 
@@ -117,7 +120,7 @@ def _windows(dataset: Dataset, fold: int, split: str) -> Sequences:
 
 
 def plan_confirmation(
-    study: Study, which: Sequence[str], seeds: int, folds: Sequence[int], split: str
+    study: Study, which: Sequence[str], seeds: int, folds: Sequence[int], split: str, dkt: bool = True
 ) -> ConfirmPlan:
     """Validate everything a confirmation needs before Ray starts; a one-line error otherwise."""
     if not study.exists():
@@ -136,6 +139,8 @@ def plan_confirmation(
             raise ConfigError(f"--folds {fold}: the data have folds 0-{int(dataset.train_valid.folds.max())}")
     sources = source_trials(study, which)
     settings = trial_settings(study, spec, sources)
+    if dkt:  # the standard model, with the study's fixed settings, beside the trials
+        sources, settings = [*sources, DKT_SOURCE], {**settings, DKT_SOURCE: {"model.kind": "dkt"}}
     runs = tuple(
         ConfirmRun(source, CONFIRM_SEED + k, fold, settings[source])
         for source in sources

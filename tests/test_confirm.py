@@ -43,11 +43,13 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
     out = capsys.readouterr().out
     assert "robust front on the test split" in out and "baselines on the same test split" in out
     table = store.confirm()
-    runs = table[table["kind"] == "trial"]
-    assert sorted(zip(runs["seed"], runs["fold"])) == [
-        (s, f) for s in (CONFIRM_SEED, CONFIRM_SEED + 1) for f in (0, 1)
-    ]
-    assert set(runs["source"]) == {trial} and not table["key"].duplicated().any()
+    every = table[table["kind"] == "trial"]
+    runs = every[every["source"] == trial]
+    pairs = [(s, f) for s in (CONFIRM_SEED, CONFIRM_SEED + 1) for f in (0, 1)]
+    assert sorted(zip(runs["seed"], runs["fold"])) == pairs
+    assert set(every["source"]) == {trial, "dkt"} and not table["key"].duplicated().any()
+    dkt = every[every["source"] == "dkt"]  # the standard model on the same seeds and folds
+    assert sorted(zip(dkt["seed"], dkt["fold"])) == pairs and (dkt["param.model.kind"] == "dkt").all()
     assert set(runs["status"]) == {"COMPLETED"}
     for column in ("valid.auc", "test.auc", "valid.mastery_lift", "test.mastery_recovery_within"):
         assert runs[column].map(math.isfinite).all(), column
@@ -56,7 +58,9 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
     assert len(lookups) == 4 * 2 and set(lookups["fold"]) == {0, 1}  # four lookups on each fold
     # the settings are the trial's own, as its space gave them
     row = store.trials().set_index("trial_id").loc[trial]
-    for column in (c for c in runs.columns if c.startswith("param.")):
+    own = [c for c in runs.columns if c.startswith("param.") and runs[c].notna().any()]
+    assert own and set(own) <= set(row.index)
+    for column in own:
         assert (runs[column] == row[column]).all(), column
     assert main(["pareto", "src", "--storage", str(swept), "--confirmed"]) == 0
     assert trial in capsys.readouterr().out
@@ -66,7 +70,7 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
 def test_a_killed_confirmation_continues_with_no_duplicate_and_no_missing_row(swept):
     store = Store(Study(str(swept), "src"))
     trial = str(store.trials()["trial_id"].iloc[-1])
-    argv = _confirm_argv(swept, "--trials", trial, "--seeds", "3", "--concurrent", "1")
+    argv = _confirm_argv(swept, "--trials", trial, "--seeds", "3", "--concurrent", "1", "--no-dkt")
     driver = subprocess.Popen(
         [sys.executable, "-m", "search.cli", *argv],
         stdout=subprocess.DEVNULL,
@@ -88,7 +92,7 @@ def test_a_killed_confirmation_continues_with_no_duplicate_and_no_missing_row(sw
         driver.wait()
     assert driver.returncode == -signal.SIGKILL
     assert len(before) < 3
-    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "3")) == 0
+    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "3", "--no-dkt")) == 0
     runs = store.confirm()
     runs = runs[runs["source"] == trial]
     assert sorted(runs["seed"]) == [CONFIRM_SEED, CONFIRM_SEED + 1, CONFIRM_SEED + 2]
