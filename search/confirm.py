@@ -32,7 +32,7 @@ from gainakt.errors import ConfigError, DataError
 
 from . import pareto
 from .recorder import error_line, open_optuna_study
-from .schema import TRIAL_KEY, TrialStatus, param_column
+from .schema import BASELINE_PREFIX, DKT_SOURCE, TRIAL_KEY, TrialStatus, param_column, split_column
 from .spec import SweepSpec
 from .statistics import FOLD, SEED, SOURCE
 from .store import Store
@@ -41,15 +41,8 @@ from .sweep import prepare
 from .trainable import TrialSetup, trial_config
 
 CONFIRM_SEED = 1000  # the first confirmation seed: far from the sweep's seed and its trial numbers
-BASELINE_PREFIX = "baseline:"
 BASELINE_SEED = -1
-DKT_SOURCE = "dkt"  # the source of the DKT runs (gainakt/dkt.py) a confirmation trains beside the trials
 RUN_DIR = "run"
-
-
-def metric_column(split: str, metric: str) -> str:
-    """The confirm table's column of a metric on a split, e.g. `test.auc`."""
-    return f"{split}.{metric}"
 
 
 @dataclass(frozen=True)
@@ -158,7 +151,7 @@ def plan_confirmation(
         for name in scores[splits[0]]:
             row = {SOURCE: f"{BASELINE_PREFIX}{name}", SEED: BASELINE_SEED, FOLD: fold, "kind": "baseline"}
             for s in splits:
-                row.update({metric_column(s, k): v for k, v in scores[s][name].as_dict().items()})
+                row.update({split_column(s, k): v for k, v in scores[s][name].as_dict().items()})
             baseline_rows.append(row)
     return ConfirmPlan(study, spec, dataset, prepared.setup, runs, splits, against, tuple(baseline_rows))
 
@@ -210,7 +203,7 @@ def run_confirmation_trial(
     for split in splits:
         plan = BatchPlan(_windows(dataset, int(run["fold"]), split), 256, "bucketed", shuffle=False)
         scores = evaluate(model, plan, device, against[f"{run['fold']}/{split}"])
-        metrics.update({metric_column(split, k): v for k, v in scores.as_dict().items()})
+        metrics.update({split_column(split, k): v for k, v in scores.as_dict().items()})
     metrics["train_seconds"] = time.perf_counter() - began
     tune.report(metrics)
 

@@ -31,6 +31,7 @@ from plotly.subplots import make_subplots
 from gainakt.schema import CEILINGS
 
 from . import pareto
+from .confirm_report import confirmation_html, confirmation_markdown, confirmed_split
 from .pareto import load_analysis
 from .schema import (
     BELOW_BASELINE,
@@ -43,6 +44,7 @@ from .schema import (
     short_label,
 )
 from .spec import SweepSpec
+from .store import Store
 from .study import Study
 from .views import front_columns, status_counts
 
@@ -73,7 +75,8 @@ class Written:
 def write_report(study: Study, out: str | None = None) -> Written:
     """Write report.html and report.md into the study folder, or FILE and FILE's .md next to it."""
     spec, analysis = load_analysis(study)
-    page, summary = render_html(spec, analysis), render_markdown(spec, analysis)
+    confirmed = Store(study).confirm()
+    page, summary = render_html(spec, analysis, confirmed), render_markdown(spec, analysis, confirmed)
     if out is None:
         html_path, md_path = f"{study.root}/report.html", f"{study.root}/report.md"
         study.write_atomic(html_path, page.encode())
@@ -92,9 +95,17 @@ def write_report(study: Study, out: str | None = None) -> Written:
 # ---------------------------------------------------------------------------- the page
 
 
-def render_html(spec: SweepSpec, analysis: pareto.Analysis) -> str:
+def render_html(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.DataFrame | None = None) -> str:
+    """The page; with `confirmed` rows (`Store.confirm`), a confirmation section after the summary."""
+    confirmation = []
+    if confirmed is not None and len(confirmed):
+        title = (
+            f"Confirmation ({'test split' if confirmed_split(confirmed) == 'test' else 'validation folds'})"
+        )
+        confirmation = [(title, confirmation_html(confirmed, spec, _figure, html_table))]
     sections = [
         ("Summary", _summary_html(spec, analysis)),
+        *confirmation,
         ("Front: objective pairs", _figure(pairs_figure(analysis))),
         (
             "Front in 3-D",
@@ -679,13 +690,14 @@ def markdown_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     return "\n".join([head, rule, *rows]) + "\n"
 
 
-def render_markdown(spec: SweepSpec, analysis: pareto.Analysis) -> str:
+def render_markdown(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.DataFrame | None = None) -> str:
     front = analysis.front
     columns = front_columns(front, analysis.objectives, analysis.constraints)
     parts = [
         f"# Study {spec.name}: Pareto summary\n",
         *(f"- {line}" for line in _summary_lines(spec, analysis)),
         "",
+        *([confirmation_markdown(confirmed, spec)] if confirmed is not None and len(confirmed) else []),
         "## Front\n",
         markdown_table(front, columns),
     ]

@@ -65,3 +65,13 @@ def param_column(setting: str) -> str:
 def violation_column(constraint: Any) -> str:
     """The trial table's column of a `search.spec.Constraint`."""
     return f"{VIOLATION}{constraint.metric}{constraint.op}{constraint.threshold:g}"
+
+
+# The confirm table (search/confirm.py): where a row comes from, and a metric on a split.
+BASELINE_PREFIX = "baseline:"  # the source of a baseline's rows, e.g. baseline:pfa
+DKT_SOURCE = "dkt"  # the source of the DKT runs a confirmation trains beside the trials
+
+
+def split_column(split: str, metric: str) -> str:
+    """The confirm table's column of a metric on a split, e.g. `test.auc`."""
+    return f"{split}.{metric}"

@@ -62,6 +62,13 @@ class Estimate:
         return math.isnan(self.low) or self.low <= value <= self.high
 
 
+def shown(mean: float, low: float, high: float) -> str:
+    """`0.7265 [0.7216, 0.7306]`, or the mean alone where there is no interval."""
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.4f}" if math.isnan(low) else f"{mean:.4f} [{low:.4f}, {high:.4f}]"
+
+
 def summarize(runs: pd.DataFrame, metrics: Sequence[str], confidence: float = CONFIDENCE) -> pd.DataFrame:
     """One row per source trial: `METRIC.mean`, `.std`, `.low`, `.high` for each metric, and `runs`."""
     rows = []

@@ -17,6 +17,7 @@ from gainakt.schema import CEILINGS, CONTEXT_METRICS, RECOVERY_METRICS
 from . import pareto
 from .pareto import Analysis
 from .schema import (
+    BASELINE_PREFIX,
     BELOW_BASELINE,
     CHECKPOINT,
     DEGENERATE,
@@ -27,6 +28,7 @@ from .schema import (
     VIOLATION,
     TrialStatus,
     short_label,
+    split_column,
 )
 from .spec import Constraint, Objective, SweepSpec
 
@@ -307,10 +309,9 @@ def baseline_lines(title: str, scores: Mapping[str, Mapping[str, Any]], best: st
 def confirmed_lines(table: pd.DataFrame, objectives: Sequence[Objective], split: str) -> list[str]:
     """The robust front of a study's confirmation runs on `split` (means and 95% t intervals over
     seeds x folds, and which trials no paired interval tells apart), then the baselines there."""
-    from .confirm import BASELINE_PREFIX, metric_column
-    from .statistics import INDISTINGUISHABLE, SOURCE, robust_front
+    from .statistics import INDISTINGUISHABLE, SOURCE, robust_front, shown
 
-    columns = {metric_column(split, o.metric): o.metric for o in objectives}
+    columns = {split_column(split, o.metric): o.metric for o in objectives}
     done = table[table["status"] == TrialStatus.COMPLETED.value].rename(columns=columns)
     runs = done[~done[SOURCE].str.startswith(BASELINE_PREFIX)]
     lookups = done[done[SOURCE].str.startswith(BASELINE_PREFIX)]
@@ -318,13 +319,13 @@ def confirmed_lines(table: pd.DataFrame, objectives: Sequence[Objective], split:
     if not len(runs):
         return [f"no completed confirmation run yet ({len(table)} rows)"]
     front = robust_front(runs, objectives)
-    shown = pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "trial": front[SOURCE],
             "runs": front["runs"],
             **{
                 o.metric: [
-                    f"{m:.4f} [{lo:.4f}, {hi:.4f}]" if not math.isnan(lo) else f"{m:.4f}"
+                    shown(m, lo, hi)
                     for m, lo, hi in zip(front[o.metric], front[f"{o.metric}.low"], front[f"{o.metric}.high"])
                 ]
                 for o in objectives
@@ -335,7 +336,7 @@ def confirmed_lines(table: pd.DataFrame, objectives: Sequence[Objective], split:
     lines = [
         f"robust front on the {which} ({', '.join(str(o) for o in objectives)}): mean [95% t interval] "
         "over seeds x folds",
-        text_table(shown, list(shown.columns)),
+        text_table(rows, list(rows.columns)),
     ]
     if len(lookups):
         means = lookups.groupby(SOURCE)[[o.metric for o in objectives]].mean()

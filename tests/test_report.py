@@ -215,3 +215,69 @@ def test_a_real_sweep_ends_with_a_report_that_agrees_with_the_terminal(tmp_path,
         assert row.checkpoint in page  # the front table names each trial's selected checkpoint
     if CHROMIUM is not None:
         assert_opens_cleanly(html_path, printed)
+
+
+# ---------------------------------------------------------------------------- confirmation
+
+
+def put_confirmation(study: Study, sources: dict[str, float], seeds: int = 3) -> None:
+    """Confirm rows as `confirm` writes them: per source a test AUC around `sources[source]`, and a
+    baseline; the other objectives fixed by the source so that the front is known."""
+    from search.store import Store
+
+    store, rng = Store(study), np.random.default_rng(0)
+    for k, (source, auc) in enumerate(sources.items()):
+        for seed in range(1000, 1000 + seeds):
+            store.put_confirm(
+                {
+                    "key": f"{source}-seed{seed}-fold0",
+                    "source": source,
+                    "seed": seed,
+                    "fold": 0,
+                    "kind": "trial",
+                    "status": "COMPLETED",
+                    **{f"{split}.auc": auc + rng.normal(0, 0.002) for split in ("valid", "test")},
+                    **{
+                        f"{split}.mastery_corr": 0.1 * k + rng.normal(0, 0.002) for split in ("valid", "test")
+                    },
+                    **{f"{split}.neg_gain_rate": 0.0 for split in ("valid", "test")},
+                }
+            )
+    store.put_confirm(
+        {
+            "key": "baseline:pfa-fold0",
+            "source": "baseline:pfa",
+            "seed": -1,
+            "fold": 0,
+            "kind": "baseline",
+            "status": "COMPLETED",
+            "valid.auc": 0.69,
+            "test.auc": 0.70,
+            "valid.mastery_corr": 0.3,
+            "test.mastery_corr": 0.31,
+            "valid.neg_gain_rate": float("nan"),
+            "test.neg_gain_rate": float("nan"),
+        }
+    )
+
+
+def test_a_confirmed_study_reports_its_test_figures_with_intervals_and_the_robust_front(tmp_path):
+    study = fake_study(tmp_path, "confirmed", 12)
+    put_confirmation(study, {"t00001": 0.72, "t00002": 0.70, "dkt": 0.71})
+    written = write_report(study)
+    page, summary = Path(written.html).read_text(), Path(written.markdown).read_text()
+    assert "Confirmation (test split)" in page and 'id="robust-front"' in page and 'id="confirmed"' in page
+    assert "error_y" in page or '"error_y"' in page  # the objective pair with its intervals
+    assert page.index("Confirmation (test split)") < page.index("Front: objective pairs")
+    assert "## Confirmation (test split" in summary and "baseline:pfa" in summary and "dkt" in summary
+    # every source with its runs and its interval; the baseline, deterministic, without one
+    assert re.search(r"\| t00001 \| 3 \| 0\.7\d{3} \[0\.7\d{3}, 0\.7\d{3}\] \|", summary)
+    assert "| baseline:pfa | 1 | 0.7000 | 0.3100 |" in summary
+    assert "Confirmation" not in Path(write_report(fake_study(tmp_path, "plain", 12)).html).read_text()
+
+
+@needs_chromium
+def test_a_confirmed_report_opens_in_headless_chromium_without_errors(tmp_path):
+    study = fake_study(tmp_path, "confirmed", 12)
+    put_confirmation(study, {"t00001": 0.72, "t00002": 0.70})
+    assert_opens_cleanly(Path(write_report(study).html), ["t00001", "t00002"])

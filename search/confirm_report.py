@@ -1,0 +1,152 @@
+"""The report's confirmation section: what `confirm` stored, on the split it was scored on.
+
+A figure of the objective pair with error bars (means and 95% t intervals over seeds x folds; the
+baselines as points, being deterministic), the robust front, and a table of every confirmed
+source (the trials, DKT and the baselines) on the objectives and the constraint metrics. The
+sweep's own sections are the validation fold the trials were selected on; this one says which
+split it shows.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from .schema import BASELINE_PREFIX, DKT_SOURCE, TrialStatus, split_column
+from .spec import Objective, SweepSpec
+from .statistics import INDISTINGUISHABLE, SOURCE, robust_front, shown, summarize
+
+
+def confirmed_split(table: pd.DataFrame) -> str:
+    """The split a confirmation was scored on: test when it has test figures, else validation."""
+    return "test" if any(c.startswith("test.") for c in table.columns) else "valid"
+
+
+def _metrics(table: pd.DataFrame, spec: SweepSpec, split: str) -> list[str]:
+    """The study's objective and constraint metrics that the confirm table holds on `split`."""
+    wanted = [*(o.metric for o in spec.objectives), *(c.metric for c in spec.constraints)]
+    return [m for m in dict.fromkeys(wanted) if split_column(split, m) in table.columns]
+
+
+def _completed(table: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
+    done = table[table["status"] == TrialStatus.COMPLETED.value]
+    return done.rename(columns={split_column(split, m): m for m in metrics})
+
+
+def summary_table(table: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
+    """One row per confirmed source: `runs` and each metric as `mean [low, high]` text."""
+    summary = summarize(_completed(table, metrics, split), list(metrics))
+    out = pd.DataFrame({"source": summary[SOURCE], "runs": summary["runs"]})
+    for m in metrics:
+        out[m] = [shown(*v) for v in zip(summary[f"{m}.mean"], summary[f"{m}.low"], summary[f"{m}.high"])]
+    return out
+
+
+def error_bar_figure(table: pd.DataFrame, objectives: Sequence[Objective], split: str) -> go.Figure:
+    """The first two objectives: each confirmed source at its means, with its 95% intervals."""
+    x, y = (o.metric for o in objectives[:2])
+    summary = summarize(_completed(table, [x, y], split), [x, y])
+    fig = go.Figure()
+    groups = {
+        "trials": ~summary[SOURCE].str.startswith(BASELINE_PREFIX) & (summary[SOURCE] != DKT_SOURCE),
+        "DKT": summary[SOURCE] == DKT_SOURCE,
+        "baselines": summary[SOURCE].str.startswith(BASELINE_PREFIX),
+    }
+    for (name, mask), symbol in zip(groups.items(), ("circle", "diamond", "x")):
+        part = summary[mask]
+        if not len(part):
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=part[f"{x}.mean"],
+                y=part[f"{y}.mean"],
+                mode="markers",
+                name=name,
+                marker={"symbol": symbol, "size": 9},
+                text=part[SOURCE],
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": part[f"{x}.high"] - part[f"{x}.mean"],
+                    "arrayminus": part[f"{x}.mean"] - part[f"{x}.low"],
+                },
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": part[f"{y}.high"] - part[f"{y}.mean"],
+                    "arrayminus": part[f"{y}.mean"] - part[f"{y}.low"],
+                },
+                hovertemplate=f"%{{text}}<br>{x} %{{x:.4f}}<br>{y} %{{y:.4f}}<extra></extra>",
+            )
+        )
+    which = "test split" if split == "test" else "validation"
+    fig.update_layout(
+        title=f"{which}: mean and 95% interval over seeds x folds",
+        xaxis_title=f"{x} ({objectives[0].direction})",
+        yaxis_title=f"{y} ({objectives[1].direction})",
+        height=480,
+    )
+    return fig
+
+
+def confirmation_html(
+    table: pd.DataFrame,
+    spec: SweepSpec,
+    figure_html: Callable[[go.Figure], str],
+    table_html: Callable[[pd.DataFrame, Sequence[str], str], str],
+) -> str:
+    """The section's HTML; `figure_html` renders a figure and `table_html(frame, columns, id)` a table,
+    as the rest of the report does."""
+    split = confirmed_split(table)
+    objectives = spec.objectives
+    metrics = _metrics(table, spec, split)
+    runs = _completed(table, metrics, split)
+    trials = runs[~runs[SOURCE].str.startswith(BASELINE_PREFIX)]
+    seeds, folds = trials["seed"].nunique(), trials["fold"].nunique()
+    which = "the test split" if split == "test" else "validation folds"
+    note = (
+        f"<p class=note>Figures on {html.escape(which)}: each confirmed trial re-trained with {seeds} new "
+        f"seed(s) on {folds} fold(s) (mean and 95% t interval over seeds x folds), beside DKT on the same "
+        "seeds and folds and the baselines fitted on the training folds. The sweep's sections below are "
+        "on the validation fold the trials were selected on, one seed each.</p>"
+    )
+    parts = [note]
+    if len(objectives) >= 2 and len(trials):
+        parts.append(figure_html(error_bar_figure(table, objectives, split)))
+    front = robust_front(trials, objectives) if len(trials) else pd.DataFrame()
+    if len(front):
+        front = front.assign(
+            **{
+                o.metric: [
+                    shown(*v)
+                    for v in zip(front[o.metric], front[f"{o.metric}.low"], front[f"{o.metric}.high"])
+                ]
+                for o in objectives
+            },
+            **{INDISTINGUISHABLE: [", ".join(v) or "-" for v in front[INDISTINGUISHABLE]]},
+        )
+        parts.append("<h3>Robust front (on the means; trials no paired interval tells apart)</h3>")
+        parts.append(
+            table_html(
+                front, [SOURCE, "runs", *(o.metric for o in objectives), INDISTINGUISHABLE], "robust-front"
+            )
+        )
+    parts.append(f"<h3>Every confirmed source on {html.escape(which)}</h3>")
+    summary = summary_table(table, metrics, split)
+    parts.append(table_html(summary, list(summary.columns), "confirmed"))
+    return "\n".join(parts)
+
+
+def confirmation_markdown(table: pd.DataFrame, spec: SweepSpec) -> str:
+    split = confirmed_split(table)
+    summary = summary_table(table, _metrics(table, spec, split), split)
+    head = "| " + " | ".join(summary.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in summary.columns) + " |"
+    rows = ["| " + " | ".join(str(v) for v in record) + " |" for record in summary.itertuples(index=False)]
+    which = "test split" if split == "test" else "validation folds"
+    return "\n".join(
+        [f"## Confirmation ({which}; mean [95% t interval] over seeds x folds)\n", head, rule, *rows, ""]
+    )
