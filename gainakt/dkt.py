@@ -19,11 +19,7 @@ from .model import SENSITIVITY_STEP, ModelOptions, States, Tracer
 
 class DKT(Tracer):
     def __init__(self, cfg: ModelOptions, num_concepts: int) -> None:
-        super().__init__()
-        if num_concepts < 1:
-            raise ValueError(f"num_concepts must be at least 1, got {num_concepts}")
-        self.cfg = cfg
-        self.num_concepts = num_concepts
+        super().__init__(cfg, num_concepts)
         d = cfg.d_model
         self.embedding = nn.Embedding(2 * num_concepts, d)
         self.lstm = nn.LSTM(d, d, batch_first=True)

@@ -202,8 +202,12 @@ class MasteryReadout(nn.Module):
 class Tracer(nn.Module):
     """A knowledge-tracing model the trainer, the metrics and the losses read: all of it in `States`."""
 
-    cfg: ModelOptions
-    num_concepts: int
+    def __init__(self, cfg: ModelOptions, num_concepts: int) -> None:
+        super().__init__()
+        if num_concepts < 1:
+            raise ValueError(f"num_concepts must be at least 1, got {num_concepts}")
+        self.cfg = cfg
+        self.num_concepts = num_concepts
 
     def forward_with_states(self, batch: Batch) -> States:
         return self(batch.concepts, batch.responses, batch.next_concepts)
@@ -220,11 +224,7 @@ def build_model(cfg: ModelOptions, num_concepts: int) -> Tracer:
 
 class GainAKT2Exp(Tracer):
     def __init__(self, cfg: ModelOptions, num_concepts: int) -> None:
-        super().__init__()
-        if num_concepts < 1:
-            raise ValueError(f"num_concepts must be at least 1, got {num_concepts}")
-        self.cfg = cfg
-        self.num_concepts = num_concepts
+        super().__init__(cfg, num_concepts)
         d, c = cfg.d_model, num_concepts
         block = BLOCKS[cfg.attention]
         self.values_are_gains = block.values_are_gains
