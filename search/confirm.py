@@ -17,6 +17,7 @@ has a lookup and a standard model beside the trials.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -189,10 +190,7 @@ def run_confirmation_trial(
     train_config = replace(
         trial_config(setup, run["settings"], int(run["seed"]), str(out), device), fold=int(run["fold"])
     )
-    if out.exists():  # a run stopped midway starts afresh
-        import shutil
-
-        shutil.rmtree(out)
+    shutil.rmtree(out, ignore_errors=True)  # a run stopped midway starts afresh
     trainer = Trainer(train_config, dataset, baseline_mastery_corr=against[f"{run['fold']}/valid"])
     results = trainer.run()
     model, _, state = load_run(out, device)
