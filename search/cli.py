@@ -562,6 +562,7 @@ def _pareto(args: argparse.Namespace) -> int:
     study = open_study(args.storage, args.name)
     objectives = study.read_spec().named_objectives(args.objectives)
     if args.confirmed:
+        from search.statistics import confirmed_split
         from search.store import Store
         from search.views import confirmed_lines
 
@@ -570,8 +571,7 @@ def _pareto(args: argparse.Namespace) -> int:
             raise UserError(
                 f"study {args.name!r} has no confirmation runs (gainakt-search confirm {args.name})"
             )
-        split = "test" if any(c.startswith("test.") for c in table.columns) else "valid"
-        _print(confirmed_lines(table, objectives, split))
+        _print(confirmed_lines(table, objectives, confirmed_split(table)))
         return 0
     _, analysis = load_analysis(study, objectives)
     _print(pareto_output(analysis, args.epoch_level, args.feasible, args.format))

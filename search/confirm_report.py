@@ -15,14 +15,17 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from .schema import BASELINE_PREFIX, DKT_SOURCE, TrialStatus, split_column
+from .schema import BASELINE_PREFIX, DKT_SOURCE, split_column
 from .spec import Objective, SweepSpec
-from .statistics import INDISTINGUISHABLE, SOURCE, robust_front, shown, summarize
-
-
-def confirmed_split(table: pd.DataFrame) -> str:
-    """The split a confirmation was scored on: test when it has test figures, else validation."""
-    return "test" if any(c.startswith("test.") for c in table.columns) else "valid"
+from .statistics import (
+    INDISTINGUISHABLE,
+    SOURCE,
+    confirmed_runs,
+    confirmed_split,
+    robust_front,
+    shown_column,
+    summarize,
+)
 
 
 def _metrics(table: pd.DataFrame, spec: SweepSpec, split: str) -> list[str]:
@@ -31,24 +34,19 @@ def _metrics(table: pd.DataFrame, spec: SweepSpec, split: str) -> list[str]:
     return [m for m in dict.fromkeys(wanted) if split_column(split, m) in table.columns]
 
 
-def _completed(table: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
-    done = table[table["status"] == TrialStatus.COMPLETED.value]
-    return done.rename(columns={split_column(split, m): m for m in metrics})
-
-
 def summary_table(table: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
     """One row per confirmed source: `runs` and each metric as `mean [low, high]` text."""
-    summary = summarize(_completed(table, metrics, split), list(metrics))
+    summary = summarize(confirmed_runs(table, metrics, split), list(metrics))
     out = pd.DataFrame({"source": summary[SOURCE], "runs": summary["runs"]})
     for m in metrics:
-        out[m] = [shown(*v) for v in zip(summary[f"{m}.mean"], summary[f"{m}.low"], summary[f"{m}.high"])]
+        out[m] = shown_column(summary, m)
     return out
 
 
 def error_bar_figure(table: pd.DataFrame, objectives: Sequence[Objective], split: str) -> go.Figure:
     """The first two objectives: each confirmed source at its means, with its 95% intervals."""
     x, y = (o.metric for o in objectives[:2])
-    summary = summarize(_completed(table, [x, y], split), [x, y])
+    summary = summarize(confirmed_runs(table, [x, y], split), [x, y])
     fig = go.Figure()
     groups = {
         "trials": ~summary[SOURCE].str.startswith(BASELINE_PREFIX) & (summary[SOURCE] != DKT_SOURCE),
@@ -103,7 +101,7 @@ def confirmation_html(
     split = confirmed_split(table)
     objectives = spec.objectives
     metrics = _metrics(table, spec, split)
-    runs = _completed(table, metrics, split)
+    runs = confirmed_runs(table, metrics, split)
     trials = runs[~runs[SOURCE].str.startswith(BASELINE_PREFIX)]
     seeds, folds = trials["seed"].nunique(), trials["fold"].nunique()
     which = "the test split" if split == "test" else "validation folds"
@@ -119,13 +117,7 @@ def confirmation_html(
     front = robust_front(trials, objectives) if len(trials) else pd.DataFrame()
     if len(front):
         front = front.assign(
-            **{
-                o.metric: [
-                    shown(*v)
-                    for v in zip(front[o.metric], front[f"{o.metric}.low"], front[f"{o.metric}.high"])
-                ]
-                for o in objectives
-            },
+            **{o.metric: shown_column(front, o.metric, mean=o.metric) for o in objectives},
             **{INDISTINGUISHABLE: [", ".join(v) or "-" for v in front[INDISTINGUISHABLE]]},
         )
         parts.append("<h3>Robust front (on the means; trials no paired interval tells apart)</h3>")

@@ -31,7 +31,7 @@ from plotly.subplots import make_subplots
 from gainakt.schema import CEILINGS
 
 from . import pareto
-from .confirm_report import confirmation_html, confirmation_markdown, confirmed_split
+from .confirm_report import confirmation_html, confirmation_markdown
 from .pareto import load_analysis
 from .schema import (
     BELOW_BASELINE,
@@ -44,6 +44,7 @@ from .schema import (
     short_label,
 )
 from .spec import SweepSpec
+from .statistics import confirmed_split
 from .store import Store
 from .study import Study
 from .views import front_columns, status_counts

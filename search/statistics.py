@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from . import pareto
+from .schema import TrialStatus, split_column
 from .spec import Objective
 
 CONFIDENCE = 0.95
@@ -67,6 +68,24 @@ def shown(mean: float, low: float, high: float) -> str:
     if math.isnan(mean):
         return "-"
     return f"{mean:.4f}" if math.isnan(low) else f"{mean:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def shown_column(frame: pd.DataFrame, metric: str, mean: str | None = None) -> list[str]:
+    """`shown` for every row of a `summarize`-style frame: mean in `mean` (default `METRIC.mean`),
+    bounds in `METRIC.low` and `METRIC.high`."""
+    means = frame[mean or f"{metric}.mean"]
+    return [shown(*v) for v in zip(means, frame[f"{metric}.low"], frame[f"{metric}.high"])]
+
+
+def confirmed_split(table: pd.DataFrame) -> str:
+    """The split a confirm table was scored on: test when it has test figures, else validation."""
+    return "test" if any(c.startswith("test.") for c in table.columns) else "valid"
+
+
+def confirmed_runs(table: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
+    """The completed rows of a confirm table (`search/confirm.py`), `split.METRIC` renamed `METRIC`."""
+    done = table[table["status"] == TrialStatus.COMPLETED.value]
+    return done.rename(columns={split_column(split, m): m for m in metrics})
 
 
 def summarize(runs: pd.DataFrame, metrics: Sequence[str], confidence: float = CONFIDENCE) -> pd.DataFrame:

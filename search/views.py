@@ -28,7 +28,6 @@ from .schema import (
     VIOLATION,
     TrialStatus,
     short_label,
-    split_column,
 )
 from .spec import Constraint, Objective, SweepSpec
 
@@ -309,10 +308,9 @@ def baseline_lines(title: str, scores: Mapping[str, Mapping[str, Any]], best: st
 def confirmed_lines(table: pd.DataFrame, objectives: Sequence[Objective], split: str) -> list[str]:
     """The robust front of a study's confirmation runs on `split` (means and 95% t intervals over
     seeds x folds, and which trials no paired interval tells apart), then the baselines there."""
-    from .statistics import INDISTINGUISHABLE, SOURCE, robust_front, shown
+    from .statistics import INDISTINGUISHABLE, SOURCE, confirmed_runs, robust_front, shown_column
 
-    columns = {split_column(split, o.metric): o.metric for o in objectives}
-    done = table[table["status"] == TrialStatus.COMPLETED.value].rename(columns=columns)
+    done = confirmed_runs(table, [o.metric for o in objectives], split)
     runs = done[~done[SOURCE].str.startswith(BASELINE_PREFIX)]
     lookups = done[done[SOURCE].str.startswith(BASELINE_PREFIX)]
     which = "test split" if split == "test" else "validation fold(s)"
@@ -323,13 +321,7 @@ def confirmed_lines(table: pd.DataFrame, objectives: Sequence[Objective], split:
         {
             "trial": front[SOURCE],
             "runs": front["runs"],
-            **{
-                o.metric: [
-                    shown(m, lo, hi)
-                    for m, lo, hi in zip(front[o.metric], front[f"{o.metric}.low"], front[f"{o.metric}.high"])
-                ]
-                for o in objectives
-            },
+            **{o.metric: shown_column(front, o.metric, mean=o.metric) for o in objectives},
             "not distinguishable from": [", ".join(v) or "-" for v in front[INDISTINGUISHABLE]],
         }
     )
