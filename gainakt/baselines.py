@@ -258,9 +258,12 @@ def unpractised_estimates(baseline: Baseline, num_concepts: int) -> np.ndarray:
     return baseline.estimate(History(concepts, concepts, none, none, none, none - 1))[0]
 
 
-def baseline_observations(train: Sequences, windows: Sequences, num_concepts: int) -> dict[str, Observations]:
-    """What the metrics look at for each baseline, fitted on `train`, on `windows`, in `BASELINES` order."""
-    fitted = fit_baselines(train, num_concepts)
+def baseline_observations(
+    train: Sequences, windows: Sequences, num_concepts: int, fitted: Mapping[str, Baseline] | None = None
+) -> dict[str, Observations]:
+    """What the metrics look at for each baseline, fitted on `train` (or the `fitted` ones given, to
+    score one fit on several splits), on `windows`, in `BASELINES` order."""
+    fitted = fitted or fit_baselines(train, num_concepts)
     out = {}
     for name in BASELINES:
         before, after = estimates(fitted[name], windows)
@@ -269,11 +272,13 @@ def baseline_observations(train: Sequences, windows: Sequences, num_concepts: in
     return out
 
 
-def baseline_metrics(train: Sequences, windows: Sequences, num_concepts: int) -> dict[str, EvalMetrics]:
-    """Every metric of each baseline, fitted on `train` and scored on `windows`, in `BASELINES` order."""
-    return {
-        name: eval_metrics(obs) for name, obs in baseline_observations(train, windows, num_concepts).items()
-    }
+def baseline_metrics(
+    train: Sequences, windows: Sequences, num_concepts: int, fitted: Mapping[str, Baseline] | None = None
+) -> dict[str, EvalMetrics]:
+    """Every metric of each baseline, fitted on `train` (or given `fitted`) and scored on `windows`, in
+    `BASELINES` order."""
+    observed = baseline_observations(train, windows, num_concepts, fitted)
+    return {name: eval_metrics(obs) for name, obs in observed.items()}
 
 
 def best_mastery_corr(scores: Mapping[str, EvalMetrics]) -> float:

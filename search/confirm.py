@@ -27,7 +27,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from gainakt.baselines import baseline_metrics, best_mastery_corr
+from gainakt.baselines import baseline_metrics, best_mastery_corr, fit_baselines
 from gainakt.data import BatchPlan, Dataset, Sequences
 from gainakt.errors import ConfigError, DataError
 
@@ -144,8 +144,10 @@ def plan_confirmation(
     against, baseline_rows = {}, []
     for fold in folds:
         train = dataset.split(fold)[0]
+        fitted = fit_baselines(train, dataset.num_concepts)  # once per fold, scored on every split
         scores = {
-            s: baseline_metrics(train, _windows(dataset, fold, s), dataset.num_concepts) for s in splits
+            s: baseline_metrics(train, _windows(dataset, fold, s), dataset.num_concepts, fitted)
+            for s in splits
         }
         for s in splits:
             against[f"{fold}/{s}"] = best_mastery_corr(scores[s])
