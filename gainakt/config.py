@@ -4,6 +4,7 @@ one-line errors."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -14,6 +15,8 @@ from typing import Any, TypeVar
 from .errors import ConfigError
 
 T = TypeVar("T")
+MAX_INT = 2**63 - 1  # what torch, numpy and Parquet hold in an int64
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit
 
 
 def build(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
@@ -59,7 +62,11 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
                 errors.append(err)
         raise errors[0]
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"'{name}' must be a finite number, got {value!r}")
         return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ConfigError(f"'{name}' is out of range (at most {MAX_INT} in size), got {value}")
     if hint in (int, str, bool) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     if origin is tuple and isinstance(value, (list, tuple)):
@@ -91,6 +98,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a TOML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file (TOML must be UTF-8)") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
 

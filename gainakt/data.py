@@ -20,11 +20,17 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .config import MAX_INT
 from .errors import DataError
 
 MAX_WINDOW = 200  # pyKT's maxlen
 MIN_WINDOW = 3  # pyKT's min_seq_len: shorter trailing windows are dropped
 PAD = -1
+# Concept ids must lie below this. The model keeps a [batch, window, concepts] float mastery tensor
+# (and its gradient) per step: at 32 x 200 x 100,000 that is 2.6 GB each, the most a 24 GB machine
+# trains; an id of 10**9 would ask for terabytes.
+MAX_CONCEPTS = 100_000
+_FIELD_LIMIT = 2**31 - 1  # csv's default (131,072 characters) cuts off a student past ~65k answers
 
 Padding = Literal["bucketed", "fixed"]
 PADDINGS: tuple[Padding, ...] = ("bucketed", "fixed")
@@ -207,8 +213,8 @@ def load_dataset(source: str | Path, num_concepts: int | None = None) -> Dataset
         from .synthetic import SyntheticConfig, simulate
 
         return simulate(SyntheticConfig.parse(source), num_concepts=num_concepts)
-    if num_concepts is not None and num_concepts < 1:
-        raise DataError(f"{source}: num_concepts must be at least 1, got {num_concepts}")
+    if num_concepts is not None and not 1 <= num_concepts <= MAX_CONCEPTS:
+        raise DataError(f"{source}: num_concepts must be from 1 to {MAX_CONCEPTS:,}, got {num_concepts}")
     train_file, test_file = _locate(Path(source))
     train = _read_csv(train_file, num_concepts, split="train_valid")
     if len(train.windows()) == 0:
@@ -242,9 +248,10 @@ def _read_csv(path: Path, num_concepts: int | None, split: str) -> Sequences:
     uids: dict[str, int] = {}
     concepts, responses, folds, students = [], [], [], []
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8-sig")  # -sig: a byte-order mark is skipped
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     with handle:
         reader = csv.reader(handle)
         try:
@@ -306,11 +313,18 @@ class _RowParser:
     def integer(self, text: str, line: int, field: str) -> int:
         if not _INT.fullmatch(text):
             raise self.fail(line, field, f"{text.strip()!r} is not an integer")
-        return int(text)
+        if abs(value := int(text)) > MAX_INT:
+            raise self.fail(line, field, f"{value} is out of range")
+        return value
 
     def int_list(self, text: str, line: int, field: str) -> np.ndarray:
         if _INT_LIST.fullmatch(text):
-            return np.array(text.split(","), dtype=np.int64)
+            tokens = text.split(",")
+            try:
+                return np.array(tokens, dtype=np.int64)
+            except OverflowError:
+                k, token = next((k, t) for k, t in enumerate(tokens) if abs(int(t)) > MAX_INT)
+                raise self.fail(line, field, f"{token.strip()} at position {k + 1} is out of range") from None
         if not text.strip():
             raise self.fail(line, field, "empty")
         tokens = text.split(",")
@@ -363,6 +377,14 @@ class _RowParser:
         if (concepts < 0).any():
             k = int(np.argmax(concepts < 0))
             raise self.fail(line, "concepts", f"negative concept id {concepts[k]} at position {k + 1}")
+        if (concepts >= MAX_CONCEPTS).any():
+            k = int(np.argmax(concepts >= MAX_CONCEPTS))
+            raise self.fail(
+                line,
+                "concepts",
+                f"concept id {concepts[k]} at position {k + 1} is above the limit of {MAX_CONCEPTS - 1:,} "
+                "(the model's per-concept tensors would not fit in memory; renumber the concepts from 0)",
+            )
         if self.num_concepts is not None and (concepts >= self.num_concepts).any():
             k = int(np.argmax(concepts >= self.num_concepts))
             raise self.fail(

@@ -27,7 +27,7 @@ from torch import nn
 
 from . import __version__
 from .baselines import baseline_metrics, best_mastery_corr
-from .config import build, merge, read_toml, with_assignments
+from .config import MAX_SEED, build, merge, read_toml, with_assignments
 from .data import Batch, BatchPlan, Dataset, Padding, load_dataset
 from .errors import ConfigError
 from .evaluate import evaluate
@@ -49,6 +49,7 @@ from .wandb_sink import WandbMode, WandbSink
 
 Scheduler = Literal["step", "plateau", "none"]
 log = logging.getLogger("gainakt.train")
+MAX_BATCH_SIZE = 1 << 16  # windows per step; far beyond any GPU's memory at 200 positions
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,12 @@ class TrainConfig:
                 raise ConfigError(f"'{name}' must be > 0, got {getattr(self, name)}")
         if not self.weight_decay >= 0:
             raise ConfigError(f"'weight_decay' must be >= 0, got {self.weight_decay}")
+        if self.seed > MAX_SEED:
+            raise ConfigError(
+                f"'seed' must be at most {MAX_SEED} (numpy and torch seeds are 32-bit), got {self.seed}"
+            )
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ConfigError(f"'batch_size' must be at most {MAX_BATCH_SIZE:,}, got {self.batch_size}")
         if not 0 < self.gamma <= 1:
             raise ConfigError(f"'gamma' must be in (0, 1], got {self.gamma}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

@@ -348,9 +348,28 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=_run)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_cluster_flags(parser: argparse.ArgumentParser, wandb: bool = True) -> None:
     parser.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
-    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all of this machine)")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the cluster at --address before giving up (default 10)",
+    )
+    parser.add_argument(
+        "--num-cpus", type=_positive_int, help="CPUs of the local Ray (default: all of this machine)"
+    )
     if not wandb:
         return
     parser.add_argument(
@@ -444,7 +463,13 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
 
     spec = prepared.spec
     _print(views.sweep_start_line(spec, prepared.dataset.source, prepared.resumed))
-    outcome = run_sweep(prepared, address=args.address, num_cpus=args.num_cpus, echo=_print)
+    outcome = run_sweep(
+        prepared,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        connect_timeout=args.connect_timeout,
+        echo=_print,
+    )
     trials = Store(outcome.study).trials()
     _print("\ntrials: " + views.status_counts(trials))
     if len(trials):
@@ -454,16 +479,22 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
         _print(f"report: {write_report(outcome.study).html}")
     if outcome.interrupted:
         _print(views.resume_hint(spec))
+    failed = views.all_failed_line(trials)
+    if failed:
+        print(f"{PROG}: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from search.lease import read_lease
     from search.store import Store
     from search.study import open_study
     from search.views import status_lines
 
     study = open_study(args.storage, args.name)
-    _print(status_lines(study.read_spec(), Store(study).trials(), study.display()))
+    lease = read_lease(study)
+    _print(status_lines(study.read_spec(), Store(study).trials(), study.display(), lease))
     return 0
 
 
@@ -476,7 +507,7 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
         "with the study's resources; score each model on its validation fold and on the test split, beside "
         "the baselines on the same splits; store one row per (trial, seed, fold) in the study's confirm "
         "table (store/confirm/). Run it again to continue an interrupted confirmation. Ends with the "
-        "robust front: means with 95%% t intervals over seeds x folds, and the trials no paired interval "
+        "robust front: means with 95% t intervals over seeds x folds, and the trials no paired interval "
         "tells apart.",
     )
     _add_study_args(confirm)
@@ -515,7 +546,12 @@ def _confirm(args: argparse.Namespace) -> int:
     study = open_study(args.storage, args.name)
     plan = plan_confirmation(study, args.trials, args.seeds, args.folds, args.split, dkt=not args.no_dkt)
     run_confirmation(
-        plan, concurrent=args.concurrent, address=args.address, num_cpus=args.num_cpus, echo=_print
+        plan,
+        concurrent=args.concurrent,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        connect_timeout=args.connect_timeout,
+        echo=_print,
     )
     _print(confirmed_lines(Store(study).confirm(), plan.spec.objectives, plan.splits[-1]))
     return 0

@@ -32,6 +32,8 @@ from gainakt.data import BatchPlan, Dataset, Sequences
 from gainakt.errors import ConfigError, DataError
 
 from . import pareto
+from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
+from .lease import held, refuse_if_held
 from .recorder import error_line, open_optuna_study
 from .schema import BASELINE_PREFIX, DKT_SOURCE, TRIAL_KEY, TrialStatus, param_column, split_column
 from .spec import SweepSpec
@@ -253,18 +255,13 @@ def run_confirmation(
     concurrent: int | None = None,
     address: str | None = None,
     num_cpus: int | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     echo: Callable[[str], None] = print,
 ) -> int:
     """Train every run of `plan` not stored yet; the number of runs trained."""
     from ray import tune
 
-    from .sweep import ray_session
-
     store = Store(plan.study)
-    for row in plan.baseline_rows:
-        store.put_confirm(
-            {"key": f"{row[SOURCE]}-fold{row[FOLD]}", "status": TrialStatus.COMPLETED.value, **row}
-        )
     done = stored_keys(plan.study)
     pending = [run for run in plan.runs if run.key not in done]
     echo(
@@ -272,6 +269,8 @@ def run_confirmation(
         f"{len(plan.runs)} runs ({len(plan.runs) - len(pending)} stored), scored on {', '.join(plan.splits)}"
     )
     if not pending:
+        with held(plan.study, f"gainakt-search confirm {plan.spec.name}", echo):
+            _put_baselines(store, plan)
         return 0
     constants = {"data": plan.dataset.source, "data_fingerprint": plan.dataset.fingerprint}
     trainable = tune.with_resources(
@@ -288,7 +287,11 @@ def run_confirmation(
         {"key": r.key, SOURCE: r.source, SEED: r.seed, FOLD: r.fold, "settings": dict(r.settings)}
         for r in pending
     ]
-    with ray_session(address, num_cpus):
+    refuse_if_held(plan.study)
+    per_trial = {"CPU": plan.spec.cpus, "GPU": plan.spec.gpus}
+    command = f"gainakt-search confirm {plan.spec.name}"
+    with ray_session(address, num_cpus, per_trial, connect_timeout), held(plan.study, command, echo):
+        _put_baselines(store, plan)  # once Ray has taken the request: a refused one writes nothing
         tuner = tune.Tuner(
             trainable,
             param_space={"run": tune.grid_search(configs)},
@@ -307,3 +310,10 @@ def run_confirmation(
         )
         tuner.fit()
     return len(pending)
+
+
+def _put_baselines(store: Store, plan: ConfirmPlan) -> None:
+    for row in plan.baseline_rows:
+        store.put_confirm(
+            {"key": f"{row[SOURCE]}-fold{row[FOLD]}", "status": TrialStatus.COMPLETED.value, **row}
+        )

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gainakt import schema
+from gainakt.data import load_dataset
 from gainakt.schema import LOSS_NAMES
 
 from .schema import FEASIBLE, TrialStatus, param_column, violation_column
@@ -29,6 +30,8 @@ def fake_study(
     spec = SweepSpec(name=name, storage=str(storage), trials=trials, data="synthetic:students=300,seed=3")
     study = Study(str(storage), name)
     study.write_spec(spec)
+    fingerprint = load_dataset(spec.data).fingerprint  # what `resume` and `confirm` check the data against
+    study.write_data_pin(spec.data, fingerprint)
     study.write_baselines(
         {
             "base_rate": {"auc": 0.64, "mastery_corr": 0.22, "mastery_pred_corr": math.nan},
@@ -98,7 +101,7 @@ def fake_study(
                 param_column("model.gains"): str(rng.choice(["linear", "relu"])),
                 "space": spec.space,
                 "data": spec.data,
-                "data_fingerprint": "0123456789abcdef",
+                "data_fingerprint": fingerprint,
                 "version": "0.1.0",
                 "device": "cpu",
                 "checkpoint": best["checkpoint"],

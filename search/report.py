@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from gainakt.errors import ConfigError
 from gainakt.schema import CEILINGS
 
 from . import pareto
@@ -75,6 +76,8 @@ class Written:
 
 def write_report(study: Study, out: str | None = None) -> Written:
     """Write report.html and report.md into the study folder, or FILE and FILE's .md next to it."""
+    if out is not None:
+        _check_output(Path(out))
     spec, analysis = load_analysis(study)
     confirmed = Store(study).confirm()
     page, summary = render_html(spec, analysis, confirmed), render_markdown(spec, analysis, confirmed)
@@ -91,6 +94,17 @@ def write_report(study: Study, out: str | None = None) -> Written:
     path.write_text(page)
     md.write_text(summary)
     return Written(str(path), str(md))
+
+
+def _check_output(path: Path) -> None:
+    for target in (path, path.with_suffix(".md")):
+        if target.is_dir():
+            raise ConfigError(
+                f"--output {path}: {target} is a folder; give a file name such as {path}/report.html"
+            )
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"--output {path}: {blocking} is a file, not a folder")
 
 
 # ---------------------------------------------------------------------------- the page

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from gainakt import schema
-from gainakt.config import build, merge, read_toml, with_assignments
+from gainakt.config import MAX_SEED, build, merge, read_toml, with_assignments
 from gainakt.errors import ConfigError
 from gainakt.schema import Direction
 
@@ -53,6 +53,29 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CONSTRAINT = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*(\S+)\s*")
 _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 BOUNDARY_VIOLATION = 1e-12  # the violation of a value on the threshold of a strict constraint
+MAX_TRIALS = 1_000_000
+# Training settings a sweep sets itself, per trial or from its own fields, and how to set them instead.
+SWEEP_SETTINGS = {
+    "seed": "the sweep's seed (--seed, `seed`) and seed_mode",
+    "threads": "resources.cpus (--cpus): a trial's torch threads",
+    "device": "resources.gpus (--gpus): a trial with a GPU trains on it",
+    "data": "the sweep's data (--data, `data`)",
+    "out": "the study folder: every trial writes into its own",
+    "wandb": "--wandb",
+}
+
+
+def check_name(name: str) -> str:
+    """A study name: it names a folder, so no path separators and no '..'."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"name {name!r}: letters, digits, '.', '_' and '-' only (it names a folder)")
+    return name
+
+
+def _number(value: float) -> str:
+    """A threshold as written: short where that is exact, every digit where it is not."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _known_metric(metric: str, where: str) -> str:
@@ -119,7 +142,7 @@ class Constraint:
         return max(gap, BOUNDARY_VIOLATION)
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.threshold:g}"
+        return f"{self.metric} {self.op} {_number(self.threshold)}"
 
 
 DEFAULT_OBJECTIVES = (
@@ -163,13 +186,21 @@ class SweepSpec:
     start: tuple[Mapping[str, Any], ...] = ()  # trials run first, as Optuna parameters of the space
 
     def __post_init__(self) -> None:
-        if not _NAME.fullmatch(self.name) or ".." in self.name:
-            raise ConfigError(
-                f"name {self.name!r}: letters, digits, '.', '_' and '-' only (it names a folder)"
-            )
+        check_name(self.name)
         for name in ("trials", "concurrent"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+            if not 1 <= getattr(self, name) <= MAX_TRIALS:
+                raise ConfigError(f"{name} must be from 1 to {MAX_TRIALS:,}, got {getattr(self, name)}")
+        last_seed = self.seed + (self.trials - 1 if self.seed_mode == "per-trial" else 0)
+        if not 0 <= self.seed <= MAX_SEED or last_seed > MAX_SEED:
+            raise ConfigError(
+                f"seed must be from 0 to {MAX_SEED} (with seed_mode per-trial, seed + trials - 1 too), "
+                f"got {self.seed}"
+            )
+        for key, how in SWEEP_SETTINGS.items():
+            if key in self.train:
+                raise ConfigError(
+                    f"training setting {key!r} ([train] or --set): the sweep sets it; use {how}"
+                )
         if not (self.cpus > 0 and math.isfinite(self.cpus)):
             raise ConfigError(f"resources.cpus must be > 0, got {self.cpus}")
         if not (self.gpus >= 0 and math.isfinite(self.gpus)):
@@ -273,5 +304,9 @@ def load_spec(path: str | None) -> SweepSpec:
         return SweepSpec()
     values = read_toml(path)
     if "train" in values:
+        if not isinstance(values["train"], Mapping):
+            raise ConfigError(
+                f"{path}: [train] must be a table of training settings, got {values['train']!r}"
+            )
         values["train"] = merge({"preset": "cpu-small"}, values["train"])
     return SweepSpec.from_dict(values, where=path)

@@ -2,6 +2,7 @@
 
 STORAGE/NAME/
   spec.json              the sweep as it was started (a resume reads it back)
+  data.json              the data's source and fingerprint (a resume on other data is refused)
   optuna.journal         the Optuna study (optuna-dashboard opens it)
   store/trials/*.parquet one file per trial: its outcome (see search/store.py)
   store/epochs/*.parquet one file per trial: a row per epoch
@@ -22,7 +23,7 @@ import pyarrow.fs as pafs
 
 from gainakt.errors import ConfigError
 
-from .spec import SweepSpec
+from .spec import SweepSpec, check_name
 
 TUNE_DIR = "tune"
 
@@ -35,7 +36,7 @@ class Study:
     """The folder of one study and atomic file access inside it."""
 
     def __init__(self, storage: str, name: str) -> None:
-        self.name = name
+        self.name = check_name(name)
         if is_uri(storage):
             try:
                 self.fs, base = pafs.FileSystem.from_uri(storage)
@@ -45,6 +46,8 @@ class Study:
         else:
             self.fs, base = pafs.LocalFileSystem(), os.path.abspath(storage)
             self.storage = base
+            if os.path.exists(base) and not os.path.isdir(base):
+                raise ConfigError(f"storage {storage!r}: a file, not a folder")
         self.root = f"{base.rstrip('/')}/{name}"
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
@@ -129,11 +132,34 @@ class Study:
             return {}
         return dict(json.loads(self.read_bytes(self.baselines_path)))
 
+    @property
+    def data_path(self) -> str:
+        return f"{self.root}/data.json"
+
+    def write_data_pin(self, source: str, fingerprint: str) -> None:
+        """The data the study trains on, so that a resume on changed data is refused."""
+        pin = {"source": source, "fingerprint": fingerprint}
+        self.write_atomic(self.data_path, (json.dumps(pin, indent=2) + "\n").encode())
+
+    def read_data_pin(self) -> dict[str, str] | None:
+        """The pinned data; None for a study written before the pin (its trial rows still say)."""
+        if self.fs.get_file_info(self.data_path).type != pafs.FileType.File:
+            return None
+        try:
+            return dict(json.loads(self.read_bytes(self.data_path)))
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
+            raise ConfigError(f"{self.data_path}: not readable ({err})") from None
+
     def write_spec(self, spec: SweepSpec) -> None:
         self.write_atomic(self.spec_path, (json.dumps(spec.to_dict(), indent=2) + "\n").encode())
 
     def read_spec(self) -> SweepSpec:
-        values: dict[str, Any] = json.loads(self.read_bytes(self.spec_path))
+        try:
+            values: dict[str, Any] = json.loads(self.read_bytes(self.spec_path))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{self.spec_path}: not a readable spec ({err})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{self.spec_path}: not a readable spec (not a JSON object)")
         values.setdefault("seed_mode", "per-trial")  # a study saved before seed_mode seeded each trial
         return SweepSpec.from_dict(values, where=self.spec_path)
 

@@ -6,11 +6,10 @@ settings, data), so bad input fails in a second and leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +21,8 @@ from gainakt.errors import ConfigError
 from gainakt.guarantees import guaranteed_metrics, guarantees_of
 from gainakt.schema import EvalMetrics
 
+from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
+from .lease import held, refuse_if_held
 from .schema import FIXED, TrialStatus
 from .spec import SweepSpec
 from .store import Store
@@ -122,6 +123,8 @@ def prepare(
     _refuse_guaranteed_objectives(spec, setup, [sample_once(space, seed) for seed in range(SPACE_PROBES)])
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)
+    if resumed:
+        _check_same_data(study, dataset)
     train, valid = dataset.split(base.fold)
     baselines = baseline_metrics(train, valid, dataset.num_concepts)  # once, for every trial
     setup = replace(setup, baseline_mastery_corr=best_mastery_corr(baselines))
@@ -140,6 +143,21 @@ def prepare(
     return Prepared(spec, study, dataset, setup, constants, resumed, base.fold, baselines)
 
 
+def _check_same_data(study: Study, dataset: Dataset) -> None:
+    """A study goes on with the data it started on, or not at all: its rows would mix two datasets."""
+    pin = study.read_data_pin()
+    if pin is None:  # a study from before the pin: its trial rows say what they trained on
+        trials = Store(study).trials()
+        known = list(trials["data_fingerprint"].dropna()) if "data_fingerprint" in trials else []
+        pin = {"fingerprint": str(known[0])} if known else None
+    if pin is not None and pin["fingerprint"] != dataset.fingerprint:
+        raise ConfigError(
+            f"data {dataset.source}: changed since study {study.name!r} started (fingerprint "
+            f"{pin['fingerprint']}, now {dataset.fingerprint}); restore the original data or start a "
+            "new study"
+        )
+
+
 def _write_baselines(prepared: Prepared, echo: Callable[[str], None]) -> None:
     """The lookups every trial is judged against, on the study's validation fold (baselines.json)."""
     scores = prepared.baselines
@@ -152,57 +170,39 @@ def run_sweep(
     *,
     address: str | None = None,
     num_cpus: int | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     echo: Callable[[str], None] = print,
 ) -> SweepOutcome:
     """Run (or continue) the sweep until every trial asked for has finished."""
     spec, study = prepared.spec, prepared.study
-    if not prepared.resumed:
-        study.write_spec(spec)
-    if not study.read_baselines():
-        _write_baselines(prepared, echo)
-    journal = study.prepare_journal()
-    if len(Store(study).ended_trial_ids()) >= spec.trials:
+    if prepared.resumed and len(Store(study).ended_trial_ids()) >= spec.trials:
         echo(f"study {spec.name!r} already has all its {spec.trials} trials")
         return SweepOutcome(study, spec, 0.0, interrupted=False)
+    refuse_if_held(study)
     ray_started = time.time()
-    try:
-        with ray_session(address, num_cpus):
+    per_trial = {"CPU": spec.cpus, "GPU": spec.gpus}
+    command = f"gainakt-search {'resume' if prepared.resumed else 'run'} {spec.name}"
+    # Nothing is written before Ray has taken the request: a refused one leaves no study behind.
+    with ray_session(address, num_cpus, per_trial, connect_timeout), held(study, command, echo):
+        if study.exists() != prepared.resumed:  # another driver started it between prepare and now
+            raise ConfigError(f"study {spec.name!r} was started meanwhile by another driver; run it again")
+        if not prepared.resumed:
+            study.write_spec(spec)
+            study.write_data_pin(prepared.dataset.source, prepared.dataset.fingerprint)
+        if not study.read_baselines():
+            _write_baselines(prepared, echo)
+        journal = study.prepare_journal()
+        try:
             started = time.time()
             ray_start_seconds = started - ray_started
             tuner = _tuner(prepared, journal, echo)
             tuner.fit()
             wall = time.time() - started
-    finally:
-        study.sync_journal()
+        finally:
+            study.sync_journal()
     trials = Store(study).trials()
     interrupted = len(trials) > 0 and bool((trials["status"] == TrialStatus.RUNNING).any())
     return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds)
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
-    """Ray for the length of the block: the cluster at `address`, or a local Ray of `num_cpus` CPUs
-    (stopped at the end); an already initialised Ray is used as it is and left running."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
-    try:
-        ray.init(
-            address=address,
-            num_cpus=num_cpus if address is None else None,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
-    except (ConnectionError, ValueError) as err:
-        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _journal_written(journal: str) -> bool:

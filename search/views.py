@@ -7,6 +7,7 @@ column choices and counts, so the terminal and the HTML never disagree.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 from gainakt.schema import CEILINGS, CONTEXT_METRICS, RECOVERY_METRICS
 
 from . import pareto
+from .lease import LeaseInfo
 from .pareto import Analysis
 from .schema import (
     BASELINE_PREFIX,
@@ -76,6 +78,15 @@ def status_counts(trials: pd.DataFrame, every_status: bool = False) -> str:
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
     shown = list(TrialStatus) if every_status else [s for s in TrialStatus if counts.get(s.value)]
     return ", ".join(f"{counts.get(s.value, 0)} {s.value.lower()}" for s in shown) or "none"
+
+
+def all_failed_line(trials: pd.DataFrame) -> str | None:
+    """One line when every trial of a sweep failed (so the sweep is a failure), else None."""
+    if not len(trials) or not (trials["status"] == TrialStatus.ERROR).all():
+        return None
+    errors = trials["error"].dropna()
+    first = f"; the first error: {errors.iloc[0]}" if len(errors) else ""
+    return f"every trial failed ({len(trials)} of {len(trials)}){first}"
 
 
 # ---------------------------------------------------------------------------- data, train, eval, check
@@ -188,15 +199,28 @@ def pareto_notes(analysis: Analysis) -> list[str]:
     return lines
 
 
-def status_lines(spec: SweepSpec, trials: pd.DataFrame, where: str) -> list[str]:
-    """How a study stands: counts, the best value per objective, feasibility, elapsed and left time."""
+def status_lines(
+    spec: SweepSpec, trials: pd.DataFrame, where: str, lease: LeaseInfo | None = None
+) -> list[str]:
+    """How a study stands: counts, the best value per objective, feasibility, elapsed and left time.
+    `lease` (search/lease.py) says whether a driver is at work; trials "running" without one were
+    interrupted."""
     header = (
         f"study {spec.name} in {where}: {spec.trials} trials asked, {spec.concurrent} at a time, "
         f"space {spec.space}, data {spec.data}"
     )
+    driven = lease is not None and lease.live()
+    driver = [f"driver: {lease.holder()}"] if driven and lease is not None else []
     if not len(trials):
-        return [header, "no trial has started yet"]
-    lines = [header, "trials: " + status_counts(trials, every_status=True)]
+        return [header, *driver, "no trial has started yet"]
+    running = bool((trials["status"] == TrialStatus.RUNNING).any())
+    interrupted = running and not driven
+    if interrupted:
+        since = (
+            f" since {time.strftime('%H:%M', time.localtime(lease.last_seen))}" if lease is not None else ""
+        )
+        driver = [f"interrupted (no driver{since}): continue with '{resume_command(spec)}'"]
+    lines = [header, *driver, "trials: " + status_counts(trials, every_status=True)]
     completed = trials[trials["status"] == TrialStatus.COMPLETED]
     for objective in spec.objectives:
         values = completed[objective.metric].astype(float).dropna()
@@ -209,19 +233,19 @@ def status_lines(spec: SweepSpec, trials: pd.DataFrame, where: str) -> list[str]
     feasible = int(completed[FEASIBLE].astype(bool).sum()) if len(completed) else 0
     targets = " and ".join(str(c) for c in spec.constraints) or "no constraints"
     lines.append(f"feasible ({targets}): {feasible} of {len(completed)} completed")
-    return lines + _timing(trials, spec)
+    return lines + _timing(trials, spec, running=running and not interrupted)
 
 
-def _timing(trials: pd.DataFrame, spec: SweepSpec) -> list[str]:
+def _timing(trials: pd.DataFrame, spec: SweepSpec, running: bool) -> list[str]:
+    """Elapsed time, and while a driver is at work the time left (no estimate for an interrupted study)."""
     start = trials["started_at"].min()
     ended = trials["ended_at"].dropna()
-    running = (trials["status"] == TrialStatus.RUNNING).any()
     finished = trials[trials["status"].map(lambda s: TrialStatus(s).ended)]
     end = pd.Timestamp.now(tz="UTC") if running or not len(ended) else ended.max()
     elapsed = (end - start).total_seconds()
     lines = [f"elapsed: {duration(elapsed)} (first start to {'now' if running else 'last end'})"]
     left = spec.trials - len(finished)
-    if left > 0 and len(finished):
+    if left > 0 and len(finished) and running:
         per_trial = (finished["ended_at"] - finished["started_at"]).dt.total_seconds().mean()
         lines.append(
             f"time left: about {duration(math.ceil(left / spec.concurrent) * per_trial)} "
@@ -247,9 +271,13 @@ def sweep_start_line(spec: SweepSpec, data: str, resumed: bool) -> str:
     )
 
 
-def resume_hint(spec: SweepSpec) -> str:
+def resume_command(spec: SweepSpec) -> str:
     storage = f" --storage {spec.storage}" if spec.storage != "runs" else ""
-    return f"interrupted: continue with 'gainakt-search resume {spec.name}{storage}'"
+    return f"gainakt-search resume {spec.name}{storage}"
+
+
+def resume_hint(spec: SweepSpec) -> str:
+    return f"interrupted: continue with '{resume_command(spec)}'"
 
 
 def pareto_output(

@@ -155,7 +155,7 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, c
         (["--constraint", "auc >= high"], "'high' is not a number"),
         (["--cpus", "0"], "resources.cpus must be > 0"),
         (["--name", "a/b"], "name 'a/b'"),
-        (["--trials", "0"], "trials must be at least 1"),
+        (["--trials", "0"], "trials must be from 1"),
         (["--space", "no_module_here:space"], "cannot import it"),
     ],
 )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import socket
+import time
+from dataclasses import asdict, replace
 
 import pandas as pd
 import pyarrow as pa
@@ -10,6 +13,7 @@ import pyarrow.parquet as pq
 from study_helpers import fake_study, put_trial_like
 
 from search.cli import main
+from search.lease import STALE_SECONDS, LeaseInfo, held, lease_path, read_lease
 from search.store import Store
 from search.views import status_lines
 
@@ -33,16 +37,33 @@ def test_a_running_trial_keeps_the_time_columns_typed(tmp_path):
 def test_status_of_a_running_study(tmp_path, capsys):
     study = fake_study(tmp_path, "running", 4)
     _start_running_trial(study, "run00001")
-    lines = status_lines(study.read_spec(), Store(study).trials(), study.display())
+    with held(study, "gainakt-search run running", echo=lambda line: None):  # a driver at work
+        lines = status_lines(study.read_spec(), Store(study).trials(), study.display(), read_lease(study))
+        assert main(["status", "running", "--storage", str(tmp_path)]) == 0
     assert "trials: 1 running, 3 completed, 1 error, 0 stopped, 0 lost" in lines
+    assert any(line.startswith("driver: 'gainakt-search run running' (pid ") for line in lines)
     assert any(line.startswith("elapsed: ") and line.endswith("(first start to now)") for line in lines)
     # 2 of 6 trials left: the estimate needs the finished trials' durations (end minus start).
     assert any(
         line.startswith("time left: about ") and "(2 trials of about 0m04s, 2 at a time)" in line
         for line in lines
     )
-    assert main(["status", "running", "--storage", str(tmp_path)]) == 0
     assert "1 running" in capsys.readouterr().out
+
+
+def test_status_of_a_study_whose_driver_died_says_interrupted_and_estimates_nothing(tmp_path):
+    study = fake_study(tmp_path, "orphan", 4)
+    _start_running_trial(study, "run00001")
+    beat = time.time() - STALE_SECONDS - 1  # the lease a killed driver leaves: not released, no heartbeat
+    dead = LeaseInfo("t", socket.gethostname(), 2**22 + 1, "gainakt-search run orphan", beat - 60, beat)
+    study.write_atomic(lease_path(study), json.dumps(asdict(dead)).encode())
+    lines = status_lines(study.read_spec(), Store(study).trials(), study.display(), read_lease(study))
+    seen = time.strftime("%H:%M", time.localtime(beat))
+    assert any(
+        line.startswith(f"interrupted (no driver since {seen}): continue with 'gainakt-search resume orphan")
+        for line in lines
+    ), lines
+    assert not any(line.startswith("time left") for line in lines)
 
 
 def test_a_store_written_with_an_untyped_end_time_reads_typed(tmp_path):
@@ -60,5 +81,6 @@ def test_a_store_written_with_an_untyped_end_time_reads_typed(tmp_path):
     trials = Store(study).trials()
     assert str(trials["ended_at"].dtype) == "datetime64[us, UTC]"
     study.write_spec(replace(study.read_spec(), trials=6))
-    lines = status_lines(study.read_spec(), Store(study).trials(), study.display())
-    assert lines[1].startswith("trials: 1 running") and any(line.startswith("time left: ") for line in lines)
+    with held(study, "gainakt-search resume old", echo=lambda line: None):
+        lines = status_lines(study.read_spec(), Store(study).trials(), study.display(), read_lease(study))
+    assert lines[2].startswith("trials: 1 running") and any(line.startswith("time left: ") for line in lines)

@@ -1,0 +1,96 @@
+"""The Ray a sweep or a confirmation runs on: a local one started here, or a cluster at an address,
+checked before anything is asked of it so that a bad address or an impossible request fails in
+seconds with one line instead of waiting forever."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator, Mapping
+
+from gainakt.errors import ConfigError
+
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """The TCP endpoint of `host:port` (or `ray://host:port`); None for `auto` and the like."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, timeout: float) -> None:
+    """Ray retries an unreachable address for minutes: try the TCP connection first."""
+    endpoint = _host_port(address)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ConfigError(
+            f"--address {address}: no Ray cluster reachable within {timeout:g} s ({reason})"
+        ) from None
+
+
+def check_placeable(per_trial: Mapping[str, float]) -> None:
+    """A trial whose resources no node of the cluster has would wait forever: refuse it."""
+    import ray
+
+    wanted = {name: amount for name, amount in per_trial.items() if amount > 0}
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    if any(all(node.get(name, 0.0) >= amount for name, amount in wanted.items()) for node in nodes):
+        return
+    largest = {name: max((node.get(name, 0.0) for node in nodes), default=0.0) for name in wanted}
+    asked = ", ".join(f"{amount:g} {name}" for name, amount in wanted.items())
+    has = ", ".join(f"{amount:g} {name}" for name, amount in largest.items())
+    raise ConfigError(
+        f"each trial asks for {asked}, but no node of the Ray cluster has that much (the largest has "
+        f"{has}); lower --cpus/--gpus or give Ray more (--num-cpus, or a cluster via --address)"
+    )
+
+
+@contextlib.contextmanager
+def ray_session(
+    address: str | None,
+    num_cpus: int | None,
+    per_trial: Mapping[str, float] | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> Iterator[None]:
+    """Ray for the length of the block: the cluster at `address`, or a local Ray of `num_cpus` CPUs
+    (stopped at the end); an already initialised Ray is used as it is and left running. `per_trial`
+    ({"CPU": 1, "GPU": 0}) is checked against the cluster's nodes before the block runs."""
+    import ray
+
+    if num_cpus is not None and num_cpus < 1:
+        raise ConfigError(f"--num-cpus must be at least 1, got {num_cpus}")
+    if not connect_timeout > 0:
+        raise ConfigError(f"--connect-timeout must be > 0, got {connect_timeout}")
+    if ray.is_initialized():
+        if per_trial:
+            check_placeable(per_trial)
+        yield
+        return
+    if address is not None:
+        check_reachable(address, connect_timeout)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
+    try:
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if address is None else None,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    except (ConnectionError, ValueError) as err:
+        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+    try:
+        if per_trial:
+            check_placeable(per_trial)
+        yield
+    finally:
+        ray.shutdown()
