@@ -7,7 +7,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 
 from gainakt.errors import ConfigError
@@ -55,6 +59,59 @@ def check_placeable(per_trial: Mapping[str, float]) -> None:
 
 
 @contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """TimeoutError in the block after `seconds` (main thread only: where signals are delivered)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _native_stderr_muted() -> Iterator[None]:
+    """Ray's C++ client repeats a warning on stderr for every failed attempt to reach a cluster:
+    keep file descriptor 2 away from it while connecting; the outcome is said in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _connect(address: str, timeout: float) -> None:
+    import ray
+
+    try:
+        with _native_stderr_muted(), _deadline(timeout):
+            ray.init(
+                address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False
+            )
+    except TimeoutError:
+        ray.shutdown()
+        raise ConfigError(
+            f"--address {address}: no Ray cluster answered within {timeout:g} s (something listens there, "
+            "but not a Ray head node; check the address and port, or raise --connect-timeout)"
+        ) from None
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        ray.shutdown()
+        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+
+
+@contextlib.contextmanager
 def ray_session(
     address: str | None,
     num_cpus: int | None,
@@ -75,19 +132,12 @@ def ray_session(
             check_placeable(per_trial)
         yield
         return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
     if address is not None:
         check_reachable(address, connect_timeout)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter stays quiet at verbose=0
-    try:
-        ray.init(
-            address=address,
-            num_cpus=num_cpus if address is None else None,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
-    except (ConnectionError, ValueError) as err:
-        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+        _connect(address, connect_timeout)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
         if per_trial:
             check_placeable(per_trial)

@@ -374,9 +374,8 @@ def analyse(
     baseline = baseline_values(baselines or {}, metrics)
     candidates = flags(usable(trials, objectives), baseline)
     candidates[FEASIBLE] = feasible(candidates, constraints)
-    candidates["front"] = (
-        nondominated(objective_values(candidates, objectives), objectives) if len(candidates) else []
-    )
+    # nondominated gives an empty boolean array for no candidates: an empty list would index columns.
+    candidates["front"] = nondominated(objective_values(candidates, objectives), objectives)
     point = reference_point(trials, objectives, reference)
     epochs_front = epoch_front(epochs, trials, objectives)
     epochs_front[FEASIBLE] = feasible(epochs_front, constraints)

@@ -37,6 +37,9 @@ ENDED_STATUSES = tuple(s.value for s in TrialStatus if s.ended)
 TRIAL_KEY = "trial_id"
 TIME_COLUMNS = ("started_at", "ended_at", "reported_at")  # UTC timestamps; NaT while a trial runs
 CHECKPOINT = "checkpoint"
+# Paths in the store are relative to the study folder, so that a copied or moved study reads right;
+# `Store` turns them into full paths on reading.
+PATH_COLUMNS = (CHECKPOINT, "trial_dir")
 
 PARAM = "param."  # a setting the search space chose, e.g. param.weights.sparsity
 FIXED = "fixed."  # a training setting every trial of the study shares, e.g. fixed.epochs
@@ -62,9 +65,15 @@ def param_column(setting: str) -> str:
     return f"{PARAM}{setting}"
 
 
+def exact_number(value: float) -> str:
+    """A threshold as written: short where that is exact, every digit where it is not."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def violation_column(constraint: Any) -> str:
     """The trial table's column of a `search.spec.Constraint`."""
-    return f"{VIOLATION}{constraint.metric}{constraint.op}{constraint.threshold:g}"
+    return f"{VIOLATION}{constraint.metric}{constraint.op}{exact_number(constraint.threshold)}"
 
 
 # The confirm table (search/confirm.py): where a row comes from, and a metric on a split.

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import pyarrow.fs as pafs
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
 from spaces import get_space
 
@@ -138,7 +139,7 @@ class StudySearcher(Searcher):
         self._budget = budget
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number: the saved state
         self._ended_before: set[str] | None = None  # read from the store once per driver process
-        self._study = optuna.create_study(
+        self._study: optuna.Study | None = optuna.create_study(
             storage=storage,
             sampler=self._sampler,
             pruner=optuna.pruners.NopPruner(),
@@ -146,9 +147,9 @@ class StudySearcher(Searcher):
             directions=[_DIRECTIONS[m] for m in mode],
             load_if_exists=True,
         )
-        if points_to_evaluate and not self._study.get_trials(deepcopy=False):  # a new study only
+        if points_to_evaluate and not self.study.get_trials(deepcopy=False):  # a new study only
             for point in points_to_evaluate:
-                self._study.enqueue_trial(dict(point))  # asked (so run) before any sampled trial
+                self.study.enqueue_trial(dict(point))  # asked (so run) before any sampled trial
 
     # ------------------------------------------------------------------ Tune's Searcher interface
 
@@ -170,7 +171,7 @@ class StudySearcher(Searcher):
         if trial_id in self._numbers:
             trial = self._live_trial(self._numbers[trial_id])  # suggesting again returns the same values
         else:
-            trial = self._study.ask()  # a start point first, while any is waiting
+            trial = self.study.ask()  # a start point first, while any is waiting
             self._numbers[trial_id] = trial.number
         config = self._space(trial)
         return {**trial.params, **config}
@@ -188,7 +189,7 @@ class StudySearcher(Searcher):
         if frozen.state == TrialState.FAIL:
             if complete and not self._retried(number):  # an errored trial retried after a resume
                 assert result is not None and values is not None
-                self._study.add_trial(
+                self.study.add_trial(
                     optuna.trial.create_trial(  # Optuna cannot reopen it: record it anew
                         params=frozen.params,
                         distributions=frozen.distributions,
@@ -205,9 +206,9 @@ class StudySearcher(Searcher):
             trial = self._live_trial(number)
             for key, value in violations(self._constraints, result).items():
                 trial.set_constraint(key, value)
-            self._study.tell(number, values)
+            self.study.tell(number, values)
         else:
-            self._study.tell(number, state=TrialState.FAIL)
+            self.study.tell(number, state=TrialState.FAIL)
 
     def get_state(self) -> dict[str, Any]:
         return {"numbers": dict(self._numbers), "sampler": self._sampler}
@@ -215,7 +216,7 @@ class StudySearcher(Searcher):
     def set_state(self, state: dict[str, Any]) -> None:
         self._numbers = dict(state["numbers"])
         self._sampler = state["sampler"]
-        self._study = self._load_study()
+        self._study = None  # reopened with this sampler when next needed
         self._ended_before = None  # the saved set is stale: trials may have ended after it was saved
 
     def save(self, checkpoint_path: str) -> None:
@@ -234,13 +235,16 @@ class StudySearcher(Searcher):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # The study is opened when first needed, not here: a restored Tuner unpickles the searcher
+        # the study started with, whose journal may be in a folder the study has since left.
         self.__dict__.update(state)
-        self._study = self._load_study()
 
     # ------------------------------------------------------------------ the study
 
     @property
     def study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = self._load_study()
         return self._study
 
     def _load_study(self) -> optuna.Study:
@@ -260,8 +264,34 @@ class StudySearcher(Searcher):
 
     def _live_trial(self, number: int) -> optuna.Trial:
         """The running trial `number`, as `ask` returned it (asked perhaps before a resume)."""
-        return optuna.Trial(self._study, self._storage_trial_id(number))
+        return optuna.Trial(self.study, self._storage_trial_id(number))
 
     def _retried(self, number: int) -> bool:
-        done = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return any(trial.user_attrs.get("retry_of") == number for trial in done)
+
+
+class StudySearchGenerator(SearchGenerator):
+    """What Tune makes of a Searcher (a ConcurrencyLimiter inside a SearchGenerator), except that
+    on restoring, the experiment it saved, in whose folder new trials are created, is pointed at
+    the folder the study is in now: Tune does that for the trials it restores, not for those still
+    to come, so a copied or moved study would go on creating trials in its old place."""
+
+    def __init__(
+        self, searcher: Searcher, concurrent: int, fs: pafs.FileSystem, study_root: str, experiment: str
+    ) -> None:
+        super().__init__(ConcurrencyLimiter(searcher, max_concurrent=concurrent))
+        self._here = (fs, study_root, experiment)
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        fs, root, experiment = self._here
+        saved = self._experiment
+        assert saved is not None  # restored state always holds the experiment
+        contexts = (saved.storage, saved.spec["storage"])
+        for storage in {id(s): s for s in contexts}.values():  # one object, unless Tune changes
+            storage.storage_filesystem, storage.storage_fs_path, storage.experiment_dir_name = (
+                fs,
+                root,
+                experiment,
+            )

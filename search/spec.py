@@ -43,6 +43,8 @@ from gainakt.config import MAX_SEED, build, merge, read_toml, with_assignments
 from gainakt.errors import ConfigError
 from gainakt.schema import Direction
 
+from .schema import exact_number
+
 Sampler = Literal["tpe", "nsga2", "gp", "random"]
 Scheduler = Literal["fifo", "asha"]
 SeedMode = Literal["common", "per-trial"]
@@ -70,12 +72,6 @@ def check_name(name: str) -> str:
     if not _NAME.fullmatch(name) or ".." in name:
         raise ConfigError(f"name {name!r}: letters, digits, '.', '_' and '-' only (it names a folder)")
     return name
-
-
-def _number(value: float) -> str:
-    """A threshold as written: short where that is exact, every digit where it is not."""
-    short = f"{value:g}"
-    return short if float(short) == value else repr(value)
 
 
 def _known_metric(metric: str, where: str) -> str:
@@ -142,7 +138,7 @@ class Constraint:
         return max(gap, BOUNDARY_VIOLATION)
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {_number(self.threshold)}"
+        return f"{self.metric} {self.op} {exact_number(self.threshold)}"
 
 
 DEFAULT_OBJECTIVES = (

@@ -4,7 +4,9 @@ confirm table of `confirm`, one file per confirmation run.
 Every file is rewritten whole and atomically (temporary name, then rename), so a crash
 never leaves half a file and each (trial, epoch) is held exactly once. pandas, pyarrow,
 polars or DuckDB read the folders directly, e.g.
-`pd.read_parquet("runs/quickstart/store/trials")`. The columns are documented in the README.
+`pd.read_parquet("runs/quickstart/store/trials")`. The columns are documented in the README;
+the paths in them (`checkpoint`, `trial_dir`) are relative to the study folder, which the readers
+here put in front.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import ENDED_STATUSES, TIME_COLUMNS, TRIAL_KEY
+from .schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY
 from .study import Study
 
 
@@ -50,14 +52,16 @@ class Store:
 
     def put_trial(self, row: Mapping[str, Any]) -> None:
         """Replace the trial's row."""
-        self.study.write_atomic(f"{self.study.trials_dir}/{_file_name(row[TRIAL_KEY])}", _to_parquet([row]))
+        path = f"{self.study.trials_dir}/{_file_name(row[TRIAL_KEY])}"
+        self.study.write_atomic(path, _to_parquet([self._relative(row)]))
 
     def put_epochs(self, trial_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Replace the trial's epoch rows (one per epoch, in order)."""
         ordered = sorted(rows, key=lambda r: r["epoch"])
         if len({r["epoch"] for r in ordered}) != len(ordered):
             raise ValueError(f"trial {trial_id}: an epoch appears twice")
-        self.study.write_atomic(f"{self.study.epochs_dir}/{_file_name(trial_id)}", _to_parquet(ordered))
+        path = f"{self.study.epochs_dir}/{_file_name(trial_id)}"
+        self.study.write_atomic(path, _to_parquet([self._relative(r) for r in ordered]))
 
     def put_confirm(self, row: Mapping[str, Any]) -> None:
         """Replace a confirmation run's row (`search/confirm.py`), keyed by its `key`."""
@@ -94,6 +98,10 @@ class Store:
             out.setdefault(row[TRIAL_KEY], {})[int(row["epoch"])] = row
         return out
 
+    def _relative(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        paths = {c: self.study.relative(row[c]) for c in PATH_COLUMNS if isinstance(row.get(c), str)}
+        return {**row, **paths}
+
     def _read(self, folder: str) -> pd.DataFrame:
         # File by file: trials of one study may differ in columns (a space with conditional settings).
         frames = [
@@ -101,6 +109,12 @@ class Store:
             for path in self.study.list_files(folder, ".parquet")
         ]
         frames = [f for f in frames if len(f)]
+        if not frames:
+            return pd.DataFrame()
         # Typed again after the concatenation: stores written before the time columns were typed
         # hold a running trial's ended_at as a null column, which would make the whole column object.
-        return _with_time_types(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
+        frame = _with_time_types(pd.concat(frames, ignore_index=True))
+        for column in PATH_COLUMNS:
+            if column in frame:
+                frame[column] = frame[column].map(lambda p: self.study.full(p) if isinstance(p, str) else p)
+        return frame

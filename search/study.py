@@ -90,6 +90,16 @@ class Study:
     def display(self) -> str:
         return self.root if self.local else self.uri
 
+    def relative(self, path: str) -> str:
+        """`path` inside the study folder as the store keeps it (relative); others unchanged."""
+        return path.removeprefix(f"{self.root}/")
+
+    def full(self, path: str) -> str:
+        """A stored path where the study is now: relative ones under its folder, others unchanged."""
+        if path.startswith("/") or is_uri(path):
+            return path
+        return f"{self.display()}/{path}"
+
     # ------------------------------------------------------------------ files
 
     def exists(self) -> bool:

@@ -26,7 +26,7 @@ from .lease import held, refuse_if_held
 from .schema import FIXED, TrialStatus
 from .spec import SweepSpec
 from .store import Store
-from .study import Study
+from .study import TUNE_DIR, Study
 from .trainable import TrialSetup, trial_config
 
 log = logging.getLogger("search.sweep")
@@ -100,7 +100,7 @@ def prepare(
                 f"{', '.join(differ)}); continue it with 'gainakt-search resume {spec.name}' "
                 "or choose another --name"
             )
-        spec = saved
+        spec = replace(saved, storage=spec.storage)  # where the study is now, wherever it started
     elif must_exist:
         raise ConfigError(f"study {spec.name!r} not found in {study.storage} (no {study.spec_path})")
     setup = TrialSetup(
@@ -220,7 +220,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from .recorder import StoreRecorder
-    from .searcher import StudySearcher, TrialBudget, TrialSpace, make_sampler
+    from .searcher import StudySearcher, StudySearchGenerator, TrialBudget, TrialSpace, make_sampler
     from .trainable import run_trial
 
     spec, study = prepared.spec, prepared.study
@@ -228,14 +228,6 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         tune.with_parameters(run_trial, setup=prepared.setup, dataset=prepared.dataset),
         {"cpu": spec.cpus, "gpu": spec.gpus},
     )
-    if tune.Tuner.can_restore(study.tune_path if study.local else f"{study.uri}/tune"):
-        echo(f"continuing study {spec.name!r} in {study.display()}")
-        return tune.Tuner.restore(
-            f"{study.uri}/tune" if not study.local else study.tune_path,
-            trainable,
-            resume_unfinished=True,
-            resume_errored=True,
-        )
     store = Store(study)
     finished = len(store.ended_trial_ids())  # a study killed before Tune first saved its state starts afresh
     # A study restarted before Tune first saved its state already holds its start points.
@@ -269,13 +261,19 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         checkpoint_score_order="max",
     )
     recorder = StoreRecorder(spec, store, prepared.constants, journal, echo)
+    search = StudySearchGenerator(searcher, spec.concurrent, study.fs, study.root, TUNE_DIR)
+    tune_path = study.tune_path if study.local else f"{study.uri}/tune"
+    if tune.Tuner.can_restore(tune_path):
+        echo(f"continuing study {spec.name!r} in {study.display()}")
+        tuner = tune.Tuner.restore(tune_path, trainable, resume_unfinished=True, resume_errored=True)
+        _bind_to_this_folder(tuner, search, recorder)
+        return tuner
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
+            search_alg=search,  # at most spec.concurrent at a time: its ConcurrencyLimiter
             scheduler=scheduler,
             num_samples=spec.trials - finished,
-            max_concurrent_trials=spec.concurrent,
             trial_dirname_creator=_trial_dirname,
             # A new trial takes over a finished one's worker instead of starting a
             # process and importing torch again (seconds per trial on two cores).
@@ -290,3 +288,18 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
+
+
+def _bind_to_this_folder(tuner: Any, search: Any, recorder: Any) -> None:
+    """A restored Tuner unpickles the search algorithm and the callback the study started with, and
+    with them the folder it started in: a copied or moved study would go on writing there. Give it
+    the ones made for where the study is now (Tune restores the searcher's state into them from the
+    experiment folder, which it finds at its new path by itself)."""
+    internal = getattr(tuner, "_local_tuner", None)
+    if internal is None or not hasattr(internal, "_tune_config") or not hasattr(internal, "_run_config"):
+        raise RuntimeError(
+            "this Ray version's Tuner keeps its configuration elsewhere; update _bind_to_this_folder"
+        )
+    internal._tune_config.search_alg = search
+    internal._tune_config.max_concurrent_trials = None  # the search's ConcurrencyLimiter holds it
+    internal._run_config.callbacks = [recorder]

@@ -151,3 +151,15 @@ def test_entry_point_exits_2_without_traceback(args: list[str], tmp_path: Path) 
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_byte_order_mark_and_a_student_longer_than_the_csv_field_limit_are_accepted(tmp_path):
+    """Excel writes a UTF-8 BOM before the header; csv's default field limit (131,072 characters)
+    would cut off a student with more than about 65,000 answers."""
+    long = 70_000
+    lines = [HEADER, f'0,long,"{",".join(["1"] * long)}","{",".join(["0", "1"] * (long // 2))}"', GOOD[1]]
+    path = tmp_path / "train_valid.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(line + "\n" for line in lines).encode())
+    dataset = load_dataset(path)
+    assert dataset.train_valid.uids == ("long", "b")
+    assert int(dataset.train_valid.lengths.sum()) == long + 3

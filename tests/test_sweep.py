@@ -106,7 +106,9 @@ def _files(study: Path, trial_id: str) -> tuple[bytes, bytes]:
 @pytest.mark.parametrize(
     "tune_save_seconds, ended_at_kill", [("auto", 2), ("100000", 3)], ids=["current", "stale"]
 )
-def test_sigkill_then_resume_finishes_exactly_the_trials_asked(tmp_path, tune_save_seconds, ended_at_kill):
+def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
+    tmp_path, tune_save_seconds, ended_at_kill, capsys
+):
     argv = sweep_argv(tmp_path, "killed", 6, 3, "--num-cpus", "2")
     driver = subprocess.Popen(
         [sys.executable, "-m", "search.cli", *argv],
@@ -138,6 +140,9 @@ def test_sigkill_then_resume_finishes_exactly_the_trials_asked(tmp_path, tune_sa
     assert driver.returncode == -signal.SIGKILL
 
     assert main(["resume", "killed", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    # The killed driver's lease had no release and a dead pid: taken over, and said.
+    taken = f"taking over the study from 'gainakt-search run killed' (pid {driver.pid} on "
+    assert taken in capsys.readouterr().out
     trials, epochs = store.trials(), store.epochs()
     assert (trials["status"] == "COMPLETED").sum() == 6
     assert set(trials["status"]) <= {"COMPLETED", "LOST"}
