@@ -283,6 +283,15 @@ class StudySearchGenerator(SearchGenerator):
         super().__init__(ConcurrencyLimiter(searcher, max_concurrent=concurrent))
         self._here = (fs, study_root, experiment)
 
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # The ConcurrencyLimiter drops the end of a trial it did not see start in this driver, as
+        # is an errored trial that a resume retries: the study must still hear of it.
+        limiter = self.searcher
+        if isinstance(limiter, ConcurrencyLimiter) and trial_id not in limiter.live_trials:
+            limiter.searcher.on_trial_complete(trial_id, result=result, error=error)
+        else:
+            super().on_trial_complete(trial_id, result=result, error=error)
+
     def set_state(self, state: dict) -> None:
         super().set_state(state)
         fs, root, experiment = self._here

@@ -143,6 +143,13 @@ def prepare(
     return Prepared(spec, study, dataset, setup, constants, resumed, base.fold, baselines)
 
 
+def _finished(store: Store, spec: SweepSpec) -> bool:
+    """Every trial asked for has ended, and none errored: errored trials are retried on each resume."""
+    trials = store.trials()
+    errored = len(trials) > 0 and bool((trials["status"] == TrialStatus.ERROR).any())
+    return not errored and len(store.ended_trial_ids()) >= spec.trials
+
+
 def _check_same_data(study: Study, dataset: Dataset) -> None:
     """A study goes on with the data it started on, or not at all: its rows would mix two datasets."""
     pin = study.read_data_pin()
@@ -175,7 +182,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run (or continue) the sweep until every trial asked for has finished."""
     spec, study = prepared.spec, prepared.study
-    if prepared.resumed and len(Store(study).ended_trial_ids()) >= spec.trials:
+    if prepared.resumed and _finished(Store(study), spec):
         echo(f"study {spec.name!r} already has all its {spec.trials} trials")
         return SweepOutcome(study, spec, 0.0, interrupted=False)
     refuse_if_held(study)

@@ -143,3 +143,48 @@ def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_tou
         here = str(storage / "roaming")
         assert all(str(p).startswith(here) for p in trials["checkpoint"].dropna()), trials["checkpoint"]
         assert all(Path(p).is_dir() for p in trials["checkpoint"].dropna())
+
+
+def _trial_workers(session: int) -> list[int]:
+    """The Ray actor processes that train trials in a driver's session (each in its own process group)."""
+    found = subprocess.run(
+        ["pgrep", "-s", str(session), "-f", "ray::ImplicitFunc"], capture_output=True, text=True
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_records_the_retry(tmp_path):
+    argv = sweep_argv(tmp_path, "crashy", 3, 3, "--num-cpus", "2", "--concurrent", "1")
+    driver = _driver(argv)
+    deadline = time.monotonic() + GUARD_SECONDS
+    killed = False
+    try:
+        while time.monotonic() < deadline and driver.poll() is None and not killed:
+            _, epochs = tables(tmp_path, "crashy")
+            workers = _trial_workers(driver.pid)
+            if len(epochs) and workers:  # a trial has reported an epoch: kill its worker mid-trial
+                for pid in workers:
+                    os.kill(pid, 9)
+                killed = True
+            time.sleep(0.2)
+        assert killed, "no trial worker was found to kill"
+        code, _, err = _finish(driver)
+    finally:
+        kill_group(driver.pid)
+    assert code == 0, err
+    trials, _ = tables(tmp_path, "crashy")
+    errored = trials[trials["status"] == "ERROR"]
+    assert len(errored) == 1 and len(trials) == 3, trials[["trial_id", "status", "error"]]
+    number = int(errored["number"].item())
+
+    assert main(["resume", "crashy", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    trials, epochs = tables(tmp_path, "crashy")
+    assert len(trials) == 3 and set(trials["status"]) == {"COMPLETED"}
+    assert (
+        not epochs.duplicated(["trial_id", "epoch"]).any() and (epochs.groupby("trial_id").size() == 3).all()
+    )
+    states = {t.number: t for t in optuna_trials(tmp_path, "crashy")}
+    assert states[number].state.name == "FAIL"
+    retries = [t for t in states.values() if t.user_attrs.get("retry_of") == number]
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
+    assert sum(t.state.name == "COMPLETE" for t in states.values()) == 3
