@@ -391,8 +391,9 @@ def _add_resume(commands: argparse._SubParsersAction) -> None:
         "resume",
         help="continue an interrupted search",
         description="Continue a study where it stopped: finished trials are kept, unfinished ones continue "
-        "from their last checkpoint, errored ones are retried once, and the total number of trials stays as "
-        "asked.",
+        "from their last checkpoint, errored ones are retried once (on every resume), and the total number "
+        "of trials stays as asked. The study may have been copied or moved since; its data must be the "
+        "same (data.json), and no other driver may be at work on it (lease.json).",
     )
     _add_study_args(resume)
     _add_cluster_flags(resume)
