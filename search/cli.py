@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_confirm(commands)
     _add_pareto(commands)
     _add_report(commands)
+    _add_doctor(commands)
     return parser
 
 
@@ -640,6 +641,38 @@ def _report(args: argparse.Namespace) -> int:
     written = write_report(open_study(args.storage, args.name), args.output)
     _print([f"report: {written.html}", f"summary: {written.markdown}"])
     return 0
+
+
+def _add_doctor(commands: argparse._SubParsersAction) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a study folder, and with --repair make it resumable",
+        description="Check a study folder: its spec, pinned data, lease, every store file, the Optuna "
+        "journal, Tune's saved state and the checkpoints its rows name; one OK or FAIL line each, exit "
+        "code 1 if any fails. With --repair (refused while a driver holds the study), move unreadable "
+        "store files to quarantine/ (a trial whose row is quarantined is then missing from the study's "
+        "tables, and not run again) and drop a torn last journal line, then check again.",
+    )
+    _add_study_args(doctor)
+    doctor.add_argument("--repair", action="store_true", help="make the safe repairs, then check again")
+    doctor.set_defaults(handler=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from search.doctor import examine, repair
+    from search.study import open_study
+
+    study = open_study(args.storage, args.name)
+    if args.repair:
+        made = repair(study, echo=_print)
+        _print(f"{made} repair(s) made" if made else "nothing to repair")
+    findings = examine(study)
+    _print([f"{'OK  ' if f.ok else 'FAIL'}  {f.check}: {f.detail}" for f in findings])
+    if any(f.repairable and not f.ok for f in findings):
+        _print(
+            f"'gainakt-search doctor {args.name} --repair' makes the repairs marked FAIL above that it can"
+        )
+    return 0 if all(f.ok for f in findings) else 1
 
 
 def _print(text: str | Sequence[str]) -> None:

@@ -12,7 +12,9 @@ here put in front.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -21,6 +23,33 @@ import pyarrow.parquet as pq
 
 from .schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY
 from .study import Study
+
+log = logging.getLogger("search.store")
+_warned: set[str] = set()  # unreadable files already named in this process
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A store file that cannot be read, and why."""
+
+    path: str
+    reason: str
+
+
+def _read_file(study: Study, path: str) -> pd.DataFrame:
+    return pq.read_table(study.fs.open_input_file(path)).to_pandas()
+
+
+def unreadable_files(study: Study) -> list[Unreadable]:
+    """Every Parquet file of the study's store that cannot be read (all three tables)."""
+    bad = []
+    for folder in (study.trials_dir, study.epochs_dir, study.confirm_dir):
+        for path in study.list_files(folder, ".parquet"):
+            try:
+                _read_file(study, path)
+            except (pa.ArrowException, OSError, ValueError) as err:
+                bad.append(Unreadable(path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+    return bad
 
 
 def _file_name(trial_id: str) -> str:
@@ -98,16 +127,30 @@ class Store:
             out.setdefault(row[TRIAL_KEY], {})[int(row["epoch"])] = row
         return out
 
+    def _skip(self, bad: Unreadable) -> None:
+        """An unreadable file is left out of every answer and named once, not fatal: one torn file
+        must not hide a whole study."""
+        if bad.path in _warned:
+            return
+        _warned.add(bad.path)
+        name = bad.path.rsplit("/", 1)[-1].removesuffix(".parquet")
+        log.warning(
+            f"warning: {bad.path}: cannot be read ({bad.reason}); {name} is left out; "
+            f"'gainakt-search doctor {self.study.name} --repair' moves it to quarantine/"
+        )
+
     def _relative(self, row: Mapping[str, Any]) -> dict[str, Any]:
         paths = {c: self.study.relative(row[c]) for c in PATH_COLUMNS if isinstance(row.get(c), str)}
         return {**row, **paths}
 
     def _read(self, folder: str) -> pd.DataFrame:
         # File by file: trials of one study may differ in columns (a space with conditional settings).
-        frames = [
-            pq.read_table(self.study.fs.open_input_file(path)).to_pandas()
-            for path in self.study.list_files(folder, ".parquet")
-        ]
+        frames = []
+        for path in self.study.list_files(folder, ".parquet"):
+            try:
+                frames.append(_read_file(self.study, path))
+            except (pa.ArrowException, OSError, ValueError) as err:
+                self._skip(Unreadable(path, str(err).splitlines()[0] if str(err) else type(err).__name__))
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame()

@@ -22,10 +22,11 @@ from gainakt.guarantees import guaranteed_metrics, guarantees_of
 from gainakt.schema import EvalMetrics
 
 from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
+from .journal import check_journal, drop_torn_tail
 from .lease import held, refuse_if_held
 from .schema import FIXED, TrialStatus
 from .spec import SweepSpec
-from .store import Store
+from .store import Store, unreadable_files
 from .study import TUNE_DIR, Study
 from .trainable import TrialSetup, trial_config
 
@@ -121,6 +122,8 @@ def prepare(
     for settings in (sampled, *starts):  # the space's settings must be valid training settings
         trial_config(setup, settings, seed=spec.seed)
     _refuse_guaranteed_objectives(spec, setup, [sample_once(space, seed) for seed in range(SPACE_PROBES)])
+    if resumed:
+        _check_intact(study)
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)
     if resumed:
@@ -141,6 +144,19 @@ def prepare(
         **fixed,
     }
     return Prepared(spec, study, dataset, setup, constants, resumed, base.fold, baselines)
+
+
+def _check_intact(study: Study) -> None:
+    """A resume reads the whole store and journal: refuse one it would misread, before any change."""
+    bad = unreadable_files(study)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ConfigError(
+            f"{bad[0].path}: cannot be read ({bad[0].reason}){more}; resuming would lose or rerun its "
+            f"trial: run 'gainakt-search doctor {study.name} --repair' first"
+        )
+    if study.local:
+        check_journal(study.journal_path, study.name)
 
 
 def _finished(store: Store, spec: SweepSpec) -> bool:
@@ -199,6 +215,8 @@ def run_sweep(
         if not study.read_baselines():
             _write_baselines(prepared, echo)
         journal = study.prepare_journal()
+        if drop_torn_tail(journal, check_journal(journal, spec.name)):
+            echo(f"{journal}: dropped a torn last line (an entry a crash cut short; it never took effect)")
         try:
             started = time.time()
             ray_start_seconds = started - ray_started

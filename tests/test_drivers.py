@@ -188,3 +188,23 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
     retries = [t for t in states.values() if t.user_attrs.get("retry_of") == number]
     assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
     assert sum(t.state.name == "COMPLETE" for t in states.values()) == 3
+
+
+def test_doctor_repair_brings_a_damaged_study_back_to_one_that_resume_finishes(tmp_path, capsys):
+    assert main(sweep_argv(tmp_path, "mended", 3, 1, "--num-cpus", "2")) == 0
+    study = Study(str(tmp_path), "mended")
+    victim = sorted(Path(study.trials_dir).glob("*.parquet"))[0]
+    victim.write_bytes(b"junk")
+    journal = Path(study.journal_path)
+    journal.write_bytes(journal.read_bytes() + b'{"op_code": 6, "worker_id": "w", "trial_id": 9, "va')
+    assert main(["resume", "mended", "--storage", str(tmp_path), "--num-cpus", "2"]) == 2
+    assert main(["doctor", "mended", "--storage", str(tmp_path), "--repair"]) == 0
+    capsys.readouterr()
+    assert main(["resume", "mended", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    trials, _ = tables(tmp_path, "mended")
+    # The quarantined row's trial is missing from the tables (not rebuilt, not run again); the rest stand.
+    assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
+    assert victim.stem not in set(trials["trial_id"])
+    assert (Path(study.root) / "quarantine" / "store" / "trials" / victim.name).read_bytes() == b"junk"
+    assert main(["doctor", "mended", "--storage", str(tmp_path)]) == 0
+    assert main(["status", "mended", "--storage", str(tmp_path)]) == 0

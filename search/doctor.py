@@ -1,0 +1,161 @@
+"""`gainakt-search doctor NAME`: what state a study folder is in, and with `--repair` the
+repairs that are safe to make (unreadable store files to quarantine/, a torn last journal line
+dropped), so that `resume` can finish it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+from gainakt.errors import ConfigError, UserError
+
+from .journal import JournalCheck, check_journal, drop_torn_tail
+from .lease import read_lease
+from .schema import CHECKPOINT, TrialStatus
+from .store import Store, Unreadable, unreadable_files
+from .study import Study
+
+QUARANTINE = "quarantine"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check of a study folder."""
+
+    check: str
+    ok: bool
+    detail: str
+    repairable: bool = False
+
+
+def examine(study: Study) -> list[Finding]:
+    """Every check, in the order a resume depends on them."""
+    findings = [_spec(study), _data(study), _lease(study)]
+    bad = unreadable_files(study)
+    findings.append(_store(study, bad))
+    findings.append(_journal(study))
+    findings.append(_tune(study))
+    if not bad:
+        findings.append(_checkpoints(study))
+    return findings
+
+
+def repair(study: Study, echo: Callable[[str], None] = print) -> int:
+    """Make the safe repairs; the number made. Refused while a driver holds the study."""
+    lease = read_lease(study)
+    if lease is not None and lease.live():
+        raise ConfigError(
+            f"study {study.name!r} is being driven by {lease.holder()}; repair it once that has ended"
+        )
+    done = 0
+    for bad in unreadable_files(study):
+        target = f"{study.root}/{QUARANTINE}/{study.relative(bad.path)}"
+        study.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        study.fs.move(bad.path, target)
+        echo(f"moved {bad.path} to {target} ({bad.reason})")
+        done += 1
+    if study.local:
+        try:
+            check = check_journal(study.journal_path, study.name)
+        except UserError:
+            check = JournalCheck(0, b"")  # damaged, not torn: nothing safe to do
+        if drop_torn_tail(study.journal_path, check):
+            echo(f"dropped the torn last line of {study.journal_path}")
+            done += 1
+    return done
+
+
+def _spec(study: Study) -> Finding:
+    try:
+        spec = study.read_spec()
+    except UserError as err:
+        return Finding("spec", False, str(err))
+    return Finding("spec", True, f"{spec.trials} trials of space {spec.space} on {spec.data}")
+
+
+def _data(study: Study) -> Finding:
+    try:
+        pin = study.read_data_pin()
+    except UserError as err:
+        return Finding("data", False, str(err))
+    if pin is None:
+        return Finding("data", True, "no data.json (a study from before the pin: its rows name the data)")
+    return Finding("data", True, f"pinned to {pin.get('source')} (fingerprint {pin.get('fingerprint')})")
+
+
+def _lease(study: Study) -> Finding:
+    lease = read_lease(study)
+    if lease is None:
+        return Finding("lease", True, "no driver has held it (or one from before leases)")
+    if lease.live():
+        return Finding("lease", True, f"driven now by {lease.holder()}")
+    if lease.released_at is None:
+        return Finding("lease", True, f"its last driver {lease.holder()} died; the next resume takes over")
+    return Finding("lease", True, "free")
+
+
+def _store(study: Study, bad: list[Unreadable]) -> Finding:
+    if bad:
+        names = "; ".join(f"{b.path} ({b.reason})" for b in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        return Finding("store", False, f"{len(bad)} unreadable file(s): {names}", repairable=True)
+    counts = {
+        name: len(study.list_files(folder, ".parquet"))
+        for name, folder in (
+            ("trial", study.trials_dir),
+            ("epoch", study.epochs_dir),
+            ("confirm", study.confirm_dir),
+        )
+    }
+    return Finding(
+        "store", True, ", ".join(f"{n} {name} files" for name, n in counts.items()) + ", all readable"
+    )
+
+
+def _journal(study: Study) -> Finding:
+    if not study.local:
+        return Finding("journal", True, "remote study: checked when a resume fetches it")
+    try:
+        check = check_journal(study.journal_path, study.name)
+    except UserError as err:
+        return Finding("journal", False, f"{err} (restore it from a copy; it cannot be repaired here)")
+    if check.torn_tail:
+        return Finding("journal", False, f"{check.lines} entries and a torn last line", repairable=True)
+    return Finding("journal", True, f"{check.lines} entries")
+
+
+def _tune(study: Study) -> Finding:
+    selector = pafs.FileSelector(study.tune_path, allow_not_found=True)
+    states = [i for i in study.fs.get_file_info(selector) if i.base_name.startswith("experiment_state")]
+    if states:
+        return Finding("tune", True, "Tune's saved state is there (a resume restores the Tuner)")
+    return Finding(
+        "tune", True, "no saved Tune state: a resume starts a new Tuner (finished trials still count)"
+    )
+
+
+def _checkpoints(study: Study) -> Finding:
+    trials = Store(study).trials()
+    if not len(trials) or CHECKPOINT not in trials:
+        return Finding("checkpoints", True, "no trial rows yet")
+    completed = trials[(trials["status"] == TrialStatus.COMPLETED) & trials[CHECKPOINT].notna()]
+    missing = [
+        row.trial_id
+        for row in completed.itertuples()
+        if study.fs.get_file_info(_fs_path(study, row.checkpoint)).type != pafs.FileType.Directory
+    ]
+    if missing:
+        return Finding(
+            "checkpoints",
+            False,
+            f"{len(missing)} completed trial(s) lack their checkpoint: {', '.join(missing[:5])}",
+        )
+    return Finding(
+        "checkpoints", True, f"the selected checkpoint of all {len(completed)} completed trials is there"
+    )
+
+
+def _fs_path(study: Study, path: str) -> str:
+    """A path as the store's readers give it, as the study's filesystem takes it."""
+    return path if study.local else f"{study.root}/{study.relative(path.split('://', 1)[-1])}"
