@@ -208,3 +208,17 @@ def test_doctor_repair_brings_a_damaged_study_back_to_one_that_resume_finishes(t
     assert (Path(study.root) / "quarantine" / "store" / "trials" / victim.name).read_bytes() == b"junk"
     assert main(["doctor", "mended", "--storage", str(tmp_path)]) == 0
     assert main(["status", "mended", "--storage", str(tmp_path)]) == 0
+
+
+def test_random_kills_over_run_and_resumes_keep_every_invariant(tmp_path):
+    """The repeated-kill benchmark's loop, with a fixed seed and fewer kills."""
+    import importlib.util
+
+    path = REPO / "benchmarks" / "repeated_kills.py"
+    loader = importlib.util.spec_from_file_location("repeated_kills", path)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules["repeated_kills"] = module  # its dataclasses look their module up while being made
+    loader.loader.exec_module(module)
+    outcome = module.kill_and_resume(tmp_path, kills=3, trials=3, epochs=2, seed=7)
+    assert outcome.violations == [], "\n".join(outcome.rounds + outcome.violations)
+    assert outcome.kills >= 2, outcome.rounds  # the loop did kill, not just wait for the sweep
