@@ -23,7 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from optuna.trial import TrialState
+
 from search.recorder import open_optuna_study
+from search.schema import TrialStatus
 from search.store import Store
 from search.study import Study
 
@@ -64,7 +67,7 @@ def _kill_session(session: int) -> None:
 def _finished_files(study: Study) -> dict[str, bytes]:
     """The row files of completed trials, which no later round may change."""
     trials = Store(study).trials()
-    done = trials[trials["status"] == "COMPLETED"]["trial_id"] if len(trials) else []
+    done = trials[trials["status"] == TrialStatus.COMPLETED]["trial_id"] if len(trials) else []
     return {t: Path(f"{study.trials_dir}/{t}.parquet").read_bytes() for t in done}
 
 
@@ -106,12 +109,12 @@ def kill_and_resume(storage: Path, kills: int, trials: int, epochs: int, seed: i
         outcome.violations.append("end: no study was written")
         return outcome
     final = Store(study).trials()
-    completed = int((final["status"] == "COMPLETED").sum()) if len(final) else 0
+    completed = int((final["status"] == TrialStatus.COMPLETED).sum()) if len(final) else 0
     if completed != trials:
         outcome.violations.append(f"end: {completed} completed trials, {trials} asked")
-    states = [t.state.name for t in open_optuna_study(study.journal_path, NAME).get_trials()]
-    if states.count("COMPLETE") != trials or "RUNNING" in states:
-        outcome.violations.append(f"end: the Optuna study holds {states}")
+    states = [t.state for t in open_optuna_study(study.journal_path, NAME).get_trials()]
+    if states.count(TrialState.COMPLETE) != trials or TrialState.RUNNING in states:
+        outcome.violations.append(f"end: the Optuna study holds {[s.name for s in states]}")
     return outcome
 
 

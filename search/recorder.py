@@ -1,9 +1,10 @@
 """The Tune callback that keeps the Parquet store (and the Optuna study) truthful, on the driver.
 
 It writes a trial's row when it starts, its epoch rows and row on every result, and its
-final status at the end. On a resumed sweep it marks as LOST the trials the restored
-Tuner never heard of (started after Tune's last saved state), and fails their Optuna
-trials. Rows of trials that had already completed are never touched again.
+final status at the end. On a resumed sweep, a trial the restored Tuner never heard of
+(started after Tune's last saved state) continues from its last checkpoint as a new Tune
+trial writing to the same row; with no checkpoint left it is marked LOST and its Optuna trial
+failed. Rows of trials that had already completed are never touched again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gainakt import schema as model_schema
 
 from .schema import (
     CHECKPOINT,
+    CONTINUES,
     FEASIBLE,
     GUARANTEED,
     TRIAL_KEY,
@@ -33,10 +35,14 @@ from .schema import (
     short_label,
     violation_column,
 )
+from .searcher import StudySearcher
 from .spec import SweepSpec
 from .store import Store
 
-LOST_MESSAGE = "unknown to the restored Tuner (started after its last saved state); its run was abandoned"
+LOST_MESSAGE = (
+    "unknown to the restored Tuner (started after its last saved state) with no checkpoint left to "
+    "continue from; its run was abandoned"
+)
 
 
 def now() -> pd.Timestamp:
@@ -72,8 +78,10 @@ class StoreRecorder(Callback):
         constants: Mapping[str, Any],
         journal: str,
         echo: Callable[[str], None] = print,
+        continuations: StudySearcher | None = None,
     ) -> None:
         self.spec = spec
+        self.continuations = continuations  # where lost trials are handed to be continued
         self.store = store
         self.constants = dict(
             constants
@@ -102,7 +110,7 @@ class StoreRecorder(Callback):
             self._mark_lost(trials)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        row = self.trials.get(trial.trial_id)
+        row = self.trials.get(_row_id(trial))
         if _settled(row):
             return
         if row is None:
@@ -111,13 +119,16 @@ class StoreRecorder(Callback):
                 f"trial {trial.trial_id} started ({self._count()} of {self.spec.trials}): "
                 f"{_brief(trial.config['settings'])}"
             )
-        row.update(status=TrialStatus.RUNNING.value, error=None, ended_at=pd.NaT)
+        elif CONTINUES in trial.config:
+            self.echo(f"trial {row[TRIAL_KEY]} continues as Tune trial {trial.trial_id}")
+        row.update(status=TrialStatus.RUNNING.value, error=None, ended_at=pd.NaT, trial_dir=trial.path)
         self._put_trial(row)
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
-        row = self.trials.get(trial.trial_id)
+        row_id = _row_id(trial)
+        row = self.trials.get(row_id)
         if _settled(row):
             return
         if row is None:
@@ -129,12 +140,12 @@ class StoreRecorder(Callback):
         checkpoint = (
             f"{trial.path}/{result['checkpoint_dir_name']}" if result.get("checkpoint_dir_name") else None
         )
-        epochs = self.epochs.setdefault(trial.trial_id, {})
-        epochs[epoch] = {TRIAL_KEY: trial.trial_id, **epoch_row, CHECKPOINT: checkpoint, "reported_at": now()}
+        epochs = self.epochs.setdefault(row_id, {})
+        epochs[epoch] = {TRIAL_KEY: row_id, **epoch_row, CHECKPOINT: checkpoint, "reported_at": now()}
         # A trial resumed from an earlier checkpoint re-reports its later epochs: drop the stale ones.
         for later in [e for e in epochs if e > epoch]:
             del epochs[later]
-        self.store.put_epochs(trial.trial_id, epochs.values())
+        self.store.put_epochs(row_id, epochs.values())
         selected_epoch = int(result["selected_epoch"])
         row.update({name: float(result[name]) for name in model_schema.METRICS if name in result})
         row.update(self._constraint_columns(result))
@@ -151,10 +162,10 @@ class StoreRecorder(Callback):
         )
         self._put_trial(row)
         objectives = "  ".join(f"{o.metric} {float(epoch_row[o.metric]):.4f}" for o in self.spec.objectives)
-        self.echo(f"trial {trial.trial_id} epoch {epoch}: {objectives}")
+        self.echo(f"trial {row_id} epoch {epoch}: {objectives}")
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        row = self.trials.get(trial.trial_id)
+        row = self.trials.get(_row_id(trial))
         if row is None or _settled(row):
             return
         finished = bool(trial.last_result.get("done", False))
@@ -163,15 +174,15 @@ class StoreRecorder(Callback):
         self._put_trial(row)
         objectives = "  ".join(f"{o.metric} {row.get(o.metric, math.nan):.4f}" for o in self.spec.objectives)
         self.echo(
-            f"trial {trial.trial_id} {row['status'].lower()} "
+            f"trial {row[TRIAL_KEY]} {row['status'].lower()} "
             f"(epoch {row.get('selected_epoch')} selected): {objectives}"
         )
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        row = self.trials.get(trial.trial_id) or self._new_row(trial)
+        row = self.trials.get(_row_id(trial)) or self._new_row(trial)
         row.update(status=TrialStatus.ERROR.value, error=error_line(trial), ended_at=now())
         self._put_trial(row)
-        self.echo(f"trial {trial.trial_id} failed: {row['error']}")
+        self.echo(f"trial {row[TRIAL_KEY]} failed: {row['error']}")
 
     # ------------------------------------------------------------------ rows
 
@@ -219,18 +230,45 @@ class StoreRecorder(Callback):
         return sum(1 for row in self.trials.values() if row["status"] != TrialStatus.LOST)
 
     def _mark_lost(self, known: list[Trial]) -> None:
-        known_ids = {trial.trial_id for trial in known}
-        known_numbers = {int(trial.config["number"]) for trial in known if "number" in trial.config}
+        """Trials running when the driver died that the restored Tuner never heard of (they started
+        after its last saved state): each continues from its last checkpoint as a new Tune trial
+        (the searcher hands it out next), or, with no checkpoint left, is marked LOST."""
+        known_ids = {_row_id(trial) for trial in known}
+        continuing = {int(trial.config["number"]) for trial in known if "number" in trial.config}
         for row in list(self.trials.values()):
-            if row[TRIAL_KEY] not in known_ids and row["status"] == TrialStatus.RUNNING:
-                row.update(status=TrialStatus.LOST.value, error=LOST_MESSAGE, ended_at=now())
-                self._put_trial(row)
-                self.echo(f"trial {row[TRIAL_KEY]} lost: {LOST_MESSAGE}")
-        # Optuna trials asked for but never finished by a known Tune trial will never be told: fail them.
+            if row[TRIAL_KEY] in known_ids or row["status"] != TrialStatus.RUNNING:
+                continue
+            checkpoint, epoch = self._last_checkpoint(row[TRIAL_KEY])
+            if checkpoint is not None and self.continuations is not None:
+                self.continuations.continue_trial(row[TRIAL_KEY], int(row["number"]), checkpoint)
+                continuing.add(int(row["number"]))
+                self.echo(
+                    f"trial {row[TRIAL_KEY]} was unknown to the restored Tuner: it continues from its "
+                    f"epoch {epoch} checkpoint"
+                )
+                continue
+            row.update(status=TrialStatus.LOST.value, error=LOST_MESSAGE, ended_at=now())
+            self._put_trial(row)
+            self.echo(f"trial {row[TRIAL_KEY]} lost: {LOST_MESSAGE}")
+        # Optuna trials asked for but never finished by a known or continuing trial will never be
+        # told: fail them.
         study = open_optuna_study(self.journal, self.spec.name)
         for ot_trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if ot_trial.number not in known_numbers:
+            if ot_trial.number not in continuing:
                 study.tell(ot_trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _last_checkpoint(self, row_id: str) -> tuple[str | None, int | None]:
+        """The latest epoch checkpoint of a trial that is still on disk, and its epoch."""
+        for epoch, row in sorted(self.epochs.get(row_id, {}).items(), reverse=True):
+            path = row.get(CHECKPOINT)
+            if isinstance(path, str) and self.store.study.exists_path(path):
+                return path, epoch
+        return None, None
+
+
+def _row_id(trial: Trial) -> str:
+    """The store's id of a Tune trial: its own, or that of the lost trial it continues."""
+    return str(trial.config.get(CONTINUES, trial.trial_id))
 
 
 def _settled(row: Mapping[str, Any] | None) -> bool:

@@ -19,7 +19,7 @@ class TrialStatus(StrEnum):
     COMPLETED = "COMPLETED"
     ERROR = "ERROR"  # failed; retried once when the study is resumed
     STOPPED = "STOPPED"  # stopped early by the scheduler
-    LOST = "LOST"  # unknown to a restored Tuner; its run was abandoned and does not count
+    LOST = "LOST"  # unknown to a restored Tuner with no checkpoint to continue from: abandoned, not counted
 
     @property
     def ended(self) -> bool:
@@ -40,6 +40,10 @@ CHECKPOINT = "checkpoint"
 # Paths in the store are relative to the study folder, so that a copied or moved study reads right;
 # `Store` turns them into full paths on reading.
 PATH_COLUMNS = (CHECKPOINT, "trial_dir")
+
+# Keys of a trial's config when it continues a trial the restored Tuner lost (search/recorder.py).
+CONTINUES = "continues"  # the store's trial id it continues
+RESUME_FROM = "resume_from"  # the checkpoint it starts from
 
 PARAM = "param."  # a setting the search space chose, e.g. param.weights.sparsity
 FIXED = "fixed."  # a training setting every trial of the study shares, e.g. fixed.epochs

@@ -36,6 +36,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
 from spaces import get_space
 
+from .schema import CONTINUES, RESUME_FROM
 from .spec import Constraint, SeedMode, SweepSpec
 from .store import Store
 from .study import Study
@@ -138,6 +139,7 @@ class StudySearcher(Searcher):
         self._constraints = tuple(constraints)
         self._budget = budget
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number: the saved state
+        self._continuations: list[tuple[str, int, str]] = []  # (row id, number, checkpoint), for this driver
         self._ended_before: set[str] | None = None  # read from the store once per driver process
         self._study: optuna.Study | None = optuna.create_study(
             storage=storage,
@@ -168,13 +170,24 @@ class StudySearcher(Searcher):
                 self._ended_before = self._budget.ended_trial_ids()
             if len(self._ended_before | self._numbers.keys() | {trial_id}) > self._budget.trials:
                 return Searcher.FINISHED
+        continuation: dict[str, Any] = {}
         if trial_id in self._numbers:
             trial = self._live_trial(self._numbers[trial_id])  # suggesting again returns the same values
+        elif self._continuations:  # a trial the restored Tuner lost, continued from its checkpoint
+            row_id, number, checkpoint = self._continuations.pop(0)
+            trial = self._live_trial(number)
+            self._numbers[trial_id] = number
+            continuation = {CONTINUES: row_id, RESUME_FROM: checkpoint}
         else:
             trial = self.study.ask()  # a start point first, while any is waiting
             self._numbers[trial_id] = trial.number
         config = self._space(trial)
-        return {**trial.params, **config}
+        return {**trial.params, **config, **continuation}
+
+    def continue_trial(self, row_id: str, number: int, checkpoint: str) -> None:
+        """Have the next trial Tune asks for be Optuna trial `number` again, continuing the store's
+        row `row_id` from `checkpoint` (a trial started after Tune's last saved state)."""
+        self._continuations.append((row_id, number, checkpoint))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell the study how the trial ended (once), with its constraint violations."""
@@ -215,6 +228,7 @@ class StudySearcher(Searcher):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._numbers = dict(state["numbers"])
+        self._continuations = []
         self._sampler = state["sampler"]
         self._study = None  # reopened with this sampler when next needed
         self._ended_before = None  # the saved set is stale: trials may have ended after it was saved
@@ -238,6 +252,7 @@ class StudySearcher(Searcher):
         # The study is opened when first needed, not here: a restored Tuner unpickles the searcher
         # the study started with, whose journal may be in a folder the study has since left.
         self.__dict__.update(state)
+        self.__dict__.setdefault("_continuations", [])  # pickled before trials could be continued
 
     # ------------------------------------------------------------------ the study
 

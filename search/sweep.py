@@ -285,7 +285,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         checkpoint_score_attribute="epoch_row/auc" if spec.keep_checkpoints else None,
         checkpoint_score_order="max",
     )
-    recorder = StoreRecorder(spec, store, prepared.constants, journal, echo)
+    recorder = StoreRecorder(spec, store, prepared.constants, journal, echo, continuations=searcher)
     search = StudySearchGenerator(searcher, spec.concurrent, study.fs, study.root, TUNE_DIR)
     tune_path = study.tune_path if study.local else f"{study.uri}/tune"
     if tune.Tuner.can_restore(tune_path):

@@ -30,7 +30,7 @@ from gainakt.guarantees import guaranteed_metrics
 from gainakt.schema import select_epoch
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
 
-from .schema import GUARANTEED
+from .schema import GUARANTEED, RESUME_FROM
 
 RUN_DIR = "run"
 
@@ -73,10 +73,13 @@ def _device_name(device: str) -> str:
     return "cpu"
 
 
-def _restore_run_dir(run_dir: Path) -> list[dict[str, float]]:
-    """Fill the run folder from Tune's checkpoint, if any; return the epoch rows it holds."""
+def _restore_run_dir(run_dir: Path, resume_from: str | None) -> list[dict[str, float]]:
+    """Fill the run folder from Tune's checkpoint, or else from `resume_from` (the checkpoint of a
+    lost trial this one continues), if any; return the epoch rows it holds."""
     shutil.rmtree(run_dir, ignore_errors=True)
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and resume_from:
+        checkpoint = tune.Checkpoint(resume_from)
     if checkpoint is None:
         return []
     with checkpoint.as_directory() as folder:
@@ -90,7 +93,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     began = time.perf_counter()
     device = "cuda" if ray.get_gpu_ids() else "cpu"
     run_dir = Path(os.getcwd()) / RUN_DIR
-    rows = _restore_run_dir(run_dir)
+    rows = _restore_run_dir(run_dir, config.get(RESUME_FROM))
     train_config = trial_config(setup, config["settings"], int(config["seed"]), str(run_dir), device)
     if train_config.wandb_dir:
         Path(train_config.wandb_dir).mkdir(parents=True, exist_ok=True)

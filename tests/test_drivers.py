@@ -222,3 +222,42 @@ def test_random_kills_over_run_and_resumes_keep_every_invariant(tmp_path):
     outcome = module.kill_and_resume(tmp_path, kills=3, trials=3, epochs=2, seed=7)
     assert outcome.violations == [], "\n".join(outcome.rounds + outcome.violations)
     assert outcome.kills >= 2, outcome.rounds  # the loop did kill, not just wait for the sweep
+
+
+def test_a_trial_unknown_to_the_restored_tuner_continues_from_its_checkpoint_and_counts_once(tmp_path):
+    argv = sweep_argv(tmp_path, "unsaved", 3, 4, "--num-cpus", "2", "--concurrent", "1")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        start_new_session=True,
+        env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "100000"},  # Tune saves its state once, at the start
+    )
+    deadline = time.monotonic() + GUARD_SECONDS
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            trials, epochs = tables(tmp_path, "unsaved")
+            later = (
+                trials[(trials["number"] >= 1) & (trials["status"] == "RUNNING")] if len(trials) else trials
+            )
+            if len(later) and (epochs["trial_id"] == later["trial_id"].iloc[0]).sum() >= 2:
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    finally:
+        kill_group(driver.pid)
+        driver.wait()
+    trials, epochs = tables(tmp_path, "unsaved")
+    unsaved = trials[(trials["number"] >= 1) & (trials["status"] == "RUNNING")]["trial_id"].iloc[0]
+    before = epochs[epochs["trial_id"] == unsaved].reset_index(drop=True)
+
+    assert main(["resume", "unsaved", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    trials, epochs = tables(tmp_path, "unsaved")
+    assert len(trials) == 3 and set(trials["status"]) == {"COMPLETED"}, trials[["trial_id", "status"]]
+    after = epochs[epochs["trial_id"] == unsaved].reset_index(drop=True)
+    assert list(after["epoch"]) == [1, 2, 3, 4]
+    kept = after.iloc[: len(before)].drop(columns=["checkpoint"])
+    assert kept.equals(before.drop(columns=["checkpoint"])), "the epochs before the kill were changed"
+    states = [t.state.name for t in optuna_trials(tmp_path, "unsaved")]
+    assert states.count("COMPLETE") == 3 and "FAIL" not in states, states
