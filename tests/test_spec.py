@@ -218,3 +218,18 @@ def test_the_faithful_study_requires_a_mastery_the_prediction_reads():
     faithful = next(c for c in spec.constraints if c.metric == "faithfulness")
     assert not faithful.met(0.0) and faithful.violation(0.0) > 0  # every free head
     assert faithful.met(0.05)
+
+
+def test_a_constraint_threshold_is_kept_to_the_last_digit_through_spec_json(tmp_path):
+    from search.schema import violation_column
+    from search.study import Study
+
+    spec = SweepSpec(
+        name="exact", storage=str(tmp_path), constraints=(Constraint.parse("auc >= 0.61234567"),)
+    )
+    study = Study(str(tmp_path), "exact")
+    study.write_spec(spec)
+    (saved,) = study.read_spec().constraints
+    assert saved.threshold == 0.61234567 and str(saved) == "auc >= 0.61234567"
+    assert violation_column(saved) == "violation.auc>=0.61234567"
+    assert str(Constraint.parse("neg_gain_rate < 0.10")) == "neg_gain_rate < 0.1"  # short where exact
