@@ -108,7 +108,7 @@ CASES: dict[str, Bad] = {
     "broken spec.json": Bad(("status", "broken", "--storage", "{tmp}/st"), "not a readable spec"),
     "resume on changed data": Bad(
         ("resume", "moved", "--storage", "{tmp}/st"),
-        "changed since study 'moved' started (fingerprint 0000000000000000, now 71dee2a51",
+        "changed since study 'moved' started (fingerprint 0000000000000000, now ",
     ),
     "confirm with no seeds": Bad(
         ("confirm", "done", "--storage", "{tmp}/st", "--seeds", "0"), "--seeds must be"
