@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -60,3 +63,25 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def interrupt_when(argv: list[str], ready, env: dict | None = None, timeout: float = 240) -> int:
+    """Run `gainakt-search ARGV` as a driver of its own session, SIGKILL it (and Ray) as soon as
+    `ready()` holds, and return its pid; fails if it ends by itself first."""
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[1],
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and driver.poll() is None and not ready():
+            time.sleep(0.2)
+        assert driver.poll() is None, "the driver ended before it could be interrupted"
+    finally:
+        kill_group(driver.pid)
+        driver.wait()
+    return driver.pid

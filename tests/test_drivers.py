@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sweep_helpers import kill_group, optuna_trials, sweep_argv, tables
+from sweep_helpers import interrupt_when, kill_group, optuna_trials, sweep_argv, tables
 
 from search.cli import main
 from search.lease import read_lease
@@ -104,24 +104,17 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 
 def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_touches_the_old(tmp_path):
     origin = tmp_path / "origin"
-    argv = sweep_argv(origin, "roaming", 4, 2, "--num-cpus", "2")
-    driver = _driver(argv)
     study = Study(str(origin), "roaming")
-    deadline = time.monotonic() + GUARD_SECONDS
-    try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            trials, _ = tables(origin, "roaming")
-            if (
-                len(trials)
-                and (trials["status"] == "COMPLETED").sum() >= 1
-                and (trials["status"] == "RUNNING").any()
-            ):
-                break
-            time.sleep(0.3)
-        assert driver.poll() is None, "the sweep ended before it could be interrupted"
-    finally:
-        kill_group(driver.pid)
-        driver.wait()
+
+    def one_done_one_running() -> bool:
+        trials, _ = tables(origin, "roaming")
+        return (
+            len(trials) > 0
+            and (trials["status"] == "COMPLETED").any()
+            and (trials["status"] == "RUNNING").any()
+        )
+
+    interrupt_when(sweep_argv(origin, "roaming", 4, 2, "--num-cpus", "2"), one_done_one_running)
     assert study.exists()
     copied, moved = tmp_path / "copied", tmp_path / "moved"
     copied.mkdir()
@@ -225,29 +218,14 @@ def test_random_kills_over_run_and_resumes_keep_every_invariant(tmp_path):
 
 
 def test_a_trial_unknown_to_the_restored_tuner_continues_from_its_checkpoint_and_counts_once(tmp_path):
+    def later_trial_with_two_epochs() -> bool:
+        trials, epochs = tables(tmp_path, "unsaved")
+        later = trials[(trials["number"] >= 1) & (trials["status"] == "RUNNING")] if len(trials) else trials
+        return bool(len(later)) and (epochs["trial_id"] == later["trial_id"].iloc[0]).sum() >= 2
+
     argv = sweep_argv(tmp_path, "unsaved", 3, 4, "--num-cpus", "2", "--concurrent", "1")
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-        start_new_session=True,
-        env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "100000"},  # Tune saves its state once, at the start
-    )
-    deadline = time.monotonic() + GUARD_SECONDS
-    try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            trials, epochs = tables(tmp_path, "unsaved")
-            later = (
-                trials[(trials["number"] >= 1) & (trials["status"] == "RUNNING")] if len(trials) else trials
-            )
-            if len(later) and (epochs["trial_id"] == later["trial_id"].iloc[0]).sum() >= 2:
-                break
-            time.sleep(0.2)
-        assert driver.poll() is None, "the sweep ended before it could be interrupted"
-    finally:
-        kill_group(driver.pid)
-        driver.wait()
+    # Tune saves its state once, at the start: every later trial is unknown to the restored Tuner.
+    interrupt_when(argv, later_trial_with_two_epochs, env={"TUNE_GLOBAL_CHECKPOINT_S": "100000"})
     trials, epochs = tables(tmp_path, "unsaved")
     unsaved = trials[(trials["number"] >= 1) & (trials["status"] == "RUNNING")]["trial_id"].iloc[0]
     before = epochs[epochs["trial_id"] == unsaved].reset_index(drop=True)

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from optuna.trial import TrialState
-from sweep_helpers import kill_group, optuna_trials, sweep_argv, tables
+from sweep_helpers import interrupt_when, optuna_trials, sweep_argv, tables
 
 from search.cli import main
 from search.store import Store
@@ -109,39 +104,22 @@ def _files(study: Path, trial_id: str) -> tuple[bytes, bytes]:
 def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
     tmp_path, tune_save_seconds, ended_at_kill, capsys
 ):
-    argv = sweep_argv(tmp_path, "killed", 6, 3, "--num-cpus", "2")
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=Path(__file__).parents[1],
-        start_new_session=True,
-        env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": tune_save_seconds},
-    )
     store = Store(Study(str(tmp_path), "killed"))
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            trials = store.trials()
-            if (
-                len(trials)
-                and (trials["status"] == "COMPLETED").sum() >= ended_at_kill
-                and (trials["status"] == "RUNNING").any()
-            ):
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, "the sweep ended before it could be interrupted"
-        before_trials = store.trials()
-        done_before = list(before_trials[before_trials["status"] == "COMPLETED"]["trial_id"])
-        files_before = {trial_id: _files(tmp_path / "killed", trial_id) for trial_id in done_before}
-    finally:
-        kill_group(driver.pid)
-        driver.wait()
-    assert driver.returncode == -signal.SIGKILL
+
+    def some_done_one_running() -> bool:
+        trials = store.trials()
+        done = (trials["status"] == "COMPLETED").sum() if len(trials) else 0
+        return done >= ended_at_kill and (trials["status"] == "RUNNING").any()
+
+    argv = sweep_argv(tmp_path, "killed", 6, 3, "--num-cpus", "2")
+    pid = interrupt_when(argv, some_done_one_running, env={"TUNE_GLOBAL_CHECKPOINT_S": tune_save_seconds})
+    before_trials = store.trials()
+    done_before = list(before_trials[before_trials["status"] == "COMPLETED"]["trial_id"])
+    files_before = {trial_id: _files(tmp_path / "killed", trial_id) for trial_id in done_before}
 
     assert main(["resume", "killed", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
     # The killed driver's lease had no release and a dead pid: taken over, and said.
-    taken = f"taking over the study from 'gainakt-search run killed' (pid {driver.pid} on "
+    taken = f"taking over the study from 'gainakt-search run killed' (pid {pid} on "
     assert taken in capsys.readouterr().out
     trials, epochs = store.trials(), store.epochs()
     assert (trials["status"] == "COMPLETED").sum() == 6
