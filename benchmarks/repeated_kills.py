@@ -102,7 +102,8 @@ def kill_and_resume(storage: Path, kills: int, trials: int, epochs: int, seed: i
         check = _check(study, finished) if study.exists() else []
         outcome.violations += [f"round {round_number}: {v}" for v in check]
         finished.update(_finished_files(study) if study.exists() else {})
-        counts = Store(study).trials()["status"].value_counts().to_dict() if study.exists() else {}
+        rows = Store(study).trials() if study.exists() else None
+        counts = rows["status"].value_counts().to_dict() if rows is not None and len(rows) else {}
         how = f"killed after {delay:.1f} s" if killed else f"ended (exit {code})"
         outcome.rounds.append(f"round {round_number}: {how}; trials {counts or 'none yet'}")
     if not study.exists():

@@ -3,7 +3,8 @@
 `optuna.journal` is one JSON object per line, appended by Optuna. A crash in the middle of an
 append leaves a torn last line (no newline, not JSON): that entry never took effect and is
 dropped. Any other line that is not JSON means the file was damaged: the resume stops there,
-naming the line, before the store or the journal is touched.
+naming the line, before the store or the journal is touched. A lock left beside it by a
+driver killed in mid-append is removed by the next driver that holds the study's lease.
 """
 
 from __future__ import annotations
@@ -57,4 +58,15 @@ def drop_torn_tail(path: str | Path, check: JournalCheck) -> bool:
     temporary = path.with_name(f".{path.name}.repair")
     temporary.write_bytes(data[: len(data) - len(check.torn_tail)])
     os.replace(temporary, path)
+    return True
+
+
+def drop_stale_lock(path: str | Path) -> bool:
+    """Remove the lock Optuna keeps beside the journal while it appends (a symbolic link to the
+    journal, or a file), as a driver killed in mid-append leaves it; whether there was one. Only
+    for the holder of the study's lease: then nobody else can be appending."""
+    lock = Path(f"{path}.lock")
+    if not os.path.lexists(lock):
+        return False
+    lock.unlink()
     return True

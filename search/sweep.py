@@ -22,7 +22,7 @@ from gainakt.guarantees import guaranteed_metrics, guarantees_of
 from gainakt.schema import EvalMetrics
 
 from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
-from .journal import check_journal, drop_torn_tail
+from .journal import check_journal, drop_stale_lock, drop_torn_tail
 from .lease import held, refuse_if_held
 from .schema import FIXED, TrialStatus
 from .spec import SweepSpec
@@ -215,6 +215,8 @@ def run_sweep(
         if not study.read_baselines():
             _write_baselines(prepared, echo)
         journal = study.prepare_journal()
+        if drop_stale_lock(journal):  # the lease proves no other driver is writing it
+            echo(f"{journal}.lock: removed the journal lock a killed driver left")
         if drop_torn_tail(journal, check_journal(journal, spec.name)):
             echo(f"{journal}: dropped a torn last line (an entry a crash cut short; it never took effect)")
         try:

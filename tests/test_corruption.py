@@ -3,6 +3,7 @@ resume changes anything, and repaired by `doctor --repair`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
@@ -92,3 +93,16 @@ def test_doctor_repair_quarantines_unreadable_files_and_drops_a_torn_journal_lin
     assert (
         check_journal(journal, "broken").lines == entries and not check_journal(journal, "broken").torn_tail
     )
+
+
+def test_a_journal_lock_left_by_a_killed_driver_is_removed_even_when_it_points_at_a_moved_journal(tmp_path):
+    """Optuna's lock is a link to the journal's path when it was taken: after a move it dangles,
+    and Optuna's own stale-lock check (os.stat through the link) would fail on it."""
+    from search.journal import drop_stale_lock
+
+    study = fake_study(tmp_path, "locked", 3)
+    journal = _with_journal(study)
+    lock = Path(f"{journal}.lock")
+    lock.symlink_to(tmp_path / "gone" / "optuna.journal")  # where the journal was before a move
+    assert drop_stale_lock(journal) and not os.path.lexists(lock)
+    assert not drop_stale_lock(journal)

@@ -42,7 +42,7 @@ def _finish(driver: subprocess.Popen) -> tuple[int, str, str]:
 
 
 def test_two_drivers_started_together_and_one_started_later_leave_exactly_the_trials_asked(tmp_path):
-    argv = sweep_argv(tmp_path, "shared", 3, 2, "--num-cpus", "1", "--concurrent", "1")
+    argv = sweep_argv(tmp_path, "shared", 2, 2, "--num-cpus", "1", "--concurrent", "1")
     first, second = _driver(argv), _driver(argv)
     study = Study(str(tmp_path), "shared")
     deadline = time.monotonic() + GUARD_SECONDS
@@ -59,9 +59,9 @@ def test_two_drivers_started_together_and_one_started_later_leave_exactly_the_tr
             assert len(err.strip().splitlines()) == 1, err
             assert "study 'shared' is being driven by 'gainakt-search run shared' (pid " in err, err
     trials, epochs = tables(tmp_path, "shared")
-    assert len(trials) == 3 and set(trials["status"]) == {"COMPLETED"}
+    assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
-    assert len(optuna_trials(tmp_path, "shared")) == 3
+    assert len(optuna_trials(tmp_path, "shared")) == 2
     assert read_lease(study).released_at is not None
 
 
@@ -99,7 +99,8 @@ def _has_gpu() -> bool:
 
 
 def _listing(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+    # lstat: a killed driver may leave Optuna's journal lock, a link to the journal's first path.
+    return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in folder.rglob("*")}
 
 
 def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_touches_the_old(tmp_path):
@@ -147,7 +148,7 @@ def _trial_workers(session: int) -> list[int]:
 
 
 def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_records_the_retry(tmp_path):
-    argv = sweep_argv(tmp_path, "crashy", 3, 3, "--num-cpus", "2", "--concurrent", "1")
+    argv = sweep_argv(tmp_path, "crashy", 2, 2, "--num-cpus", "2", "--concurrent", "1")
     driver = _driver(argv)
     deadline = time.monotonic() + GUARD_SECONDS
     killed = False
@@ -167,20 +168,20 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
     assert code == 0, err
     trials, _ = tables(tmp_path, "crashy")
     errored = trials[trials["status"] == "ERROR"]
-    assert len(errored) == 1 and len(trials) == 3, trials[["trial_id", "status", "error"]]
+    assert len(errored) == 1 and len(trials) == 2, trials[["trial_id", "status", "error"]]
     number = int(errored["number"].item())
 
     assert main(["resume", "crashy", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
     trials, epochs = tables(tmp_path, "crashy")
-    assert len(trials) == 3 and set(trials["status"]) == {"COMPLETED"}
+    assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
     assert (
-        not epochs.duplicated(["trial_id", "epoch"]).any() and (epochs.groupby("trial_id").size() == 3).all()
+        not epochs.duplicated(["trial_id", "epoch"]).any() and (epochs.groupby("trial_id").size() == 2).all()
     )
     states = {t.number: t for t in optuna_trials(tmp_path, "crashy")}
     assert states[number].state.name == "FAIL"
     retries = [t for t in states.values() if t.user_attrs.get("retry_of") == number]
     assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
-    assert sum(t.state.name == "COMPLETE" for t in states.values()) == 3
+    assert sum(t.state.name == "COMPLETE" for t in states.values()) == 2
 
 
 def test_doctor_repair_brings_a_damaged_study_back_to_one_that_resume_finishes(tmp_path, capsys):
@@ -212,7 +213,7 @@ def test_random_kills_over_run_and_resumes_keep_every_invariant(tmp_path):
     module = importlib.util.module_from_spec(loader)
     sys.modules["repeated_kills"] = module  # its dataclasses look their module up while being made
     loader.loader.exec_module(module)
-    outcome = module.kill_and_resume(tmp_path, kills=3, trials=3, epochs=2, seed=7)
+    outcome = module.kill_and_resume(tmp_path, kills=2, trials=2, epochs=2, seed=7)
     assert outcome.violations == [], "\n".join(outcome.rounds + outcome.violations)
     assert outcome.kills >= 2, outcome.rounds  # the loop did kill, not just wait for the sweep
 
