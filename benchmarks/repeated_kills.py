@@ -2,7 +2,7 @@
 the trials asked and a store that never held an epoch twice or changed a finished trial.
 
 Runs `gainakt-search run` on the simulator with a tiny model, kills the driver and every process
-of its session (Ray's included) after a random 1-10 s, resumes, and so on for `--kills` rounds;
+of its session (Ray's included) after a random 5-30 s (`--window`), resumes, and so on for `--kills` rounds;
 then resumes once more without a kill. After every round it checks the invariants and prints
 them; at the end, how many kills the study survived.
 
@@ -71,7 +71,9 @@ def _finished_files(study: Study) -> dict[str, bytes]:
     return {t: Path(f"{study.trials_dir}/{t}.parquet").read_bytes() for t in done}
 
 
-def kill_and_resume(storage: Path, kills: int, trials: int, epochs: int, seed: int) -> Outcome:
+def kill_and_resume(
+    storage: Path, kills: int, trials: int, epochs: int, seed: int, window: tuple[float, float] = (5.0, 30.0)
+) -> Outcome:
     """The loop described above; never raises for a failed invariant (it is recorded)."""
     rng = random.Random(seed)
     study = Study(str(storage), NAME)
@@ -86,7 +88,7 @@ def kill_and_resume(storage: Path, kills: int, trials: int, epochs: int, seed: i
             cwd=REPO,
             start_new_session=True,
         )
-        delay = rng.uniform(1.0, 10.0)
+        delay = rng.uniform(*window)
         try:
             code = driver.wait(timeout=600 if last else delay)
             killed = False
@@ -140,11 +142,20 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=6, help="trials of the sweep (default 6)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments (default 0)")
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        default=(5.0, 30.0),
+        metavar=("FROM", "TO"),
+        help="a kill comes a uniform FROM-TO seconds after a round starts (default 5 30; Ray and the data "
+        "take about 10 s to start on two cores)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the study folder and print where")
     args = parser.parse_args()
     storage = Path(tempfile.mkdtemp(prefix="repeated-kills-"))
     started = time.time()
-    outcome = kill_and_resume(storage, args.kills, args.trials, args.epochs, args.seed)
+    outcome = kill_and_resume(storage, args.kills, args.trials, args.epochs, args.seed, tuple(args.window))
     print(f"command: {' '.join(sys.argv)}")
     print("\n".join(outcome.rounds))
     if outcome.violations:

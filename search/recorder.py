@@ -235,6 +235,8 @@ class StoreRecorder(Callback):
         (the searcher hands it out next), or, with no checkpoint left, is marked LOST."""
         known_ids = {_row_id(trial) for trial in known}
         continuing = {int(trial.config["number"]) for trial in known if "number" in trial.config}
+        if self.continuations is not None:
+            self.continuations.forget_unknown({trial.trial_id for trial in known} | set(self.trials))
         for row in list(self.trials.values()):
             if row[TRIAL_KEY] in known_ids or row["status"] != TrialStatus.RUNNING:
                 continue

@@ -184,6 +184,12 @@ class StudySearcher(Searcher):
         config = self._space(trial)
         return {**trial.params, **config, **continuation}
 
+    def forget_unknown(self, known: set[str]) -> None:
+        """Drop the Tune trials suggested before a crash that neither the restored Tuner nor the store
+        knows (asked, then lost before they started): they will never run, and would hold places of
+        the budget forever."""
+        self._numbers = {tid: n for tid, n in self._numbers.items() if tid in known}
+
     def continue_trial(self, row_id: str, number: int, checkpoint: str) -> None:
         """Have the next trial Tune asks for be Optuna trial `number` again, continuing the store's
         row `row_id` from `checkpoint` (a trial started after Tune's last saved state)."""
