@@ -213,7 +213,7 @@ def test_random_kills_over_run_and_resumes_keep_every_invariant(tmp_path):
     module = importlib.util.module_from_spec(loader)
     sys.modules["repeated_kills"] = module  # its dataclasses look their module up while being made
     loader.loader.exec_module(module)
-    outcome = module.kill_and_resume(tmp_path, kills=2, trials=2, epochs=2, seed=7)
+    outcome = module.kill_and_resume(tmp_path, kills=2, trials=2, epochs=2, seed=7, window=(1.0, 10.0))
     assert outcome.violations == [], "\n".join(outcome.rounds + outcome.violations)
     assert outcome.kills >= 2, outcome.rounds  # the loop did kill, not just wait for the sweep
 
