@@ -36,6 +36,11 @@ class Unreadable:
     reason: str
 
 
+def _reason(err: Exception) -> str:
+    """The first line of why a file could not be read."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def _read_file(study: Study, path: str) -> pd.DataFrame:
     return pq.read_table(study.fs.open_input_file(path)).to_pandas()
 
@@ -48,7 +53,7 @@ def unreadable_files(study: Study) -> list[Unreadable]:
             try:
                 _read_file(study, path)
             except (pa.ArrowException, OSError, ValueError) as err:
-                bad.append(Unreadable(path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+                bad.append(Unreadable(path, _reason(err)))
     return bad
 
 
@@ -150,7 +155,7 @@ class Store:
             try:
                 frames.append(_read_file(self.study, path))
             except (pa.ArrowException, OSError, ValueError) as err:
-                self._skip(Unreadable(path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+                self._skip(Unreadable(path, _reason(err)))
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame()
