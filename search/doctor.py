@@ -143,7 +143,7 @@ def _checkpoints(study: Study) -> Finding:
     missing = [
         row.trial_id
         for row in completed.itertuples()
-        if study.fs.get_file_info(_fs_path(study, row.checkpoint)).type != pafs.FileType.Directory
+        if study.fs.get_file_info(study.fs_path(row.checkpoint)).type != pafs.FileType.Directory
     ]
     if missing:
         return Finding(
@@ -154,8 +154,3 @@ def _checkpoints(study: Study) -> Finding:
     return Finding(
         "checkpoints", True, f"the selected checkpoint of all {len(completed)} completed trials is there"
     )
-
-
-def _fs_path(study: Study, path: str) -> str:
-    """A path as the store's readers give it, as the study's filesystem takes it."""
-    return path if study.local else f"{study.root}/{study.relative(path.split('://', 1)[-1])}"

@@ -94,10 +94,13 @@ class Study:
         """`path` inside the study folder as the store keeps it (relative); others unchanged."""
         return path.removeprefix(f"{self.root}/")
 
+    def fs_path(self, path: str) -> str:
+        """A full path as the store's readers give it (`full`), as the study's filesystem takes it."""
+        return f"{self.root}/{path.split(f'{self.uri}/', 1)[1]}" if path.startswith(f"{self.uri}/") else path
+
     def exists_path(self, path: str) -> bool:
         """Whether a full path as the store's readers give it (`full`) is there."""
-        where = f"{self.root}/{path.split(f'{self.uri}/', 1)[1]}" if path.startswith(f"{self.uri}/") else path
-        return self.fs.get_file_info(where).type != pafs.FileType.NotFound
+        return self.fs.get_file_info(self.fs_path(path)).type != pafs.FileType.NotFound
 
     def full(self, path: str) -> str:
         """A stored path where the study is now: relative ones under its folder, others unchanged."""
