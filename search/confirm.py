@@ -35,12 +35,13 @@ from . import pareto
 from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
 from .lease import held, refuse_if_held
 from .recorder import error_line, open_optuna_study
-from .schema import BASELINE_PREFIX, DKT_SOURCE, TRIAL_KEY, TrialStatus, param_column, split_column
+from .schema import BASELINE_PREFIX, DKT_SOURCE, PARAM, TRIAL_KEY, TrialStatus, param_column, split_column
 from .spec import SweepSpec
 from .statistics import FOLD, SEED, SOURCE
-from .store import Store
+from .store import Schemas, Store
 from .study import Study
 from .sweep import prepare
+from .tables import confirm_schema, settings_of
 from .trainable import TrialSetup, trial_config
 
 CONFIRM_SEED = 1000  # the first confirmation seed: far from the sweep's seed and its trial numbers
@@ -261,7 +262,8 @@ def run_confirmation(
     """Train every run of `plan` not stored yet; the number of runs trained."""
     from ray import tune
 
-    store = Store(plan.study)
+    params = settings_of(Store(plan.study).schema("trials"), PARAM)  # typed as the trials' settings
+    store = Store(plan.study, Schemas(confirm=confirm_schema(params, plan.splits)))
     done = stored_keys(plan.study)
     pending = [run for run in plan.runs if run.key not in done]
     echo(

@@ -19,8 +19,9 @@ from gainakt.schema import LOSS_NAMES
 
 from .schema import FEASIBLE, TrialStatus, param_column, violation_column
 from .spec import SweepSpec
-from .store import Store
+from .store import Schemas, Store
 from .study import Study
+from .tables import trial_schema
 
 
 def fake_study(
@@ -38,7 +39,8 @@ def fake_study(
             "running_accuracy": {"auc": 0.68, "mastery_corr": 0.28, "mastery_pred_corr": 1.0},
         }
     )
-    store = Store(study)
+    violations = [violation_column(c) for c in spec.constraints]
+    store = Store(study, Schemas(trials=trial_schema(violations, {}, {})))
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2026-01-01", tz="UTC")
     for number in range(trials):

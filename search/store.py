@@ -2,9 +2,11 @@
 confirm table of `confirm`, one file per confirmation run.
 
 Every file is rewritten whole and atomically (temporary name, then rename), so a crash
-never leaves half a file and each (trial, epoch) is held exactly once. pandas, pyarrow,
-polars or DuckDB read the folders directly, e.g.
-`pd.read_parquet("runs/quickstart/store/trials")`. The columns are documented in the README;
+never leaves half a file and each (trial, epoch) is held exactly once. Every file of a table has
+the table's one schema (`search/tables.py`), so pandas, pyarrow, polars or DuckDB read a folder as
+one table without options, e.g. `pd.read_parquet("runs/quickstart/store/trials")`; a store written
+before the schemas is read as well, and its files are rewritten in the schema by the next driver
+(`conform_files`). The columns are documented in the README;
 the paths in them (`checkpoint`, `trial_dir`) are relative to the study folder, which the readers
 here put in front.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 
 from .schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY
 from .study import Study
+from .tables import conform, epoch_schema, to_table, widen
 
 log = logging.getLogger("search.store")
 _warned: set[str] = set()  # unreadable files already named in this process
@@ -41,8 +44,18 @@ def _reason(err: Exception) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def _read_file(study: Study, path: str) -> pd.DataFrame:
-    return pq.read_table(study.fs.open_input_file(path)).to_pandas()
+def _read_table(study: Study, path: str) -> pa.Table:
+    return pq.read_table(study.fs.open_input_file(path))
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """The declared schema of each table (`search/tables.py`); a writer of the trial or confirm
+    table gives its own, which depend on the study's settings and constraints."""
+
+    trials: pa.Schema = field(default_factory=lambda: pa.schema([]))
+    epochs: pa.Schema = field(default_factory=epoch_schema)
+    confirm: pa.Schema = field(default_factory=lambda: pa.schema([]))
 
 
 def unreadable_files(study: Study) -> list[Unreadable]:
@@ -51,7 +64,7 @@ def unreadable_files(study: Study) -> list[Unreadable]:
     for folder in (study.trials_dir, study.epochs_dir, study.confirm_dir):
         for path in study.list_files(folder, ".parquet"):
             try:
-                _read_file(study, path)
+                _read_table(study, path)
             except (pa.ArrowException, OSError, ValueError) as err:
                 bad.append(Unreadable(path, _reason(err)))
     return bad
@@ -69,37 +82,94 @@ def _with_time_types(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _to_parquet(rows: Iterable[Mapping[str, Any]]) -> bytes:
-    table = pa.Table.from_pandas(_with_time_types(pd.DataFrame(list(rows))), preserve_index=False)
+def _parquet(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
 
 
-class Store:
-    """Reads and writes the two tables of one study."""
+def _union(declared: pa.Schema, found: Iterable[pa.Schema]) -> pa.Schema:
+    """The declared fields, then every other column the files hold (typed as a file types it; a
+    column only ever null is a string)."""
+    fields = {f.name: f.type for f in declared}
+    extra: dict[str, pa.DataType] = {}
+    for schema in found:
+        for f in schema:
+            if f.name not in fields and (f.name not in extra or pa.types.is_null(extra[f.name])):
+                extra[f.name] = f.type
+    typed = {name: (pa.string() if pa.types.is_null(kind) else kind) for name, kind in extra.items()}
+    return pa.schema([*declared, *typed.items()])
 
-    def __init__(self, study: Study) -> None:
+
+TABLES = ("trials", "epochs", "confirm")
+
+
+class Store:
+    """Reads and writes the three tables of one study."""
+
+    def __init__(self, study: Study, schemas: Schemas | None = None) -> None:
         self.study = study
+        self.declared = schemas or Schemas()
+        self._schemas: dict[str, pa.Schema] = {}  # what each table is written with, once known
 
     # ------------------------------------------------------------------ writing
 
     def put_trial(self, row: Mapping[str, Any]) -> None:
         """Replace the trial's row."""
-        path = f"{self.study.trials_dir}/{_file_name(row[TRIAL_KEY])}"
-        self.study.write_atomic(path, _to_parquet([self._relative(row)]))
+        self._write("trials", row[TRIAL_KEY], [self._relative(row)])
 
     def put_epochs(self, trial_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Replace the trial's epoch rows (one per epoch, in order)."""
         ordered = sorted(rows, key=lambda r: r["epoch"])
         if len({r["epoch"] for r in ordered}) != len(ordered):
             raise ValueError(f"trial {trial_id}: an epoch appears twice")
-        path = f"{self.study.epochs_dir}/{_file_name(trial_id)}"
-        self.study.write_atomic(path, _to_parquet([self._relative(r) for r in ordered]))
+        self._write("epochs", trial_id, [self._relative(r) for r in ordered])
 
     def put_confirm(self, row: Mapping[str, Any]) -> None:
         """Replace a confirmation run's row (`search/confirm.py`), keyed by its `key`."""
-        self.study.write_atomic(f"{self.study.confirm_dir}/{_file_name(row['key'])}", _to_parquet([row]))
+        self._write("confirm", row["key"], [row])
+
+    def schema(self, table: str) -> pa.Schema:
+        """The schema `table` is written with: the declared one, plus any other column its files hold."""
+        if table not in self._schemas:
+            self._schemas[table] = _union(getattr(self.declared, table), self._file_schemas(table))
+        return self._schemas[table]
+
+    def conform_files(self, table: str) -> int:
+        """Rewrite the files of `table` that are not in its schema (a store written before the
+        schemas, or before a column was added), values unchanged; how many were rewritten."""
+        schema, rewritten = self.schema(table), 0
+        for path in self.study.list_files(self._folder(table), ".parquet"):
+            try:
+                found = _read_table(self.study, path)
+            except (pa.ArrowException, OSError, ValueError):
+                continue  # named by the readers; `doctor --repair` quarantines it
+            if not found.schema.equals(schema, check_metadata=False):
+                self.study.write_atomic(path, _parquet(conform(found, schema)))
+                rewritten += 1
+        return rewritten
+
+    def _write(self, table: str, key: str, rows: list[Mapping[str, Any]]) -> None:
+        schema = self.schema(table)
+        wider = widen(schema, rows)
+        if wider != schema:  # a column no file has yet (a conditional setting): every file gets it
+            self._schemas[table] = wider
+            self.conform_files(table)
+        self.study.write_atomic(f"{self._folder(table)}/{_file_name(key)}", _parquet(to_table(rows, wider)))
+
+    def _folder(self, table: str) -> str:
+        return {"trials": self.study.trials_dir, "epochs": self.study.epochs_dir}.get(
+            table, self.study.confirm_dir
+        )
+
+    def _file_schemas(self, table: str) -> list[pa.Schema]:
+        schemas = []
+        for path in self.study.list_files(self._folder(table), ".parquet"):
+            try:
+                schemas.append(pq.read_schema(self.study.fs.open_input_file(path)))
+            except (pa.ArrowException, OSError, ValueError):
+                continue
+        return schemas
 
     # ------------------------------------------------------------------ reading
 
@@ -149,19 +219,23 @@ class Store:
         return {**row, **paths}
 
     def _read(self, folder: str) -> pd.DataFrame:
-        # File by file: trials of one study may differ in columns (a space with conditional settings).
-        frames = []
+        # File by file, so that one unreadable file is left out, not fatal; the permissive
+        # concatenation reads stores written before the schemas (a null column beside a typed one).
+        tables = []
         for path in self.study.list_files(folder, ".parquet"):
             try:
-                frames.append(_read_file(self.study, path))
+                tables.append(_read_table(self.study, path))
             except (pa.ArrowException, OSError, ValueError) as err:
                 self._skip(Unreadable(path, _reason(err)))
-        frames = [f for f in frames if len(f)]
-        if not frames:
+        tables = [t for t in tables if len(t)]
+        if not tables:
             return pd.DataFrame()
-        # Typed again after the concatenation: stores written before the time columns were typed
-        # hold a running trial's ended_at as a null column, which would make the whole column object.
-        frame = _with_time_types(pd.concat(frames, ignore_index=True))
+        try:
+            frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        except pa.ArrowTypeError:  # files that disagree on a column's type (hand-written): pandas' way
+            frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+        # Typed again: stores written before the time columns were typed may hold them naive.
+        frame = _with_time_types(frame)
         for column in PATH_COLUMNS:
             if column in frame:
                 frame[column] = frame[column].map(lambda p: self.study.full(p) if isinstance(p, str) else p)

@@ -24,10 +24,11 @@ from gainakt.schema import EvalMetrics
 from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
 from .journal import check_journal, drop_stale_lock, drop_torn_tail
 from .lease import held, refuse_if_held
-from .schema import FIXED, TrialStatus
+from .schema import FIXED, TrialStatus, param_column, violation_column
 from .spec import SweepSpec
-from .store import Store, unreadable_files
+from .store import Schemas, Store, unreadable_files
 from .study import TUNE_DIR, Study
+from .tables import STRING, arrow_type, setting_hints, trial_schema
 from .trainable import TrialSetup, trial_config
 
 log = logging.getLogger("search.sweep")
@@ -57,6 +58,7 @@ class Prepared:
     resumed: bool
     fold: int = 0  # the validation fold every trial is scored on
     baselines: Mapping[str, EvalMetrics] = field(default_factory=dict)  # on that fold, fitted on the others
+    schemas: Schemas = field(default_factory=Schemas)  # of the store's tables (search/tables.py)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ def prepare(
         raise ConfigError(str(err)) from None
     for settings in (sampled, *starts):  # the space's settings must be valid training settings
         trial_config(setup, settings, seed=spec.seed)
-    _refuse_guaranteed_objectives(spec, setup, [sample_once(space, seed) for seed in range(SPACE_PROBES)])
+    probes = [sample_once(space, seed) for seed in range(SPACE_PROBES)]
+    _refuse_guaranteed_objectives(spec, setup, probes)
     if resumed:
         _check_intact(study)
     base = trial_config(setup, {}, seed=spec.seed)
@@ -143,7 +146,23 @@ def prepare(
         "version": __version__,
         **fixed,
     }
-    return Prepared(spec, study, dataset, setup, constants, resumed, base.fold, baselines)
+    schemas = _schemas(spec, [sampled, *starts, *probes], constants)
+    return Prepared(spec, study, dataset, setup, constants, resumed, base.fold, baselines, schemas)
+
+
+def _schemas(spec: SweepSpec, points: list[dict[str, Any]], constants: Mapping[str, Any]) -> Schemas:
+    """The trial table's schema: its settings typed by the trainer's configuration, every setting
+    any probe of the space returned (a conditional one is a typed null where a trial lacks it)."""
+    from gainakt.train import TrainConfig
+
+    hints = setting_hints(TrainConfig)
+    settings = {param_column(key): arrow_type(hints[key]) for point in points for key in point}
+    fixed = {
+        column: arrow_type(hints[column.removeprefix(FIXED)]) if column.startswith(FIXED) else STRING
+        for column in constants
+    }
+    violations = [violation_column(c) for c in spec.constraints]
+    return Schemas(trials=trial_schema(violations, settings, fixed))
 
 
 def _check_intact(study: Study) -> None:
@@ -255,7 +274,10 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         tune.with_parameters(run_trial, setup=prepared.setup, dataset=prepared.dataset),
         {"cpu": spec.cpus, "gpu": spec.gpus},
     )
-    store = Store(study)
+    store = Store(study, prepared.schemas)
+    for table in ("trials", "epochs"):  # a store written before the schemas, or before a new column
+        if rewritten := store.conform_files(table):
+            echo(f"store/{table}: {rewritten} file(s) rewritten in the table's schema (values unchanged)")
     finished = len(store.ended_trial_ids())  # a study killed before Tune first saved its state starts afresh
     # A study restarted before Tune first saved its state already holds its start points.
     fresh = finished == 0 and not _journal_written(journal)

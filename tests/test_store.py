@@ -74,6 +74,7 @@ def test_a_store_written_with_an_untyped_end_time_reads_typed(tmp_path):
         "trial_id": "run00001",
         "status": "RUNNING",
         "ended_at": None,
+        "error": None,  # as the recorder wrote it (a row read back holds NaN there)
     }
     table = pa.Table.from_pandas(pd.DataFrame([row]), preserve_index=False)
     assert table.schema.field("ended_at").type == pa.null()

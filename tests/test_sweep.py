@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
@@ -82,6 +83,8 @@ def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, caps
     failed = trials[trials["status"] == "ERROR"]
     assert len(failed) == 1 and failed["number"].item() == 1
     assert "loss is nan" in failed["error"].item()
+    # The README's line reads a store with an errored trial (a null error beside text used to stop it).
+    assert len(pd.read_parquet(tmp_path / "failing" / "store" / "trials")) == 3
     assert (trials["status"] == "COMPLETED").sum() == 2
     assert "1 error" in out and f"trial {failed['trial_id'].item()} failed: " in out
     states = {t.number: t.state for t in optuna_trials(tmp_path, "failing")}
