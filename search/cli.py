@@ -37,12 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _version() -> str:
+    from gainakt import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Interpretable knowledge tracing (GainAKT2Exp) and a multi-objective search over its "
         "interpretability-loss weights.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _add_data(commands)
     _add_baselines(commands)
@@ -349,6 +356,31 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=_run)
 
 
+class _ExtendList(argparse.Action):
+    """A flag whose values are comma-separated, repeatable, and never take the next positional
+    argument (`--objectives auc,mastery_corr NAME`); the default is replaced, not extended."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        given = getattr(namespace, self.dest)
+        current = [] if given is self.default else list(given)
+        setattr(namespace, self.dest, current + list(values))
+
+
+def _add_list_flag(
+    parser: argparse.ArgumentParser, *flags: str, item: Callable[[str], Any] = str, **kwargs: Any
+) -> None:
+    def items(text: str) -> list[Any]:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        try:
+            return [item(part) for part in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value in {text!r}") from None
+
+    parser.add_argument(*flags, action=_ExtendList, type=items, **kwargs)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -513,17 +545,22 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
         "tells apart.",
     )
     _add_study_args(confirm)
-    confirm.add_argument(
+    _add_list_flag(
+        confirm,
         "--trials",
-        nargs="+",
         default=["front"],
-        metavar="front|feasible|ID",
-        help="which trials: front (the non-dominated ones, default), feasible (those meeting the targets "
-        "among them) or trial ids",
+        metavar="front|feasible|ID,...",
+        help="which trials, comma-separated or the flag repeated: front (the non-dominated ones, default), "
+        "feasible (those meeting the targets among them) or trial ids",
     )
     confirm.add_argument("--seeds", type=int, default=5, help="new seeds per trial and fold (default 5)")
-    confirm.add_argument(
-        "--folds", type=int, nargs="+", default=[0], metavar="F", help="validation folds (default 0)"
+    _add_list_flag(
+        confirm,
+        "--folds",
+        item=int,
+        default=[0],
+        metavar="F,...",
+        help="validation folds, comma-separated or the flag repeated (default 0)",
     )
     confirm.add_argument(
         "--split",
@@ -569,11 +606,13 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
         "store.",
     )
     _add_study_args(pareto)
-    pareto.add_argument(
+    _add_list_flag(
+        pareto,
         "--objectives",
-        nargs="+",
-        metavar="METRIC[:max|min]",
-        help="objectives to rank on (default: the study's); a bare metric takes the study's direction",
+        "--objective",
+        metavar="METRIC[:max|min],...",
+        help="objectives to rank on, comma-separated or the flag repeated (default: the study's); a bare "
+        "metric takes the study's direction",
     )
     pareto.add_argument(
         "--epoch-level", action="store_true", help="every checkpointed epoch of every trial is a candidate"

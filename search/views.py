@@ -6,6 +6,7 @@ column choices and counts, so the terminal and the HTML never disagree.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -308,7 +309,9 @@ def pareto_output(
     if output == "csv":
         return rows[columns].to_csv(index=False).rstrip("\n")
     if output == "json":
-        return str(rows[columns].to_json(orient="records", date_format="iso", indent=2))
+        # pandas writes NaN as null and times as ISO text, but escapes every "/" of a path: re-dumped.
+        records = json.loads(rows[columns].to_json(orient="records", date_format="iso"))
+        return json.dumps(records, indent=2)
     shown = [c for c in columns if c not in (CHECKPOINT, "number") and not c.startswith(VIOLATION)]
     targets = " meeting the targets" if feasible_only else ""
     lines = [

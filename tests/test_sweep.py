@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -60,6 +61,20 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
         own = epochs[epochs["trial_id"] == row["trial_id"]]
         assert row["auc"] == own["auc"].max()
         assert row["selected_epoch"] == int(own.loc[own["auc"].idxmax(), "epoch"])
+    # The README's Ray Tune lines open the study's tune/ folder and find the store's trials.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- tune-readers -->\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "quickstart").symlink_to(tmp_path / "basic")
+    names: dict = {}
+    cwd = os.getcwd()
+    os.chdir(tmp_path.parent)
+    try:
+        exec(compile(block.replace("runs/", f"{tmp_path.name}/"), "README.md", "exec"), names)
+    finally:
+        os.chdir(cwd)
+    assert {t.trial_id for t in names["analysis"].trials} == set(trials["trial_id"])
+    assert len(names["grid"]) == 6
+    assert Path(names["best"].path).name == trials.loc[trials["auc"].idxmax(), "trial_id"]
 
 
 NAN_SPACE = """

@@ -1,0 +1,71 @@
+"""The commands that only read a study stay light: no torch or Ray, plain JSON, flags that spare NAME."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from study_helpers import fake_study
+
+from search.cli import main
+
+PROBE = """
+import sys
+from search.cli import main
+code = main({argv!r})
+heavy = [m for m in ("torch", "ray") if m in sys.modules]
+print("HEAVY", ",".join(heavy) or "none")
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("command", ["status", "pareto", "report"])
+def test_reading_commands_import_neither_torch_nor_ray(tmp_path, command):
+    fake_study(tmp_path, "light", trials=6)
+    argv = [command, "light", "--storage", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "HEAVY none"
+
+
+def test_objectives_take_a_comma_list_or_repeats_and_leave_the_study_name_alone(tmp_path, capsys):
+    fake_study(tmp_path, "flags", trials=6)
+    assert main(["pareto", "--objectives", "auc,mastery_corr", "flags", "--storage", str(tmp_path)]) == 0
+    comma = capsys.readouterr().out
+    assert comma.startswith("non-dominated trials (auc:max, mastery_corr:max):")
+    argv = [
+        "pareto",
+        "--objective",
+        "auc",
+        "--objective",
+        "mastery_corr",
+        "flags",
+        "--storage",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == comma
+    with pytest.raises(SystemExit) as stop:
+        main(["pareto", "--objectives", ",", "flags", "--storage", str(tmp_path)])
+    assert stop.value.code == 2 and "--objectives" in capsys.readouterr().err
+
+
+def test_pareto_json_keeps_paths_plain(tmp_path, capsys):
+    study = fake_study(tmp_path, "plain", trials=6)
+    assert main(["pareto", "plain", "--storage", str(tmp_path), "--format", "json"]) == 0
+    text = capsys.readouterr().out
+    assert "\\/" not in text
+    rows = json.loads(text)
+    assert rows and all(row["checkpoint"].startswith(f"{study.root}/tune/") for row in rows)
+
+
+def test_version_prints_the_package_version(capsys):
+    from gainakt import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"gainakt-search {__version__}"
