@@ -429,6 +429,13 @@ def _add_resume(commands: argparse._SubParsersAction) -> None:
         "same (data.json), and no other driver may be at work on it (lease.json).",
     )
     _add_study_args(resume)
+    resume.add_argument(
+        "--trials",
+        type=_positive_int,
+        metavar="N",
+        help="grow the study to N trials in all (more than it asked for); spec.json records the new total "
+        "and each earlier one",
+    )
     _add_cluster_flags(resume)
     resume.set_defaults(handler=_resume)
 
@@ -485,7 +492,8 @@ def _resume(args: argparse.Namespace) -> int:
     from search.sweep import prepare
 
     spec = SweepSpec(name=args.name, storage=args.storage)
-    return _sweep(prepare(spec, wandb=args.wandb, must_exist=True, spec_given=False), args)
+    prepared = prepare(spec, wandb=args.wandb, must_exist=True, spec_given=False, trials=args.trials)
+    return _sweep(prepared, args)
 
 
 def _sweep(prepared: Any, args: argparse.Namespace) -> int:

@@ -299,10 +299,17 @@ class StudySearchGenerator(SearchGenerator):
     to come, so a copied or moved study would go on creating trials in its old place."""
 
     def __init__(
-        self, searcher: Searcher, concurrent: int, fs: pafs.FileSystem, study_root: str, experiment: str
+        self,
+        searcher: Searcher,
+        concurrent: int,
+        fs: pafs.FileSystem,
+        study_root: str,
+        experiment: str,
+        trials: int,
     ) -> None:
         super().__init__(ConcurrencyLimiter(searcher, max_concurrent=concurrent))
         self._here = (fs, study_root, experiment)
+        self._trials = trials  # the study's total now: more than a grown study's saved Tuner was asked
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # The ConcurrencyLimiter drops the end of a trial it did not see start in this driver, as
@@ -315,6 +322,8 @@ class StudySearchGenerator(SearchGenerator):
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
+        # Room for every trial the study still asks for; the searcher's budget stops at the exact total.
+        self._total_samples = max(self._total_samples, self._counter + self._trials)
         fs, root, experiment = self._here
         saved = self._experiment
         assert saved is not None  # restored state always holds the experiment

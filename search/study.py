@@ -26,6 +26,7 @@ from gainakt.errors import ConfigError
 from .spec import SweepSpec, check_name
 
 TUNE_DIR = "tune"
+HISTORY = "history"  # spec.json's record of the totals a grown study was asked for
 
 
 def is_uri(storage: str) -> bool:
@@ -168,16 +169,27 @@ class Study:
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
             raise ConfigError(f"{self.data_path}: not readable ({err})") from None
 
-    def write_spec(self, spec: SweepSpec) -> None:
-        self.write_atomic(self.spec_path, (json.dumps(spec.to_dict(), indent=2) + "\n").encode())
+    def write_spec(self, spec: SweepSpec, history: list[dict[str, Any]] | None = None) -> None:
+        """The sweep as started, and, for a study grown since (`resume --trials`), its totals."""
+        values = {**spec.to_dict(), **({HISTORY: history} if history else {})}
+        self.write_atomic(self.spec_path, (json.dumps(values, indent=2) + "\n").encode())
 
-    def read_spec(self) -> SweepSpec:
+    def read_history(self) -> list[dict[str, Any]]:
+        """Each total the study was asked for, with when and by which command; empty if never grown."""
+        return list(self._spec_values().get(HISTORY, []))
+
+    def _spec_values(self) -> dict[str, Any]:
         try:
             values: dict[str, Any] = json.loads(self.read_bytes(self.spec_path))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{self.spec_path}: not a readable spec ({err})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{self.spec_path}: not a readable spec (not a JSON object)")
+        return values
+
+    def read_spec(self) -> SweepSpec:
+        values = self._spec_values()
+        values.pop(HISTORY, None)
         values.setdefault("seed_mode", "per-trial")  # a study saved before seed_mode seeded each trial
         return SweepSpec.from_dict(values, where=self.spec_path)
 

@@ -59,6 +59,7 @@ class Prepared:
     fold: int = 0  # the validation fold every trial is scored on
     baselines: Mapping[str, EvalMetrics] = field(default_factory=dict)  # on that fold, fitted on the others
     schemas: Schemas = field(default_factory=Schemas)  # of the store's tables (search/tables.py)
+    grown_from: int | None = None  # the total the study asked for before `resume --trials`
 
 
 @dataclass(frozen=True)
@@ -87,23 +88,43 @@ def _refuse_guaranteed_objectives(spec: SweepSpec, setup: TrialSetup, points: li
 
 
 def prepare(
-    spec: SweepSpec, *, wandb: str = "off", must_exist: bool = False, spec_given: bool = True
+    spec: SweepSpec,
+    *,
+    wandb: str = "off",
+    must_exist: bool = False,
+    spec_given: bool = True,
+    trials: int | None = None,
 ) -> Prepared:
-    """Validate everything; an existing study of the same name is continued with its saved spec."""
+    """Validate everything; an existing study of the same name is continued with its saved spec,
+    grown to `trials` in all when that is given (`resume --trials`)."""
     from spaces import SpaceError, get_space, sample_once
 
     study = Study(spec.storage, spec.name)
     resumed = study.exists()
+    grown_from = None
     if resumed:
         saved = study.read_spec()
         differ = [k for k, v in spec.to_dict().items() if saved.to_dict()[k] != v and k != "storage"]
         if spec_given and differ:
+            grow = (
+                f"; to grow it to {spec.trials} trials: 'gainakt-search resume {spec.name} --trials "
+                f"{spec.trials}'"
+                if "trials" in differ and spec.trials > saved.trials
+                else ""
+            )
             raise ConfigError(
                 f"study {spec.name!r} already exists in {study.storage} with other settings (differs in: "
                 f"{', '.join(differ)}); continue it with 'gainakt-search resume {spec.name}' "
-                "or choose another --name"
+                f"or choose another --name{grow}"
             )
         spec = replace(saved, storage=spec.storage)  # where the study is now, wherever it started
+        if trials is not None and trials != saved.trials:
+            if trials < saved.trials:
+                raise ConfigError(
+                    f"--trials {trials}: study {spec.name!r} asks for {saved.trials} trials; a study "
+                    "grows, it never shrinks (its trials are kept)"
+                )
+            spec, grown_from = replace(spec, trials=trials), saved.trials
     elif must_exist:
         raise ConfigError(f"study {spec.name!r} not found in {study.storage} (no {study.spec_path})")
     setup = TrialSetup(
@@ -147,7 +168,9 @@ def prepare(
         **fixed,
     }
     schemas = _schemas(spec, [sampled, *starts, *probes], constants)
-    return Prepared(spec, study, dataset, setup, constants, resumed, base.fold, baselines, schemas)
+    return Prepared(
+        spec, study, dataset, setup, constants, resumed, base.fold, baselines, schemas, grown_from
+    )
 
 
 def _schemas(spec: SweepSpec, points: list[dict[str, Any]], constants: Mapping[str, Any]) -> Schemas:
@@ -218,7 +241,10 @@ def run_sweep(
     """Run (or continue) the sweep until every trial asked for has finished."""
     spec, study = prepared.spec, prepared.study
     if prepared.resumed and _finished(Store(study), spec):
-        echo(f"study {spec.name!r} already has all its {spec.trials} trials")
+        echo(
+            f"study {spec.name!r} already has all its {spec.trials} trials (to add some: "
+            f"'gainakt-search resume {spec.name} --trials N')"
+        )
         return SweepOutcome(study, spec, 0.0, interrupted=False)
     refuse_if_held(study)
     ray_started = time.time()
@@ -231,6 +257,8 @@ def run_sweep(
         if not prepared.resumed:
             study.write_spec(spec)
             study.write_data_pin(prepared.dataset.source, prepared.dataset.fingerprint)
+        elif prepared.grown_from is not None:
+            _record_growth(study, spec, prepared.grown_from, command, echo)
         if not study.read_baselines():
             _write_baselines(prepared, echo)
         journal = study.prepare_journal()
@@ -249,6 +277,16 @@ def run_sweep(
     trials = Store(study).trials()
     interrupted = len(trials) > 0 and bool((trials["status"] == TrialStatus.RUNNING).any())
     return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds)
+
+
+def _record_growth(
+    study: Study, spec: SweepSpec, before: int, command: str, echo: Callable[[str], None]
+) -> None:
+    """spec.json says the new total and keeps each earlier one, with when and how it was asked."""
+    history = study.read_history() or [{"trials": before, "at": None, "command": "run"}]
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    study.write_spec(spec, [*history, {"trials": spec.trials, "at": at, "command": f"{command} --trials"}])
+    echo(f"study {spec.name!r} grows from {before} to {spec.trials} trials")
 
 
 def _journal_written(journal: str) -> bool:
@@ -310,7 +348,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         checkpoint_score_order="max",
     )
     recorder = StoreRecorder(spec, store, prepared.constants, journal, echo, continuations=searcher)
-    search = StudySearchGenerator(searcher, spec.concurrent, study.fs, study.root, TUNE_DIR)
+    search = StudySearchGenerator(searcher, spec.concurrent, study.fs, study.root, TUNE_DIR, spec.trials)
     tune_path = study.tune_path if study.local else f"{study.uri}/tune"
     if tune.Tuner.can_restore(tune_path):
         echo(f"continuing study {spec.name!r} in {study.display()}")

@@ -245,3 +245,33 @@ def test_most_at_once_counts_overlapping_intervals():
     )
     assert _most_at_once(frame) == 2  # the second ends as the third starts; the third and fourth overlap
     assert _most_at_once(frame.iloc[:1]) == 1
+
+
+def test_resume_with_more_trials_grows_the_study_and_keeps_its_rows(tmp_path, capsys):
+    assert main(sweep_argv(tmp_path, "grown", 4, 1, "--num-cpus", "2")) == 0
+    first, _ = tables(tmp_path, "grown")
+    assert (first["status"] == "COMPLETED").sum() == 4
+    files_before = {trial_id: _files(tmp_path / "grown", trial_id) for trial_id in first["trial_id"]}
+    capsys.readouterr()
+
+    # `run` with another total keeps refusing, and names the way to grow; shrinking is refused.
+    assert main(sweep_argv(tmp_path, "grown", 6, 1, "--num-cpus", "2")) == 2
+    assert "'gainakt-search resume grown --trials 6'" in capsys.readouterr().err
+    assert main(["resume", "grown", "--storage", str(tmp_path), "--trials", "3"]) == 2
+    assert "never shrinks" in capsys.readouterr().err
+
+    assert main(["resume", "grown", "--storage", str(tmp_path), "--trials", "6", "--num-cpus", "2"]) == 0
+    assert "grows from 4 to 6 trials" in capsys.readouterr().out
+    trials, epochs = tables(tmp_path, "grown")
+    assert (trials["status"] == "COMPLETED").sum() == 6 and len(trials) == 6
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    for trial_id, files in files_before.items():
+        assert _files(tmp_path / "grown", trial_id) == files  # the first four rows untouched
+    states = [t.state for t in optuna_trials(tmp_path, "grown")]
+    assert states.count(TrialState.COMPLETE) == 6 and len(states) == 6
+    study = Study(str(tmp_path), "grown")
+    assert study.read_spec().trials == 6
+    assert [entry["trials"] for entry in study.read_history()] == [4, 6]
+    # A plain resume now finds it finished.
+    assert main(["resume", "grown", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    assert "already has all its 6 trials" in capsys.readouterr().out
