@@ -29,8 +29,10 @@ from .schema import (
     CONTINUES,
     FEASIBLE,
     GUARANTEED,
+    STATUS_ATTR,
     TRIAL_KEY,
     TrialStatus,
+    epoch_row_of,
     param_column,
     short_label,
     violation_column,
@@ -51,13 +53,6 @@ def now() -> pd.Timestamp:
 
 def open_optuna_study(journal: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(journal)))
-
-
-def _epoch_row(result: Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(result.get("epoch_row"), Mapping):
-        return dict(result["epoch_row"])
-    prefix = "epoch_row/"
-    return {key[len(prefix) :]: value for key, value in result.items() if key.startswith(prefix)}
 
 
 def error_line(trial: Trial) -> str:
@@ -133,7 +128,7 @@ class StoreRecorder(Callback):
             return
         if row is None:
             row = self._new_row(trial)
-        epoch_row = _epoch_row(result)
+        epoch_row = epoch_row_of(result)
         if not epoch_row:
             return
         epoch = int(epoch_row["epoch"])
@@ -254,9 +249,13 @@ class StoreRecorder(Callback):
             self.echo(f"trial {row[TRIAL_KEY]} lost: {LOST_MESSAGE}")
         # Optuna trials asked for but never finished by a known or continuing trial will never be
         # told: fail them.
-        study = open_optuna_study(self.journal, self.spec.name)
+        storage = JournalStorage(JournalFileBackend(self.journal))
+        study = optuna.load_study(study_name=self.spec.name, storage=storage)
+        study_id = storage.get_study_id_from_name(self.spec.name)
         for ot_trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if ot_trial.number not in continuing:
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, ot_trial.number)
+                storage.set_trial_user_attr(trial_id, STATUS_ATTR, TrialStatus.LOST.value)
                 study.tell(ot_trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _last_checkpoint(self, row_id: str) -> tuple[str | None, int | None]:

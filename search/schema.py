@@ -8,6 +8,7 @@ a study (status, pareto, report) stay free of torch and Ray.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +41,21 @@ CHECKPOINT = "checkpoint"
 # Paths in the store are relative to the study folder, so that a copied or moved study reads right;
 # `Store` turns them into full paths on reading.
 PATH_COLUMNS = (CHECKPOINT, "trial_dir")
+
+
+def epoch_row_of(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The epoch row inside a trial's Tune result (nested, or flattened by Tune as `epoch_row/...`)."""
+    if isinstance(result.get("epoch_row"), Mapping):
+        return dict(result["epoch_row"])
+    prefix = "epoch_row/"
+    return {key[len(prefix) :]: value for key, value in result.items() if key.startswith(prefix)}
+
+
+# What a study's Optuna trials carry beside their values (optuna-dashboard shows them).
+TUNE_TRIAL_ATTR = "tune_trial_id"  # the store's trial id
+STATUS_ATTR = "status"  # the store's status
+SELECTED_EPOCH_ATTR = "selected_epoch"
+EPOCHS_ATTR = "epoch_values"  # {epoch: {objective: value}}: the learning curve of each objective
 
 # Keys of a trial's config when it continues a trial the restored Tuner lost (search/recorder.py).
 CONTINUES = "continues"  # the store's trial id it continues

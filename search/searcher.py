@@ -36,7 +36,17 @@ from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
 from spaces import get_space
 
-from .schema import CONTINUES, RESUME_FROM
+from .schema import (
+    CONTINUES,
+    EPOCHS_ATTR,
+    FEASIBLE,
+    RESUME_FROM,
+    SELECTED_EPOCH_ATTR,
+    STATUS_ATTR,
+    TUNE_TRIAL_ATTR,
+    TrialStatus,
+    epoch_row_of,
+)
 from .spec import Constraint, SeedMode, SweepSpec
 from .store import Store
 from .study import Study
@@ -94,6 +104,11 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
+def _selected(result: Mapping[str, Any]) -> int | None:
+    value = result.get("selected_epoch")
+    return int(value) if value is not None else None
+
+
 @dataclass(frozen=True)
 class TrialBudget:
     """The number of trials a study runs in all, lost trials not counted, and where its store is."""
@@ -149,6 +164,8 @@ class StudySearcher(Searcher):
             directions=[_DIRECTIONS[m] for m in mode],
             load_if_exists=True,
         )
+        if self.study.metric_names is None:  # optuna-dashboard and Optuna's plots name the objectives
+            self.study.set_metric_names(list(metric))
         if points_to_evaluate and not self.study.get_trials(deepcopy=False):  # a new study only
             for point in points_to_evaluate:
                 self.study.enqueue_trial(dict(point))  # asked (so run) before any sampled trial
@@ -181,6 +198,8 @@ class StudySearcher(Searcher):
         else:
             trial = self.study.ask()  # a start point first, while any is waiting
             self._numbers[trial_id] = trial.number
+            trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+            trial.set_user_attr(STATUS_ATTR, TrialStatus.RUNNING.value)
         config = self._space(trial)
         return {**trial.params, **config, **continuation}
 
@@ -194,6 +213,23 @@ class StudySearcher(Searcher):
         """Have the next trial Tune asks for be Optuna trial `number` again, continuing the store's
         row `row_id` from `checkpoint` (a trial started after Tune's last saved state)."""
         self._continuations.append((row_id, number, checkpoint))
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Keep each epoch's objective values on the Optuna trial (`epoch_values`): a multi-objective
+        study has no intermediate values."""
+        number = self._numbers.get(trial_id)
+        row = epoch_row_of(result)
+        if number is None or "epoch" not in row:
+            return
+        frozen = self._frozen_trial(number)
+        if frozen.state != TrialState.RUNNING:
+            return
+        curve = dict(frozen.user_attrs.get(EPOCHS_ATTR, {}))
+        curve[str(int(row["epoch"]))] = {m: _as_float(row.get(m)) for m in self.metric}
+        trial = self._live_trial(number)
+        trial.set_user_attr(EPOCHS_ATTR, curve)
+        if "selected_epoch" in result:
+            trial.set_user_attr(SELECTED_EPOCH_ATTR, int(result["selected_epoch"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell the study how the trial ended (once), with its constraint violations."""
@@ -214,19 +250,33 @@ class StudySearcher(Searcher):
                         distributions=frozen.distributions,
                         values=values,
                         constraints=violations(self._constraints, result),
-                        user_attrs={"retry_of": number},
+                        user_attrs={
+                            **frozen.user_attrs,
+                            "retry_of": number,
+                            STATUS_ATTR: TrialStatus.COMPLETED.value,
+                            SELECTED_EPOCH_ATTR: _selected(result),
+                            FEASIBLE: all(g <= 0 for g in violations(self._constraints, result).values()),
+                        },
                     )
                 )
             return
         if frozen.state != TrialState.RUNNING:
             return
+        trial = self._live_trial(number)
         if complete:
             assert result is not None
-            trial = self._live_trial(number)
-            for key, value in violations(self._constraints, result).items():
+            gaps = violations(self._constraints, result)
+            for key, value in gaps.items():
                 trial.set_constraint(key, value)
+            # optuna-dashboard 0.21 reads only the pre-Optuna-5 constraint list: say it as an attribute too
+            trial.set_user_attr(FEASIBLE, all(gap <= 0 for gap in gaps.values()))
+            # A scheduler that ends a trial before its last epoch leaves `done` false.
+            status = TrialStatus.COMPLETED if result.get("done", True) else TrialStatus.STOPPED
+            trial.set_user_attr(STATUS_ATTR, status.value)
+            trial.set_user_attr(SELECTED_EPOCH_ATTR, _selected(result))
             self.study.tell(number, values)
         else:
+            trial.set_user_attr(STATUS_ATTR, TrialStatus.ERROR.value)
             self.study.tell(number, state=TrialState.FAIL)
 
     def get_state(self) -> dict[str, Any]:

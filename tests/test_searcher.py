@@ -133,7 +133,11 @@ def test_an_errored_trial_retried_after_a_resume_is_recorded_anew_once(tmp_path)
     restored.on_trial_complete("a", GOOD)  # and announced it again after another resume
     failed, retry = _trials(tmp_path)
     assert failed.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
-    assert retry.user_attrs == {"retry_of": 0} and retry.params == failed.params
+    assert retry.user_attrs["retry_of"] == 0 and retry.params == failed.params
+    assert (
+        retry.user_attrs["status"] == "COMPLETED"
+        and retry.user_attrs["tune_trial_id"] == failed.user_attrs["tune_trial_id"]
+    )
     assert retry.values == pytest.approx([0.71, 0.3, 0.05]) and retry.constraints["mastery_corr >= 0.4"] > 0
 
 

@@ -57,6 +57,10 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
             if f"param.{name}" in row:
                 assert row[f"param.{name}"] == value
         assert trained["seed"] == row["seed"]
+        # The Optuna trial says which Tune trial it is, how it ended and its curve (optuna-dashboard).
+        assert ot.user_attrs["tune_trial_id"] == row["trial_id"] and ot.user_attrs["status"] == "COMPLETED"
+        assert ot.user_attrs["selected_epoch"] == row["selected_epoch"]
+        assert sorted(ot.user_attrs["epoch_values"]) == ["1", "2"]
         # The trial reports the epoch it would deploy: its best validation AUC.
         own = epochs[epochs["trial_id"] == row["trial_id"]]
         assert row["auc"] == own["auc"].max()
