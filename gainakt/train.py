@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +80,8 @@ class TrainConfig:
     wandb_project: str = "gainakt"
     wandb_group: str | None = None
     wandb_dir: str | None = None  # where wandb keeps its files; default the run folder
+    wandb_name: str | None = None  # the run's name (a sweep names it by its trial id)
+    wandb_tags: tuple[str, ...] = ()
     out: str | None = None
 
     def __post_init__(self) -> None:
@@ -176,10 +178,14 @@ class Trainer:
         on_epoch: EpochCallback | None = None,
         batch_hooks: Sequence[BatchHook] = (),
         baseline_mastery_corr: float | None = None,
+        run_info: Mapping[str, Any] | None = None,
     ) -> None:
+        """`run_info`: what the wandb run's config holds beside the settings (a sweep's trial id,
+        number and where the trial's folder is)."""
         if config.out is None:
             raise ConfigError("'out' (the run folder) is required")
         self.config = config
+        self.run_info = dict(run_info or {})
         self.out = Path(config.out)
         self.on_epoch = on_epoch
         self.dataset = dataset if dataset is not None else load_dataset(config.data, config.num_concepts)
@@ -252,7 +258,13 @@ class Trainer:
             self._load_last(last)
         self.out.mkdir(parents=True, exist_ok=True)
         self.wandb = WandbSink(
-            c.wandb, c.wandb_project, c.to_dict(), c.wandb_dir or str(self.out), group=c.wandb_group
+            c.wandb,
+            c.wandb_project,
+            {**c.to_dict(), **self.run_info},
+            c.wandb_dir or str(self.out),
+            group=c.wandb_group,
+            name=c.wandb_name,
+            tags=list(c.wandb_tags) or None,
         )
         try:
             started = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
 WandbMode = Literal["off", "offline", "online"]
@@ -37,6 +38,18 @@ class WandbSink:
     @property
     def active(self) -> bool:
         return self._run is not None
+
+    @property
+    def link(self) -> str | None:
+        """Where the run is: its URL online, its folder (`.../wandb/offline-run-...`) offline."""
+        if self._run is None:
+            return None
+        try:
+            url = getattr(self._run, "url", None)
+            return str(url) if url else str(Path(self._run.dir).resolve().parent)
+        except Exception as err:
+            self._fail(err)
+            return None
 
     def log(self, values: dict[str, Any], step: int | None = None) -> None:
         if self._run is None:

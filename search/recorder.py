@@ -31,6 +31,7 @@ from .schema import (
     GUARANTEED,
     STATUS_ATTR,
     TRIAL_KEY,
+    WANDB_RUN,
     TrialStatus,
     epoch_row_of,
     param_column,
@@ -153,6 +154,7 @@ class StoreRecorder(Callback):
             node_id=result.get("node_id"),
             hostname=result.get("hostname"),
             device=result.get("device"),
+            **{WANDB_RUN: result.get(WANDB_RUN)},
             train_seconds=float(result.get("trial_seconds", math.nan)),
         )
         self._put_trial(row)
@@ -201,6 +203,7 @@ class StoreRecorder(Callback):
             "node_id": None,
             "hostname": None,
             "device": None,
+            WANDB_RUN: None,
             CHECKPOINT: None,
             "trial_dir": trial.path,
             "started_at": now(),

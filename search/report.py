@@ -4,7 +4,8 @@ network) and a Markdown summary next to it, both from the Parquet store alone.
 The HTML holds, in order: the study's counts, targets and reference point; the front in 2-D
 projections of each objective pair (targets as dashed lines, each trial's own `pred_corr` as the
 ceiling of its mastery correlation, feasible and infeasible trials marked, the front circled) and
-in 3-D; parallel coordinates from parameters to objectives; the hypervolume over trials; the
+in 3-D; parallel coordinates from parameters to objectives; each parameter's importance per
+objective (PED-ANOVA); the hypervolume over trials; the
 learning curves of the front's trials; a table of the front (parameters, objective and
 constraint values, selected epoch, checkpoint); the trials meeting the targets, or the closest
 ones; the epoch-level front; the excluded trials; and the provenance (spec, data fingerprint,
@@ -33,15 +34,20 @@ from gainakt.schema import CEILINGS
 
 from . import pareto
 from .confirm_report import confirmation_html, confirmation_markdown
+from .importance import MAX_TRIALS, param_importances, target_quantile
 from .pareto import load_analysis
 from .schema import (
     BELOW_BASELINE,
+    CHECKPOINT,
     DEGENERATE,
     FEASIBLE,
     GUARANTEED,
     PARAM,
     TRIAL_KEY,
+    VIOLATION,
+    WANDB_RUN,
     TrialStatus,
+    param_column,
     short_label,
 )
 from .spec import SweepSpec
@@ -51,6 +57,7 @@ from .study import Study
 from .views import front_columns, status_counts
 
 FEASIBLE_COLOUR, INFEASIBLE_COLOUR, BASELINE_COLOUR = "#1b9e77", "#9e9e9e", "#1f4e9e"
+WEIGHTS = param_column("weights.")  # the loss weights: log axes, 0 shown as "off"
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -129,6 +136,7 @@ def render_html(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.DataFr
             else "<p>Fewer than three objectives: no 3-D view.</p>",
         ),
         ("Parameters and objectives", _figure(parallel_figure(analysis))),
+        ("Parameter importance", importance_html(analysis)),
         ("Hypervolume over trials", _figure(hypervolume_figure(analysis))),
         ("Learning curves of the front", _figure(learning_curves_figure(analysis))),
         ("The front", front_table_html(analysis)),
@@ -145,9 +153,12 @@ def render_html(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.DataFr
 <title>Study {html.escape(spec.name)}: Pareto report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
-th {{ background: #f3f3f3; }} td.text {{ text-align: left; }}
+table {{ border-collapse: collapse; font-size: 0.8em; }}
+th, td {{ border: 1px solid #ccc; padding: 2px 4px; text-align: right; white-space: nowrap; }}
+th {{ background: #f3f3f3; white-space: normal; }}
+td.text {{ text-align: left; white-space: normal; overflow-wrap: anywhere; }}
+td.id {{ text-align: left; }} td .note {{ white-space: normal; }}
+tr.details td {{ border-top: none; color: #444; font-size: 0.9em; }}
 tr.feasible td:first-child {{ border-left: 4px solid {FEASIBLE_COLOUR}; }}
 .wide {{ overflow-x: auto; }}
 pre {{ background: #f7f7f7; padding: 0.5em; overflow-x: auto; }}
@@ -216,6 +227,8 @@ def pairs_figure(analysis: pareto.Analysis) -> go.Figure:
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.12)
     for i, (x, y) in enumerate(pairs):
         row, col = divmod(i, cols)
+        # Drawn first, so the trials' points lie over the ceiling marks at any width.
+        _ceiling(fig, analysis, x.metric, y.metric, row + 1, col + 1, first=i == 0)
         for name, frame, colour, on_front in _groups(analysis):
             fig.add_trace(
                 go.Scatter(
@@ -232,7 +245,6 @@ def pairs_figure(analysis: pareto.Analysis) -> go.Figure:
                 row=row + 1,
                 col=col + 1,
             )
-        _ceiling(fig, analysis, x.metric, y.metric, row + 1, col + 1, first=i == 0)
         _targets(fig, analysis, x.metric, y.metric, row + 1, col + 1)
         _baselines(fig, analysis, x.metric, y.metric, row + 1, col + 1, first=i == 0)
         fig.update_xaxes(title_text=f"{x.metric} ({x.direction})", row=row + 1, col=col + 1)
@@ -359,14 +371,21 @@ def front_3d_figure(analysis: pareto.Analysis) -> go.Figure:
                 hoverinfo="text",
             )
         )
+    axes = zip("xyz", analysis.objectives)
+    titles = {f"{axis}axis_title": _arrow(o.metric, o.direction) for axis, o in axes}
     fig.update_layout(
-        height=600, margin={"t": 30}, scene={"xaxis_title": x, "yaxis_title": y, "zaxis_title": z}
+        height=640,
+        margin={"t": 30, "l": 0, "r": 0, "b": 0},
+        # Seen from further out than plotly's default, so no corner of the box is cut off.
+        scene={**titles, "aspectmode": "cube", "camera": {"eye": {"x": 1.6, "y": 1.6, "z": 1.1}}},
+        legend={"orientation": "h", "y": 0},
     )
     return fig
 
 
-def _axis(series: pd.Series, label: str) -> dict:
-    """A parallel-coordinates dimension: categories as codes, weights spanning decades on log10 (0 = off)."""
+def _axis(series: pd.Series, label: str, log: bool = False) -> dict:
+    """A parallel-coordinates dimension: categories as codes; on log10 with 0 as "off" at the bottom
+    when `log` (every loss weight) or when the positive values span more than two decades."""
     if series.dtype == bool or not pd.api.types.is_numeric_dtype(series):
         text = series.astype(str)
         categories = sorted(text.unique())
@@ -379,13 +398,16 @@ def _axis(series: pd.Series, label: str) -> dict:
         }
     values = series.to_numpy(dtype=float)
     positive = values[values > 0]
-    if len(positive) and (values >= 0).all() and positive.max() / positive.min() > 100:
+    spans_decades = len(positive) and positive.max() / positive.min() > 100
+    if len(positive) and (values >= 0).all() and (log or spans_decades):
         floor = math.floor(math.log10(positive.min())) - 1
+        top = max(math.ceil(math.log10(positive.max())), floor + 1)
         logs = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), floor)
-        ticks = list(range(floor, math.ceil(math.log10(positive.max())) + 1))
+        ticks = list(range(floor, top + 1))
         return {
-            "label": f"{label} (log)",
+            "label": label,
             "values": logs,
+            "range": [floor, top],  # the ticks' span, so every log axis ends at a tick
             "tickvals": ticks,
             "ticktext": ["off" if t == floor else f"1e{t}" for t in ticks],
         }
@@ -398,8 +420,8 @@ def parallel_figure(analysis: pareto.Analysis) -> go.Figure:
     if not len(c):
         return _empty("no completed trial with every objective defined")
     params = [p for p in c.columns if p.startswith(PARAM) and c[p].notna().all() and c[p].nunique() > 0]
-    dims = [_axis(c[p], short_label(p)) for p in params]
-    dims += [_axis(c[o.metric], f"{o.metric} ({o.direction})") for o in analysis.objectives]
+    dims = [_axis(c[p], short_label(p), log=p.startswith(WEIGHTS)) for p in params]
+    dims += [_axis(c[o.metric], _arrow(o.metric, o.direction)) for o in analysis.objectives]
     first = analysis.objectives[0]
     line = {
         "color": c[first.metric].to_numpy(dtype=float),
@@ -408,9 +430,49 @@ def parallel_figure(analysis: pareto.Analysis) -> go.Figure:
         "colorbar": {"title": {"text": first.metric}},
         "reversescale": first.direction == "min",
     }
-    return go.Figure(go.Parcoords(dimensions=dims, line=line)).update_layout(
-        height=500, margin={"t": 60, "l": 60, "r": 60}
+    # Labels at an angle never run into each other, however many axes share the width.
+    # The extent numbers plotly prints past each axis's ends repeat its ticks and crowd the labels.
+    hidden = {"size": 1, "color": "rgba(0,0,0,0)"}
+    parcoords = go.Parcoords(dimensions=dims, line=line, labelangle=-30, labelside="top", rangefont=hidden)
+    return go.Figure(parcoords).update_layout(height=520, margin={"t": 110, "l": 60, "r": 80, "b": 30})
+
+
+def _arrow(metric: str, direction: str) -> str:
+    """An objective's axis title: its name and which way is better."""
+    return f"{metric} {'↑' if direction == 'max' else '↓'} ({direction})"
+
+
+def importance_html(analysis: pareto.Analysis) -> str:
+    """A bar per searched parameter and objective: Optuna's PED-ANOVA importance (search/importance.py)."""
+    scores = param_importances(analysis.candidates, analysis.objectives)
+    if not len(scores):
+        return "<p>Fewer than two completed trials, or no searched parameter that varies among them.</p>"
+    scores = scores.loc[scores.max(axis=1).sort_values().index]  # the most important at the top
+    fig = go.Figure()
+    for i, objective in enumerate(analysis.objectives):
+        fig.add_trace(
+            go.Bar(
+                y=scores.index,
+                x=scores[objective.metric],
+                orientation="h",
+                name=_arrow(objective.metric, objective.direction),
+                marker_color=PALETTE[i % len(PALETTE)],
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        height=120 + 22 * len(scores) * max(1, len(analysis.objectives)),
+        margin={"t": 30, "l": 160},
+        xaxis_title="importance (each objective's bars sum to 1)",
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
     )
+    trials = min(len(analysis.candidates), MAX_TRIALS)
+    note = (
+        f"<p class=note>PED-ANOVA (Optuna): how much each parameter decides whether a trial reaches "
+        f"the best {target_quantile(trials):.0%} of the {trials} completed trials on each objective. "
+        "An estimate from these trials alone, without intervals: with few trials, a rough guide.</p>"
+    )
+    return note + _figure(fig)
 
 
 def hypervolume_figure(analysis: pareto.Analysis) -> go.Figure:
@@ -492,7 +554,9 @@ def learning_curves_figure(analysis: pareto.Analysis) -> go.Figure:
                 row=1,
                 col=2,
             )
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="epoch", tickmode="linear", dtick=1, tickformat="d")
+    fig.update_yaxes(title_text="validation AUC", row=1, col=1)
+    fig.update_yaxes(title_text="mastery_corr, pred_corr", row=1, col=2)
     fig.update_layout(height=420, margin={"t": 40})
     return fig
 
@@ -517,24 +581,61 @@ def _cell(value: object) -> str:
     return "-" if value is None or value is pd.NaT else str(value)
 
 
-def html_table(frame: pd.DataFrame, columns: Sequence[str], table_id: str) -> str:
+def _breakable(label: str) -> str:
+    """A column title that may wrap after its underscores and dots (never inside a word)."""
+    return html.escape(label).replace("_", "_<wbr>").replace(".", ".<wbr>")
+
+
+def _link(where: object) -> str:
+    """A W&B run as a link: its URL, or its offline folder as a file URL."""
+    if not isinstance(where, str) or not where:
+        return "-"
+    href = where if "://" in where else Path(where).as_uri() if where.startswith("/") else where
+    return f'<a href="{html.escape(href)}">run</a>'
+
+
+def _td(record: dict, column: str, fixed: set[str]) -> str:
+    value = record[column]
+    text = isinstance(value, str) or not isinstance(value, (int, float, np.number))
+    if column == WANDB_RUN:
+        return f"<td class=text>{_link(value)}</td>"
+    if column == TRIAL_KEY:  # an id never breaks
+        return f"<td class=id>{html.escape(_cell(value))}</td>"
+    shown = html.escape(_cell(value).replace(",", ", "))  # lists of names wrap after their commas
+    # On a line of its own, so that a column of numbers stays narrow.
+    fixed_note = "<br><span class=note>(by construction)</span>" if column in fixed else ""
+    return f"<td{' class=text' if text else ''}>{shown}{fixed_note}</td>"
+
+
+def _details_row(record: dict, columns: Sequence[str], span: int) -> str:
+    """A row under a trial's row, spanning the table: its other columns as `name value` pairs that
+    wrap with the page, folded until opened."""
+    pairs = ", ".join(f"{html.escape(short_label(c))} {html.escape(_cell(record[c]))}" for c in columns)
+    return (
+        f"<tr class=details><td colspan={span} class=text><details><summary>settings, violations, "
+        f"checkpoint</summary>{pairs}</details></td></tr>"
+    )
+
+
+def html_table(
+    frame: pd.DataFrame, columns: Sequence[str], table_id: str, details: Sequence[str] = ()
+) -> str:
+    """A table of `columns`, a row per record (with `details`, a folded row of those under each)."""
     if not len(frame):
         return "<p>none</p>"
-    head = "".join(f"<th>{html.escape(short_label(c))}</th>" for c in columns)
+    head = "".join(f"<th>{_breakable(short_label(c))}</th>" for c in columns)
     rows = []
     for record in frame.to_dict("records"):
         fixed = set(str(record.get(GUARANTEED) or "").split(","))
-        cells = "".join(
-            f"<td{' class=text' if not isinstance(record[c], (int, float, np.number)) else ''}>"
-            f"{html.escape(_cell(record[c]))}{' (by construction)' if c in fixed else ''}</td>"
-            for c in columns
-        )
+        cells = "".join(_td(record, c, fixed) for c in columns)
         feasible = (
             " class=feasible" if record.get("feasible") is True or record.get("feasible") is np.True_ else ""
         )
         rows.append(
             f'<tr data-trial-id="{html.escape(str(record.get("trial_id", "")))}"{feasible}>{cells}</tr>'
         )
+        if details:
+            rows.append(_details_row(record, details, len(columns)))
     return (
         f'<div class=wide><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>\n'
         + "\n".join(rows)
@@ -542,15 +643,43 @@ def html_table(frame: pd.DataFrame, columns: Sequence[str], table_id: str) -> st
     )
 
 
+NOTES = "notes"
+_FLAG_WORDS = {
+    DEGENERATE: "degenerate",
+    BELOW_BASELINE: "below the best baseline on",
+    GUARANTEED: "fixed by construction",
+}
+
+
+def _notes(record: dict, flags: Sequence[str]) -> str:
+    """A trial's flags in words: `degenerate: copy_corr; below the best baseline on: auc`."""
+    said = [
+        f"{_FLAG_WORDS[flag]}: {record[flag]}"
+        for flag in flags
+        if isinstance(record[flag], str) and record[flag]
+    ]
+    return "; ".join(said)
+
+
 def front_table_html(analysis: pareto.Analysis) -> str:
+    """The front's figures in a table that fits the page, then its settings, violations and
+    checkpoints in a second one."""
     frame = analysis.front
+    every = front_columns(frame, analysis.objectives, analysis.constraints, detail=True)
+    detail = [c for c in every if c.startswith((PARAM, VIOLATION)) or c in (CHECKPOINT, "number")]
+    flags = [c for c in (DEGENERATE, BELOW_BASELINE, GUARANTEED) if c in every]
+    main = [c for c in every if c not in detail and c not in flags]
+    if flags:  # one column of words that wraps, instead of three narrow ones
+        frame = frame.assign(**{NOTES: [_notes(record, flags) for record in frame.to_dict("records")]})
+        main.insert(main.index("selected_epoch") if "selected_epoch" in main else len(main), NOTES)
+    if WANDB_RUN in frame.columns and frame[WANDB_RUN].notna().any():
+        main.append(WANDB_RUN)
     note = (
         "<p class=note>Non-dominated completed trials, best first on the first objective; "
-        "the feasible ones are marked on the left.</p>"
+        "the feasible ones are marked on the left. Under each, its settings, constraint violations and "
+        "checkpoint (click to open).</p>"
     )
-    return note + html_table(
-        frame, front_columns(frame, analysis.objectives, analysis.constraints, detail=True), "front-table"
-    )
+    return note + html_table(frame, main, "front-table", details=detail)
 
 
 def targets_html(analysis: pareto.Analysis) -> str:

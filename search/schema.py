@@ -38,9 +38,10 @@ ENDED_STATUSES = tuple(s.value for s in TrialStatus if s.ended)
 TRIAL_KEY = "trial_id"
 TIME_COLUMNS = ("started_at", "ended_at", "reported_at")  # UTC timestamps; NaT while a trial runs
 CHECKPOINT = "checkpoint"
+WANDB_RUN = "wandb_run"  # the trial's W&B run: its URL online, its folder offline
 # Paths in the store are relative to the study folder, so that a copied or moved study reads right;
-# `Store` turns them into full paths on reading.
-PATH_COLUMNS = (CHECKPOINT, "trial_dir")
+# `Store` turns them into full paths on reading (URLs stay as they are).
+PATH_COLUMNS = (CHECKPOINT, "trial_dir", WANDB_RUN)
 
 
 def epoch_row_of(result: Mapping[str, Any]) -> dict[str, Any]:

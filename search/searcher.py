@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -165,7 +166,9 @@ class StudySearcher(Searcher):
             load_if_exists=True,
         )
         if self.study.metric_names is None:  # optuna-dashboard and Optuna's plots name the objectives
-            self.study.set_metric_names(list(metric))
+            with warnings.catch_warnings():  # "experimental since 3.2": stable in use, still so marked
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(list(metric))
         if points_to_evaluate and not self.study.get_trials(deepcopy=False):  # a new study only
             for point in points_to_evaluate:
                 self.study.enqueue_trial(dict(point))  # asked (so run) before any sampled trial

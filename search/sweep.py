@@ -43,6 +43,8 @@ _NOT_FIXED = {
     "wandb_group",
     "wandb_project",
     "wandb_dir",
+    "wandb_name",
+    "wandb_tags",
 }
 
 
@@ -135,6 +137,8 @@ def prepare(
         cpus=spec.cpus,
         wandb=wandb,
         wandb_dir=f"{study.root}/wandb" if study.local else None,
+        wandb_tags=(f"space:{spec.space}", f"sampler:{spec.sampler}"),
+        study_dir=study.display(),
     )
     try:
         space = get_space(spec.space)

@@ -29,13 +29,12 @@ import pyarrow as pa
 
 from gainakt import schema as model_schema
 
-from .schema import CHECKPOINT, FEASIBLE, GUARANTEED, TRIAL_KEY, split_column
+from .schema import CHECKPOINT, FEASIBLE, GUARANTEED, TRIAL_KEY, WANDB_RUN, split_column
 
 STRING = pa.string()
 INT = pa.int64()
 FLOAT = pa.float64()
 TIME = pa.timestamp("us", tz="UTC")
-WANDB_RUN = "wandb_run"  # the trial's W&B run: its offline folder or its URL
 
 
 def arrow_type(hint: Any) -> pa.DataType:

@@ -30,7 +30,8 @@ from gainakt.guarantees import guaranteed_metrics
 from gainakt.schema import select_epoch
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
 
-from .schema import GUARANTEED, RESUME_FROM
+from .schema import CONTINUES, GUARANTEED, RESUME_FROM, WANDB_RUN
+from .study import TUNE_DIR
 
 RUN_DIR = "run"
 
@@ -46,24 +47,33 @@ class TrialSetup:
     cpus: float = 1.0
     wandb: str = "off"
     wandb_dir: str | None = None  # one folder for every trial's wandb files (not the checkpointed run folder)
+    wandb_tags: tuple[str, ...] = ()  # e.g. the study's space and sampler
+    study_dir: str = ""  # where the study is (a folder or URI): the wandb config's trial folder is in it
     baseline_mastery_corr: float | None = None  # the best baseline's, fitted once for the study
 
 
 def trial_config(
-    setup: TrialSetup, settings: Mapping[str, Any], seed: int, out: str | None = None, device: str = "cpu"
+    setup: TrialSetup,
+    settings: Mapping[str, Any],
+    seed: int,
+    out: str | None = None,
+    device: str = "cpu",
+    name: str | None = None,
 ) -> TrainConfig:
-    """The trainer's configuration for one trial: preset, fixed settings, then the space's settings."""
+    """The trainer's configuration for one trial: preset, fixed settings, then the space's settings;
+    its wandb run (if any) named `name` and grouped by study."""
     threads = max(1, int(setup.cpus))
     values = merge(
         merge(dict(setup.fixed), nest(settings)), {"seed": seed, "threads": threads, "device": device}
     )
-    values.update(
-        data=setup.data,
-        wandb=setup.wandb,
-        wandb_group=setup.study,
-        out=out,
-        wandb_dir=setup.wandb_dir or (os.getcwd() if setup.wandb != "off" else None),
-    )
+    values.update(data=setup.data, wandb=setup.wandb, out=out)
+    if setup.wandb != "off":  # nothing of wandb, not even its folder, when it is off
+        values.update(
+            wandb_group=setup.study,
+            wandb_name=name,
+            wandb_tags=setup.wandb_tags,
+            wandb_dir=setup.wandb_dir or os.getcwd(),
+        )
     return make_config(setup.preset, **values)
 
 
@@ -94,7 +104,17 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     device = "cuda" if ray.get_gpu_ids() else "cpu"
     run_dir = Path(os.getcwd()) / RUN_DIR
     rows = _restore_run_dir(run_dir, config.get(RESUME_FROM))
-    train_config = trial_config(setup, config["settings"], int(config["seed"]), str(run_dir), device)
+    tune_trial_id = tune.get_context().get_trial_id()
+    row_id = str(config.get(CONTINUES, tune_trial_id))  # the store's id (a continued trial keeps its own)
+    seed = int(config["seed"])
+    train_config = trial_config(setup, config["settings"], seed, str(run_dir), device, name=row_id)
+    run_info = {
+        "trial_id": row_id,
+        "number": config.get("number"),
+        "seed": seed,
+        "study": setup.study,
+        "out": f"{setup.study_dir}/{TUNE_DIR}/{tune_trial_id}",  # the trial's folder, not Ray's working one
+    }
     if train_config.wandb_dir:
         Path(train_config.wandb_dir).mkdir(parents=True, exist_ok=True)
     guaranteed = guaranteed_metrics(train_config.model)
@@ -114,11 +134,16 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
             GUARANTEED: ",".join(guaranteed),
             "epoch_row": flat,
             "trial_seconds": time.perf_counter() - began,  # training and validation in this process
+            WANDB_RUN: trainer.wandb.link,
             **where,
         }
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
     trainer = Trainer(
-        train_config, dataset, on_epoch=report, baseline_mastery_corr=setup.baseline_mastery_corr
+        train_config,
+        dataset,
+        on_epoch=report,
+        baseline_mastery_corr=setup.baseline_mastery_corr,
+        run_info=run_info,
     )
     trainer.run(resume=bool(rows))

@@ -41,6 +41,7 @@ class PageVisit:
     errors: list[str] = field(default_factory=list)
     text: str = ""
     screenshot: bytes = b""
+    value: object = None  # what the `evaluate` expression returned
 
 
 class _Pipe:
@@ -140,8 +141,12 @@ def _errors(events: list[dict]) -> list[str]:
     return errors
 
 
-def visit(path: Path, settle: float = 2.0) -> PageVisit:
-    """Load the file, let its scripts run, and collect errors, text and a PNG screenshot."""
+def visit(
+    path: Path, settle: float = 2.0, width: int = 1400, evaluate: str | None = None, scale: float = 0.25
+) -> PageVisit:
+    """Load the file in a window `width` pixels wide, let its scripts run, and collect errors, text,
+    a PNG screenshot of the first 1000 pixels' height (at `scale`) and the value of `evaluate`
+    (a JavaScript expression) on the page."""
     with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         pipe = _Pipe(profile)
         try:
@@ -149,17 +154,25 @@ def visit(path: Path, settle: float = 2.0) -> PageVisit:
             session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Page", "Runtime", "Log"):
                 pipe.send(f"{domain}.enable", session=session)
+            metrics = {"width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
+            pipe.send("Emulation.setDeviceMetricsOverride", metrics, session=session)
             pipe.send("Page.navigate", {"url": path.resolve().as_uri()}, session=session)
             pipe.wait_for("Page.loadEventFired", timeout=60)
             time.sleep(settle)  # plotly draws after load
             body = {"expression": "document.body.innerText", "returnByValue": True}
             text = pipe.send("Runtime.evaluate", body, session=session)["result"].get("value", "")
-            # The viewport at a quarter of its size: enough to tell a drawn page from a blank one.
-            clip = {"x": 0, "y": 0, "width": 1400, "height": 1000, "scale": 0.25}
+            value = None
+            if evaluate is not None:
+                answer = pipe.send(
+                    "Runtime.evaluate", {"expression": evaluate, "returnByValue": True}, session=session
+                )
+                value = answer["result"].get("value")
+            # By default the viewport at a quarter of its size: enough to tell a drawn page from a blank one.
+            clip = {"x": 0, "y": 0, "width": width, "height": 1000, "scale": scale}
             shot = pipe.send("Page.captureScreenshot", {"format": "png", "clip": clip}, session=session)
             pipe.send("Runtime.evaluate", {"expression": "1"}, session=session)  # flush pending events
             screenshot = base64.b64decode(shot["data"])
-            return PageVisit(errors=_errors(pipe.events), text=text, screenshot=screenshot)
+            return PageVisit(errors=_errors(pipe.events), text=text, screenshot=screenshot, value=value)
         finally:
             pipe.close()
 

@@ -85,3 +85,35 @@ def interrupt_when(argv: list[str], ready, env: dict | None = None, timeout: flo
         kill_group(driver.pid)
         driver.wait()
     return driver.pid
+
+
+def wandb_run_record(run_folder: Path):
+    """The `run` record of an offline W&B run (its name, group, tags, config), read from the run's
+    `.wandb` file: W&B's record log (a 7-byte header, then 32 KiB blocks of chunks, each with a
+    4-byte checksum, a 2-byte length and a type: 1 whole, 2 first, 3 middle, 4 last), each record
+    a `wandb_internal_pb2.Record`."""
+    from wandb.proto import wandb_internal_pb2
+
+    (log,) = run_folder.glob("run-*.wandb")
+    data, block, records, pending = log.read_bytes(), 32768, [], b""
+    position = 7
+    assert data[:4] == b":W&B", log
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a chunk header is padding
+            position += block - position % block
+            continue
+        length = int.from_bytes(data[position + 4 : position + 6], "little")
+        kind = data[position + 6]
+        chunk = data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind == 0 and length == 0:
+            break
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            records.append(pending)
+    for raw in records:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") == "run":
+            return record.run
+    raise AssertionError(f"{log}: no run record")

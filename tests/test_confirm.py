@@ -39,7 +39,7 @@ def _confirm_argv(storage: Path, *extra: str) -> list[str]:
 def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_front(swept, capsys):
     store = Store(Study(str(swept), "src"))
     trial = str(store.trials()["trial_id"].iloc[0])
-    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "2", "--folds", "0", "1")) == 0
+    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "2", "--folds", "0,1")) == 0
     out = capsys.readouterr().out
     assert "robust front on the test split" in out and "baselines on the same test split" in out
     table = store.confirm()

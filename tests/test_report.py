@@ -13,8 +13,9 @@ from chromium import CHROMIUM, png_pixels, visit
 from study_helpers import fake_study
 from sweep_helpers import sweep_argv, tables
 
-from search import pareto
+from search import pareto, report
 from search.cli import main
+from search.pareto import load_analysis
 from search.report import write_report
 from search.spec import SweepSpec
 from search.study import Study
@@ -158,8 +159,7 @@ def test_pareto_command_formats(tmp_path, capsys):
                 "--storage",
                 str(tmp_path),
                 "--objectives",
-                "auc",
-                "neg_gain_rate:min",
+                "auc,neg_gain_rate:min",
                 "--format",
                 "json",
             ]
@@ -183,7 +183,7 @@ def test_pareto_command_formats(tmp_path, capsys):
         (["report", "missing"], "study 'missing' not found"),
         (["pareto", "empty"], "has no trials in its store"),
         (["report", "empty"], "has no trials in its store"),
-        (["pareto", "some", "--objectives", "auc:max", "nope:min"], "unknown metric 'nope'"),
+        (["pareto", "some", "--objectives", "auc:max,nope:min"], "unknown metric 'nope'"),
         (["pareto", "some", "--objectives", "acc"], "not an objective of the study"),
         (["pareto", "some", "--objectives", "auc:sideways"], "expected metric:max or metric:min"),
     ],
@@ -281,3 +281,71 @@ def test_a_confirmed_report_opens_in_headless_chromium_without_errors(tmp_path):
     study = fake_study(tmp_path, "confirmed", 12)
     put_confirmation(study, {"t00001": 0.72, "t00002": 0.70})
     assert_opens_cleanly(Path(write_report(study).html), ["t00001", "t00002"])
+
+
+# What the page looks like at two widths, measured in its DOM: each parallel-coordinates label as the
+# four corners of its (rotated) box, and whether two boxes overlap by the separating-axis test; the
+# right edge of the front table against the page's width.
+LAYOUT = """(() => {
+  const quads = [...document.querySelectorAll('.parcoords text.axis-title')].map(e => {
+    const b = e.getBBox(), m = e.getScreenCTM();
+    return [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height], [b.x, b.y + b.height]]
+      .map(([x, y]) => [m.a * x + m.c * y + m.e, m.b * x + m.d * y + m.f]);
+  });
+  const apart = (p, q) => [p, q].some(poly => poly.some((a, i) => {
+    const b = poly[(i + 1) % 4], n = [a[1] - b[1], b[0] - a[0]];
+    const span = s => s.map(([x, y]) => x * n[0] + y * n[1]);
+    const [sp, sq] = [span(p), span(q)];
+    const slack = Math.hypot(n[0], n[1]);  // one pixel of touching is not an overlap
+    return Math.max(...sp) <= Math.min(...sq) + slack || Math.max(...sq) <= Math.min(...sp) + slack;
+  }));
+  const overlapping = [];
+  quads.forEach((p, i) => quads.forEach((q, j) => { if (i < j && !apart(p, q)) overlapping.push([i, j]); }));
+  const table = document.getElementById('front-table').getBoundingClientRect();
+  const pageWidth = document.documentElement.clientWidth;
+  return {labels: quads.length, overlapping, tableRight: table.right, pageWidth};
+})()"""
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_parallel_labels_never_overlap_and_the_front_table_fits_the_page(tmp_path, width):
+    study = fake_study(tmp_path, "layout", 40)  # 10 parameters and 3 objectives: 13 axes
+    page = visit(Path(write_report(study).html), width=width, evaluate=LAYOUT)
+    assert page.errors == []
+    layout = page.value
+    assert layout["labels"] == 13
+    assert layout["overlapping"] == []
+    assert layout["tableRight"] <= layout["pageWidth"]
+
+
+@needs_chromium
+def test_the_label_check_sees_overlapping_labels(tmp_path):
+    """The same measurement on labels drawn flat and crowded into a narrow figure finds overlaps."""
+    study = fake_study(tmp_path, "crowded", 40)
+    _, analysis = load_analysis(study)
+    crowded = report.parallel_figure(analysis).update_traces(labelangle=0).update_layout(width=500)
+    path = tmp_path / "crowded.html"
+    body = crowded.to_html(full_html=False, include_plotlyjs=True)
+    path.write_text(f"<html><body>{body}<table id=front-table></table></body></html>")
+    layout = visit(path, width=1000, evaluate=LAYOUT).value
+    assert layout["labels"] == 13 and len(layout["overlapping"]) > 0
+
+
+def test_figures_say_directions_use_integer_epochs_and_log_weights(tmp_path):
+    study = fake_study(tmp_path, "figs", 30)
+    _, analysis = load_analysis(study)
+    curves = report.learning_curves_figure(analysis)
+    assert curves.layout.xaxis.dtick == 1 and curves.layout.xaxis.tickformat == "d"
+    assert curves.layout.yaxis.title.text == "validation AUC" and curves.layout.yaxis2.title.text
+    scene = report.front_3d_figure(analysis).layout.scene
+    assert scene.xaxis.title.text == "auc ↑ (max)" and scene.zaxis.title.text == "neg_gain_rate ↓ (min)"
+    dims = {d.label: d for d in report.parallel_figure(analysis).data[0].dimensions}
+    for weight in ("sparsity", "monotonicity", "residual"):  # every loss weight on a log axis, 0 at "off"
+        assert dims[weight].ticktext[0] == "off" and list(dims[weight].range) == [
+            dims[weight].tickvals[0],
+            dims[weight].tickvals[-1],
+        ]
+    # The ceiling marks are drawn before the trials, so the trials' points lie on top of them.
+    names = [t.name for t in report.pairs_figure(analysis).data]
+    assert names.index("pred_corr (mastery_corr ceiling)") < names.index("front, infeasible")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
-from sweep_helpers import interrupt_when, optuna_trials, sweep_argv, tables
+from sweep_helpers import interrupt_when, optuna_trials, sweep_argv, tables, wandb_run_record
 
 from search.cli import main
 from search.store import Store
@@ -30,6 +31,7 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
     assert main(sweep_argv(tmp_path, "basic", 6, 2, "--num-cpus", "2", str(spec))) == 0
     out = capsys.readouterr().out
     assert "non-dominated trials" in out and str(tmp_path / "basic") in out
+    assert not (tmp_path / "basic" / "wandb").exists()  # W&B off: not even its folder
 
     trials, epochs = tables(tmp_path, "basic")
     assert len(trials) == 6 and set(trials["status"]) == {"COMPLETED"}
@@ -185,6 +187,18 @@ def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, caps
     )
     capsys.readouterr()
     assert len(list((tmp_path / "shown" / "wandb").glob("wandb/offline-run-*"))) == 2
+    # Each run is named by its trial id, grouped by study, tagged, and linked from the trial table.
+    for row in tables(tmp_path, "shown")[0].to_dict("records"):
+        folder = Path(row["wandb_run"])
+        assert folder.is_dir() and folder.parent == tmp_path / "shown" / "wandb" / "wandb"
+        run = wandb_run_record(folder)
+        assert run.display_name == row["trial_id"] and run.run_group == "shown"
+        assert set(run.tags) == {"space:aux_weights", "sampler:tpe"}
+        config = {item.key: json.loads(item.value_json) for item in run.config.update}
+        assert config["trial_id"] == row["trial_id"] and config["number"] == row["number"]
+        assert config["seed"] == row["seed"]
+        assert config["out"] == f"{tmp_path / 'shown'}/tune/{row['trial_id']}"  # not Ray's working folder
+        assert config["weights"]["sparsity"] == row["param.weights.sparsity"]
     assert main(["status", "shown", "--storage", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     trials, _ = tables(tmp_path, "shown")
