@@ -154,9 +154,12 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
     killed = False
     try:
         while time.monotonic() < deadline and driver.poll() is None and not killed:
-            _, epochs = tables(tmp_path, "crashy")
+            trials, epochs = tables(tmp_path, "crashy")
+            running = set(trials.loc[trials["status"] == "RUNNING", "trial_id"]) if len(trials) else set()
             workers = _trial_workers(driver.pid)
-            if len(epochs) and workers:  # a trial has reported an epoch: kill its worker mid-trial
+            # A running trial has reported its first epoch (so it has a checkpoint): kill its worker
+            # in the middle of its second.
+            if len(epochs) and running & set(epochs["trial_id"]) and workers:
                 for pid in workers:
                     os.kill(pid, 9)
                 killed = True

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import CHROMIUM, png_pixels, visit
+from chromium import CHROMIUM, PageVisit, png_pixels, visit
 from study_helpers import fake_study
 from sweep_helpers import sweep_argv, tables
 
@@ -64,27 +64,18 @@ def terminal_ids(output: str, header: str) -> list[str]:
     return ids
 
 
-def assert_opens_cleanly(path: Path, expected_ids: list[str]) -> None:
-    page = visit(path)
+def assert_opens_cleanly(path: Path, expected_ids: list[str], **visiting) -> PageVisit:
+    page = visit(path, **visiting)
     assert page.errors == [], f"JavaScript errors in {path}: {page.errors}"
     pixels = png_pixels(page.screenshot)
     colours = np.unique(pixels.reshape(-1, pixels.shape[2])[:, :3], axis=0)
     assert len(colours) > 50 and (pixels[..., :3] < 128).any(axis=2).mean() > 0.005, "the screenshot is blank"
     for trial_id in expected_ids:
         assert trial_id in page.text
+    return page
 
 
 # ---------------------------------------------------------------------------- the page in a browser
-
-
-@needs_chromium
-def test_a_report_opens_in_headless_chromium_without_errors(tmp_path):
-    study = fake_study(tmp_path, "fake", 40)
-    written = write_report(study)
-    page = Path(written.html).read_text()
-    ids = table_ids(page)
-    assert ids and "<script src=" not in page  # plotly.js is inside the file
-    assert_opens_cleanly(Path(written.html), ids)
 
 
 @needs_chromium
@@ -309,10 +300,12 @@ LAYOUT = """(() => {
 
 @needs_chromium
 @pytest.mark.parametrize("width", [1000, 1400])
-def test_parallel_labels_never_overlap_and_the_front_table_fits_the_page(tmp_path, width):
+def test_a_report_opens_cleanly_its_labels_never_overlap_and_its_front_table_fits(tmp_path, width):
     study = fake_study(tmp_path, "layout", 40)  # 10 parameters and 3 objectives: 13 axes
-    page = visit(Path(write_report(study).html), width=width, evaluate=LAYOUT)
-    assert page.errors == []
+    written = Path(write_report(study).html)
+    ids = table_ids(written.read_text())
+    assert ids and "<script src=" not in written.read_text()  # plotly.js is inside the file
+    page = assert_opens_cleanly(written, ids, width=width, evaluate=LAYOUT)
     layout = page.value
     assert layout["labels"] == 13
     assert layout["overlapping"] == []
