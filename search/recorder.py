@@ -154,6 +154,7 @@ class StoreRecorder(Callback):
             node_id=result.get("node_id"),
             hostname=result.get("hostname"),
             device=result.get("device"),
+            gpu_ids=result.get("gpu_ids"),
             **{WANDB_RUN: result.get(WANDB_RUN)},
             train_seconds=float(result.get("trial_seconds", math.nan)),
         )
@@ -203,6 +204,7 @@ class StoreRecorder(Callback):
             "node_id": None,
             "hostname": None,
             "device": None,
+            "gpu_ids": None,
             WANDB_RUN: None,
             CHECKPOINT: None,
             "trial_dir": trial.path,

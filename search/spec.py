@@ -57,10 +57,12 @@ _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": opera
 BOUNDARY_VIOLATION = 1e-12  # the violation of a value on the threshold of a strict constraint
 MAX_TRIALS = 1_000_000
 # Training settings a sweep sets itself, per trial or from its own fields, and how to set them instead.
+# A sweep trial's `device`: auto trains on the GPU Ray gave it (if any), cpu never uses one (Ray may
+# still have assigned one: the scheduling tests do that on machines without a GPU), cuda insists.
+TRIAL_DEVICES = ("auto", "cpu", "cuda")
 SWEEP_SETTINGS = {
     "seed": "the sweep's seed (--seed, `seed`) and seed_mode",
     "threads": "resources.cpus (--cpus): a trial's torch threads",
-    "device": "resources.gpus (--gpus): a trial with a GPU trains on it",
     "data": "the sweep's data (--data, `data`)",
     "out": "the study folder: every trial writes into its own",
     "wandb": "--wandb",
@@ -197,6 +199,11 @@ class SweepSpec:
                 raise ConfigError(
                     f"training setting {key!r} ([train] or --set): the sweep sets it; use {how}"
                 )
+        if self.train.get("device", "auto") not in TRIAL_DEVICES:
+            raise ConfigError(
+                f"training setting 'device' must be one of {', '.join(TRIAL_DEVICES)} in a sweep (Ray "
+                f"assigns each trial its GPU: ask for them with --gpus), got {self.train['device']!r}"
+            )
         if not (self.cpus > 0 and math.isfinite(self.cpus)):
             raise ConfigError(f"resources.cpus must be > 0, got {self.cpus}")
         if not (self.gpus >= 0 and math.isfinite(self.gpus)):

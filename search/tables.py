@@ -93,6 +93,7 @@ def trial_schema(
             ("node_id", STRING),
             ("hostname", STRING),
             ("device", STRING),
+            ("gpu_ids", STRING),
             (CHECKPOINT, STRING),
             ("trial_dir", STRING),
             (WANDB_RUN, STRING),

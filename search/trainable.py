@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from ray import tune
 
 from gainakt.config import merge, nest
 from gainakt.data import Dataset
+from gainakt.errors import ConfigError
 from gainakt.guarantees import guaranteed_metrics
 from gainakt.schema import select_epoch
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
@@ -77,6 +78,24 @@ def trial_config(
     return make_config(setup.preset, **values)
 
 
+def trial_device(setting: str, gpu_ids: Sequence[object], cuda_available: bool, node: str) -> str:
+    """Where a trial trains, from its `device` setting and the GPUs Ray assigned it (Ray makes them
+    the only ones CUDA sees, so "cuda" is the first of them)."""
+    if setting == "cpu":
+        return "cpu"
+    if gpu_ids and not cuda_available:
+        ids = ",".join(map(str, gpu_ids))
+        raise ConfigError(
+            f"Ray gave this trial GPU {ids} on node {node}, but torch finds no CUDA device there; "
+            'set device = "cpu" in [train] (or --set device=cpu) to train such trials on the CPU'
+        )
+    if gpu_ids:
+        return "cuda"
+    if setting == "cuda":
+        raise ConfigError(f"device = cuda, but Ray gave this trial no GPU on node {node}: ask for --gpus")
+    return "cpu"
+
+
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         return f"{device} ({torch.cuda.get_device_name(0)})"
@@ -101,7 +120,10 @@ def _restore_run_dir(run_dir: Path, resume_from: str | None) -> list[dict[str, f
 def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> None:
     """Train one trial to its end, reporting each epoch; resumes from Tune's checkpoint when restored."""
     began = time.perf_counter()
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    node = ray.get_runtime_context().get_node_id()
+    gpu_ids = list(ray.get_gpu_ids())
+    setting = str(setup.fixed.get("device", "auto"))
+    device = trial_device(setting, gpu_ids, torch.cuda.is_available(), f"{node} ({socket.gethostname()})")
     run_dir = Path(os.getcwd()) / RUN_DIR
     rows = _restore_run_dir(run_dir, config.get(RESUME_FROM))
     tune_trial_id = tune.get_context().get_trial_id()
@@ -119,9 +141,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         Path(train_config.wandb_dir).mkdir(parents=True, exist_ok=True)
     guaranteed = guaranteed_metrics(train_config.model)
     where = {
-        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_id": node,
         "hostname": socket.gethostname(),
         "device": _device_name(device),
+        "gpu_ids": ",".join(map(str, gpu_ids)),  # Ray's assignment, used or not (device = "cpu")
     }
 
     def report(row: EpochRow, folder: Path) -> None:

@@ -75,7 +75,7 @@ CASES: dict[str, Bad] = {
     "NaN learning rate": _run("--set", "lr=nan", expected="'lr' must be a finite number"),
     "negative learning rate": _run("--set", "lr=-1", expected="'lr' must be > 0"),
     "seed set per run": _run("--set", "seed=3", expected="training setting 'seed'"),
-    "device set per run": _run("--set", "device=cuda", expected="training setting 'device'"),
+    "device of one GPU": _run("--set", "device=cuda:1", expected="training setting 'device' must be one of"),
     "threads set per run": _run("--set", "threads=4", expected="training setting 'threads'"),
     "no epochs": _run("--set", "epochs=0", expected="'epochs' must be at least 1"),
     "heads not dividing": _run("--set", "model.heads=3", expected="does not divide"),

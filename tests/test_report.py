@@ -267,13 +267,6 @@ def test_a_confirmed_study_reports_its_test_figures_with_intervals_and_the_robus
     assert "Confirmation" not in Path(write_report(fake_study(tmp_path, "plain", 12)).html).read_text()
 
 
-@needs_chromium
-def test_a_confirmed_report_opens_in_headless_chromium_without_errors(tmp_path):
-    study = fake_study(tmp_path, "confirmed", 12)
-    put_confirmation(study, {"t00001": 0.72, "t00002": 0.70})
-    assert_opens_cleanly(Path(write_report(study).html), ["t00001", "t00002"])
-
-
 # What the page looks like at two widths, measured in its DOM: each parallel-coordinates label as the
 # four corners of its (rotated) box, and whether two boxes overlap by the separating-axis test; the
 # right edge of the front table against the page's width.
@@ -300,10 +293,11 @@ LAYOUT = """(() => {
 
 @needs_chromium
 @pytest.mark.parametrize("width", [1000, 1400])
-def test_a_report_opens_cleanly_its_labels_never_overlap_and_its_front_table_fits(tmp_path, width):
+def test_a_confirmed_report_opens_cleanly_its_labels_never_overlap_and_its_front_table_fits(tmp_path, width):
     study = fake_study(tmp_path, "layout", 40)  # 10 parameters and 3 objectives: 13 axes
+    put_confirmation(study, {"t00001": 0.72, "t00002": 0.70})  # with its confirmation section
     written = Path(write_report(study).html)
-    ids = table_ids(written.read_text())
+    ids = table_ids(written.read_text()) + ["t00001", "t00002"]
     assert ids and "<script src=" not in written.read_text()  # plotly.js is inside the file
     page = assert_opens_cleanly(written, ids, width=width, evaluate=LAYOUT)
     layout = page.value

@@ -163,20 +163,40 @@ def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
     assert sum(s == TrialState.RUNNING for s in states.values()) == 0
 
 
-def test_sweep_on_a_two_node_cluster_uses_both_nodes(tmp_path, capsys):
+def _most_at_once_per_gpu(trials) -> dict[tuple[str, str], int]:
+    """For each (node, GPU) Ray assigned, the most trials that held it at once."""
+    return {key: _most_at_once(group) for key, group in trials.groupby(["node_id", "gpu_ids"])}
+
+
+def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_gpu(tmp_path, capsys):
+    """Nodes that declare 1 and 2 GPUs to Ray (none exists); trials of 0.25 GPU that train on the CPU."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1})
     try:
-        cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=8, num_gpus=2)
         cluster.wait_for_nodes()
-        assert main(sweep_argv(tmp_path, "cluster", 4, 1, "--address", cluster.address)) == 0
+        gpu = ["--address", cluster.address, "--gpus", "0.25", "--concurrent", "12"]
+        argv = sweep_argv(tmp_path, "gpus", 12, 1, *gpu, "--set", "device=cpu", "--no-constraints")
+        assert main(argv) == 0
+        # The same request with device = "auto" on nodes without CUDA: the trial fails with one line.
+        capsys.readouterr()
+        assert main(sweep_argv(tmp_path, "nocuda", 1, 1, *gpu, "--no-constraints")) == 1
     finally:
         cluster.shutdown()
-    trials, _ = tables(tmp_path, "cluster")
-    assert (trials["status"] == "COMPLETED").sum() == 4
-    assert trials["node_id"].nunique() == 2
-    assert set(trials["device"]) == {"cpu"}
+    trials, _ = tables(tmp_path, "gpus")
+    assert (trials["status"] == "COMPLETED").sum() == 12 and set(trials["device"]) == {"cpu"}
+    assert trials["node_id"].nunique() == 2  # trials ran on both nodes
+    assert trials["gpu_ids"].str.fullmatch(r"\d+").all()  # each was given one GPU
+    per_gpu = _most_at_once_per_gpu(trials)
+    assert len(per_gpu) == 3  # every one of the three GPUs was used
+    assert max(per_gpu.values()) <= 4  # never more than four 0.25-GPU trials on one GPU
+    assert _most_at_once(trials) > 4  # trials shared the GPUs of both nodes at once
+
+    failed, _ = tables(tmp_path, "nocuda")
+    error = failed["error"].item()
+    assert failed["status"].item() == "ERROR" and "torch finds no CUDA device there" in error
+    assert 'set device = "cpu"' in error and "\n" not in error
 
 
 def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, capsys, monkeypatch):
