@@ -48,6 +48,9 @@ from .schema import (
 from .wandb_sink import WandbMode, WandbSink
 
 Scheduler = Literal["step", "plateau", "none"]
+# The forward pass's number format: auto is bf16 on a CUDA device that supports it, else fp32 (so CPU
+# runs are unchanged); fp16 is CUDA only, with a gradient scaler. Validation always runs in fp32.
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
 log = logging.getLogger("gainakt.train")
 MAX_BATCH_SIZE = 1 << 16  # windows per step; far beyond any GPU's memory at 200 positions
 
@@ -72,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    precision: Precision = "auto"
     model: ModelOptions = field(default_factory=ModelOptions)
     weights: LossWeights = field(default_factory=LossWeights)
     warmup_epochs: int = 0  # auxiliary weights grow linearly to full over this many epochs
@@ -159,6 +163,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """The dtype the forward pass runs in under autocast, or None for plain fp32."""
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+    if precision == "fp16" and not cuda:
+        raise ConfigError("precision fp16 needs a CUDA device (on the CPU use bf16 or fp32)")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -191,6 +205,9 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(config.data, config.num_concepts)
         train_windows, valid_windows = self.dataset.split(config.fold)
         self.device = resolve_device(config.device)
+        self.amp_dtype = autocast_dtype(config.precision, self.device)
+        # fp16's narrow range needs its gradients scaled; bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         with torch.random.fork_rng():  # the seed's initial weights, leaving the caller's RNG as it was
             torch.manual_seed(config.seed)
             model = build_model(config.model, self.dataset.num_concepts)
@@ -324,18 +341,26 @@ class Trainer:
         """One optimisation step on one batch, then the batch hooks; returns the weighted loss components."""
         c = self.config
         batch = batch.to(self.device)
-        states = self.model.forward_with_states(batch)
-        bce = prediction_loss(states, batch, self.positions_per_batch)
-        aux = auxiliary_losses(states, batch, c.model.mastery_step)
-        composition = compose(bce, aux, c.weights, factor)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            states = self.model.forward_with_states(batch)
+            bce = prediction_loss(states, batch, self.positions_per_batch)
+            aux = auxiliary_losses(states, batch, c.model.mastery_step)
+            composition = compose(bce, aux, c.weights, factor)
         if not torch.isfinite(composition.total):
             raise FloatingPointError(
                 f"loss is {float(composition.total.detach())} at epoch {self.epoch + 1}, step {self.step + 1}"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        composition.total.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.scale(composition.total).backward()
+            self.scaler.unscale_(self.optimizer)  # clipping needs the true gradients
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            composition.total.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
+            self.optimizer.step()
         self.step += 1
         for hook in self.batch_hooks:
             hook(self.step, states, batch)

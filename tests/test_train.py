@@ -274,3 +274,25 @@ def test_default_preset_comes_within_003_of_the_bayes_optimal_auc_on_the_default
     best = results["best"]
     assert best["auc"] >= bayes - 0.03, f"best validation AUC {best['auc']:.4f}, Bayes-optimal {bayes:.4f}"
     assert math.isfinite(best["mastery_recovery"])
+
+
+def test_bf16_autocast_on_the_cpu_runs_in_bf16_and_ends_within_001_auc_of_fp32(
+    tmp_path: Path, dataset, finished: Path
+) -> None:
+    """The mixed-precision code path, on the CPU (its speed waits for a GPU: benchmarks/README)."""
+    seen: set[torch.dtype] = set()
+    config = small_config(tmp_path / "bf16", precision="bf16")
+    trainer = Trainer(
+        config, dataset, batch_hooks=[lambda step, states, batch: seen.add(states.logits.dtype)]
+    )
+    bf16 = trainer.run()
+    assert seen == {torch.bfloat16}  # the forward pass ran under autocast
+    fp32 = json.loads((finished / "results.json").read_text())  # the same settings in fp32 (auto on CPU)
+    assert abs(bf16["best"]["auc"] - fp32["best"]["auc"]) < 0.01
+
+
+def test_fp16_is_refused_on_the_cpu(tmp_path: Path, dataset) -> None:
+    from gainakt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        Trainer(small_config(tmp_path / "fp16", precision="fp16"), dataset)
