@@ -155,6 +155,7 @@ class StoreRecorder(Callback):
             hostname=result.get("hostname"),
             device=result.get("device"),
             gpu_ids=result.get("gpu_ids"),
+            gpu_memory_mib=float(result.get("gpu_memory_mib", math.nan)),
             **{WANDB_RUN: result.get(WANDB_RUN)},
             train_seconds=float(result.get("trial_seconds", math.nan)),
         )
@@ -205,6 +206,7 @@ class StoreRecorder(Callback):
             "hostname": None,
             "device": None,
             "gpu_ids": None,
+            "gpu_memory_mib": math.nan,
             WANDB_RUN: None,
             CHECKPOINT: None,
             "trial_dir": trial.path,

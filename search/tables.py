@@ -94,6 +94,7 @@ def trial_schema(
             ("hostname", STRING),
             ("device", STRING),
             ("gpu_ids", STRING),
+            ("gpu_memory_mib", FLOAT),
             (CHECKPOINT, STRING),
             ("trial_dir", STRING),
             (WANDB_RUN, STRING),

@@ -11,6 +11,7 @@ epoch itself travels under `epoch_row`.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shutil
 import socket
@@ -158,6 +159,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
             "epoch_row": flat,
             "trial_seconds": time.perf_counter() - began,  # training and validation in this process
             WANDB_RUN: trainer.wandb.link,
+            # The trial's peak GPU memory so far (NaN on the CPU): what decides how many fit on one GPU.
+            "gpu_memory_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else math.nan,
             **where,
         }
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
