@@ -304,7 +304,8 @@ def run_confirmation(
             ),
             run_config=tune.RunConfig(
                 name="confirm",
-                storage_path=plan.study.uri,
+                storage_path=plan.study.ray_storage[0],
+                storage_filesystem=plan.study.ray_storage[1],
                 callbacks=[ConfirmRecorder(store, constants, echo)],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0),

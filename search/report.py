@@ -82,19 +82,18 @@ class Written:
 
 
 def write_report(study: Study, out: str | None = None) -> Written:
-    """Write report.html and report.md into the study folder, or FILE and FILE's .md next to it."""
+    """Write report.html and report.md into the study folder, or FILE and FILE's .md next to it
+    (a study in object storage gets them in its folder either way)."""
     if out is not None:
         _check_output(Path(out))
     spec, analysis = load_analysis(study)
     confirmed = Store(study).confirm()
     page, summary = render_html(spec, analysis, confirmed), render_markdown(spec, analysis, confirmed)
-    if out is None:
-        html_path, md_path = f"{study.root}/report.html", f"{study.root}/report.md"
-        study.write_atomic(html_path, page.encode())
-        study.write_atomic(md_path, summary.encode())
-        if not study.local:
-            html_path, md_path = f"{study.uri}/report.html", f"{study.uri}/report.md"
-        return Written(html_path, md_path)
+    if out is None or not study.local:  # a remote study's report always goes into its folder too
+        study.write_atomic(f"{study.root}/report.html", page.encode())
+        study.write_atomic(f"{study.root}/report.md", summary.encode())
+        if out is None:
+            return Written(f"{study.display()}/report.html", f"{study.display()}/report.md")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     md = path.with_suffix(".md")

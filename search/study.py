@@ -18,6 +18,7 @@ import os
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
@@ -44,9 +45,13 @@ class Study:
             except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
                 raise ConfigError(f"storage {storage!r}: pyarrow cannot open it ({err})") from None
             self.storage = storage.rstrip("/")
+            parts = urlsplit(storage)  # s3://BUCKET/PREFIX?endpoint_override=...: the query is options
+            self._location = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+            self._query = parts.query
         else:
             self.fs, base = pafs.LocalFileSystem(), os.path.abspath(storage)
             self.storage = base
+            self._location, self._query = base, ""
             if os.path.exists(base) and not os.path.isdir(base):
                 raise ConfigError(f"storage {storage!r}: a file, not a folder")
         self.root = f"{base.rstrip('/')}/{name}"
@@ -55,9 +60,20 @@ class Study:
     # ------------------------------------------------------------------ paths
 
     @property
+    def location(self) -> str:
+        """The study folder as people read it: its path, or its URI without the query's options."""
+        return f"{self._location}/{self.name}"
+
+    @property
     def uri(self) -> str:
-        """The study folder as Ray's `storage_path` wants it."""
-        return f"{self.storage}/{self.name}"
+        """The study folder as pyarrow opens it: the location with the storage's options."""
+        return f"{self.location}?{self._query}" if self._query else self.location
+
+    @property
+    def ray_storage(self) -> tuple[str, pafs.FileSystem | None]:
+        """Ray Tune's `storage_path` and `storage_filesystem` for the study folder: a local path, or
+        the path inside the study's own filesystem (so a URI's options, such as an S3 endpoint, hold)."""
+        return (self.root, None) if self.local else (self.root, self.fs)
 
     @property
     def spec_path(self) -> str:
@@ -89,7 +105,7 @@ class Study:
         return str(Path.home() / ".cache" / "gainakt-search" / key / "optuna.journal")
 
     def display(self) -> str:
-        return self.root if self.local else self.uri
+        return self.root if self.local else self.location
 
     def relative(self, path: str) -> str:
         """`path` inside the study folder as the store keeps it (relative); others unchanged."""
@@ -97,7 +113,8 @@ class Study:
 
     def fs_path(self, path: str) -> str:
         """A full path as the store's readers give it (`full`), as the study's filesystem takes it."""
-        return f"{self.root}/{path.split(f'{self.uri}/', 1)[1]}" if path.startswith(f"{self.uri}/") else path
+        prefix = f"{self.location}/"
+        return f"{self.root}/{path.removeprefix(prefix)}" if path.startswith(prefix) else path
 
     def exists_path(self, path: str) -> bool:
         """Whether a full path as the store's readers give it (`full`) is there."""
@@ -112,7 +129,15 @@ class Study:
     # ------------------------------------------------------------------ files
 
     def exists(self) -> bool:
-        return self.fs.get_file_info(self.spec_path).type == pafs.FileType.File
+        """Whether the study is there; storage that cannot be reached is one line, not a traceback."""
+        try:
+            return self.fs.get_file_info(self.spec_path).type == pafs.FileType.File
+        except OSError as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"storage {self.display_storage()}: cannot be read ({reason})") from None
+
+    def display_storage(self) -> str:
+        return self._location
 
     def write_atomic(self, path: str, data: bytes) -> None:
         """Write under a temporary name, then rename: a crash never leaves a half file at `path`."""

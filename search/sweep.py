@@ -353,10 +353,17 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     )
     recorder = StoreRecorder(spec, store, prepared.constants, journal, echo, continuations=searcher)
     search = StudySearchGenerator(searcher, spec.concurrent, study.fs, study.root, TUNE_DIR, spec.trials)
-    tune_path = study.tune_path if study.local else f"{study.uri}/tune"
-    if tune.Tuner.can_restore(tune_path):
+    storage_path, storage_fs = study.ray_storage
+    tune_path = f"{storage_path}/{TUNE_DIR}"
+    if tune.Tuner.can_restore(tune_path, storage_filesystem=storage_fs):
         echo(f"continuing study {spec.name!r} in {study.display()}")
-        tuner = tune.Tuner.restore(tune_path, trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            tune_path,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=storage_fs,
+        )
         _bind_to_this_folder(tuner, search, recorder)
         return tuner
     return tune.Tuner(
@@ -372,7 +379,8 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         ),
         run_config=tune.RunConfig(
             name="tune",
-            storage_path=study.uri,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
             callbacks=[recorder],
             verbose=0,
             checkpoint_config=checkpoints,
