@@ -105,6 +105,11 @@ class StoreRecorder(Callback):
             self.reconciled = True
             self._mark_lost(trials)
 
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        # A remote study's journal is a local copy: upload it as soon as a result, a completion or a
+        # new trial has changed it (a size check per step), so a driver that dies loses none of it.
+        self.store.study.sync_journal()
+
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(_row_id(trial))
         if _settled(row):

@@ -219,19 +219,38 @@ class Study:
         return SweepSpec.from_dict(values, where=self.spec_path)
 
     def prepare_journal(self) -> str:
-        """The local journal path, fetched from the study folder first when the study is remote."""
+        """The local journal path; for a remote study a fresh copy of the bucket's journal (the
+        bucket is the truth: a copy left by an earlier driver on this machine may be stale)."""
         path = Path(self.journal_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        remote = f"{self.root}/optuna.journal"
-        if not self.local and not path.exists() and self.fs.get_file_info(remote).type == pafs.FileType.File:
-            path.write_bytes(self.read_bytes(remote))
+        if not self.local:
+            path.unlink(missing_ok=True)
+            Path(f"{path}.lock").unlink(missing_ok=True)
+            if self.fs.get_file_info(self._remote_journal).type == pafs.FileType.File:
+                path.write_bytes(self.read_bytes(self._remote_journal))
+            self._synced = path.stat().st_size if path.exists() else 0
         return str(path)
 
-    def sync_journal(self) -> None:
-        """Upload the journal of a remote study next to its results."""
+    def sync_journal(self) -> bool:
+        """Upload the journal of a remote study next to its results, atomically, if it changed since
+        the last upload; whether it did. Local studies write their journal in place."""
         path = Path(self.journal_path)
-        if not self.local and path.exists():
-            self.write_atomic(f"{self.root}/optuna.journal", path.read_bytes())
+        if self.local or not path.exists() or path.stat().st_size == getattr(self, "_synced", -1):
+            return False
+        data = path.read_bytes()  # the journal only grows: its size says whether it changed
+        self.write_atomic(self._remote_journal, data)
+        self._synced = len(data)
+        return True
+
+    def drop_journal_copy(self) -> None:
+        """Remove the local copy of a remote study's journal (after its last upload)."""
+        if not self.local:
+            for leftover in (Path(self.journal_path), Path(f"{self.journal_path}.lock")):
+                leftover.unlink(missing_ok=True)
+
+    @property
+    def _remote_journal(self) -> str:
+        return f"{self.root}/optuna.journal"
 
 
 def open_study(storage: str, name: str) -> Study:

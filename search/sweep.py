@@ -278,6 +278,7 @@ def run_sweep(
             wall = time.time() - started
         finally:
             study.sync_journal()
+            study.drop_journal_copy()
     trials = Store(study).trials()
     interrupted = len(trials) > 0 and bool((trials["status"] == TrialStatus.RUNNING).any())
     return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds)

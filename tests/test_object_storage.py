@@ -8,8 +8,10 @@ import json
 import pyarrow.fs as pafs
 import pytest
 from study_helpers import fake_study
+from sweep_helpers import interrupt_when, sweep_argv
 
 from search.cli import main
+from search.recorder import open_optuna_study
 from search.store import Store
 from search.study import Study
 
@@ -68,3 +70,66 @@ def test_bad_storage_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.slow
+def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_from_the_bucket_alone(
+    s3_storage, tmp_path, monkeypatch, capsys
+):
+    """Every node writes to the bucket (Ray Tune persists checkpoints from the workers); the driver
+    uploads the Optuna journal as it changes, so a driver killed mid-sweep loses none of it; a
+    resume with a fresh home and working folder continues from the bucket alone."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        argv = sweep_argv(s3_storage, "inbucket", 4, 2, "--address", cluster.address)
+        store = Store(Study(s3_storage, "inbucket"))
+
+        def one_ended_one_running() -> bool:
+            trials = store.trials() if Study(s3_storage, "inbucket").exists() else []
+            return (
+                len(trials) > 0
+                and (trials["status"] == "COMPLETED").sum() >= 1
+                and (trials["status"] == "RUNNING").any()
+            )
+
+        first_home = tmp_path / "home1"
+        interrupt_when(argv, one_ended_one_running, env={"HOME": str(first_home)})
+        ended = store.trials()
+        ended = set(ended.loc[ended["status"] == "COMPLETED", "trial_id"])
+        # The bucket's journal already holds every trial that ended before the kill.
+        journal = tmp_path / "journal-from-bucket"
+        fs, root = pafs.FileSystem.from_uri(s3_storage)
+        with fs.open_input_stream(f"{root}/inbucket/optuna.journal") as remote:
+            journal.write_bytes(remote.readall())
+        told = {
+            t.user_attrs.get("tune_trial_id")
+            for t in open_optuna_study(str(journal), "inbucket").trials
+            if t.state.name == "COMPLETE"
+        }
+        assert ended and ended <= told
+
+        fresh = tmp_path / "fresh"  # another machine: nothing local of the study
+        fresh.mkdir()
+        monkeypatch.chdir(fresh)
+        monkeypatch.setenv("HOME", str(tmp_path / "home2"))
+        assert main(["resume", "inbucket", "--storage", s3_storage, "--address", cluster.address]) == 0
+    finally:
+        cluster.shutdown()
+    trials, epochs = store.trials(), store.epochs()
+    assert (trials["status"] == "COMPLETED").sum() == 4 and set(trials["status"]) <= {"COMPLETED", "LOST"}
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert trials["node_id"].nunique() == 2  # trials ran on both nodes
+    files = _bucket_files(s3_storage)
+    assert any(f.startswith("inbucket/tune/") and "/checkpoint_" in f for f in files)
+    assert {"inbucket/spec.json", "inbucket/optuna.journal", "inbucket/report.html"} <= set(files)
+    completed = trials[trials["status"] == "COMPLETED"]
+    assert completed["checkpoint"].str.startswith(f"{Study(s3_storage, 'inbucket').location}/tune/").all()
+    assert list(fresh.iterdir()) == []  # nothing of the study on local disk
+    assert not [p for p in (tmp_path / "home2").rglob("*") if p.is_file()]  # the journal copy is gone
+    capsys.readouterr()
+    assert main(["pareto", "inbucket", "--storage", s3_storage]) == 0
+    assert "non-dominated trials" in capsys.readouterr().out
