@@ -40,6 +40,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def shared_ray():
+    """One local Ray for a module's in-process sweeps: the CLI uses an initialised Ray as it is, so
+    each sweep saves Ray's start and stop (seconds on two cores). Drivers run as subprocesses start
+    their own; a test that needs another cluster shuts this one down first."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 endpoint on 127.0.0.1: moto's server, in its own process, stopped by its process id.

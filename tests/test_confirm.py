@@ -36,6 +36,7 @@ def _confirm_argv(storage: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")  # one local Ray for the module's in-process runs
 def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_front(swept, capsys):
     store = Store(Study(str(swept), "src"))
     trial = str(store.trials()["trial_id"].iloc[0])
@@ -67,6 +68,7 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")  # one local Ray for the module's in-process runs
 def test_a_killed_confirmation_continues_with_no_duplicate_and_no_missing_row(swept):
     store = Store(Study(str(swept), "src"))
     trial = str(store.trials()["trial_id"].iloc[-1])

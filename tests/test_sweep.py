@@ -17,7 +17,9 @@ from search.cli import main
 from search.store import Store
 from search.study import Study
 
-pytestmark = pytest.mark.slow  # real local Ray clusters: run by .ci/run, skipped by `pytest -m "not slow"`
+# Real local Ray clusters: run by .ci/run, skipped by `pytest -m "not slow"`; the in-process sweeps
+# share one local Ray (the GPU-scheduling test, last, stops it to use a cluster of its own).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_ray")]
 
 OBJECTIVES = ["auc", "mastery_corr", "neg_gain_rate"]
 
@@ -163,42 +165,6 @@ def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
     assert sum(s == TrialState.RUNNING for s in states.values()) == 0
 
 
-def _most_at_once_per_gpu(trials) -> dict[tuple[str, str], int]:
-    """For each (node, GPU) Ray assigned, the most trials that held it at once."""
-    return {key: _most_at_once(group) for key, group in trials.groupby(["node_id", "gpu_ids"])}
-
-
-def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_gpu(tmp_path, capsys):
-    """Nodes that declare 1 and 2 GPUs to Ray (none exists); trials of 0.25 GPU that train on the CPU."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1})
-    try:
-        cluster.add_node(num_cpus=8, num_gpus=2)
-        cluster.wait_for_nodes()
-        gpu = ["--address", cluster.address, "--gpus", "0.25", "--concurrent", "12"]
-        argv = sweep_argv(tmp_path, "gpus", 12, 1, *gpu, "--set", "device=cpu", "--no-constraints")
-        assert main(argv) == 0
-        # The same request with device = "auto" on nodes without CUDA: the trial fails with one line.
-        capsys.readouterr()
-        assert main(sweep_argv(tmp_path, "nocuda", 1, 1, *gpu, "--no-constraints")) == 1
-    finally:
-        cluster.shutdown()
-    trials, _ = tables(tmp_path, "gpus")
-    assert (trials["status"] == "COMPLETED").sum() == 12 and set(trials["device"]) == {"cpu"}
-    assert trials["node_id"].nunique() == 2  # trials ran on both nodes
-    assert trials["gpu_ids"].str.fullmatch(r"\d+").all()  # each was given one GPU
-    per_gpu = _most_at_once_per_gpu(trials)
-    assert len(per_gpu) == 3  # every one of the three GPUs was used
-    assert max(per_gpu.values()) <= 4  # never more than four 0.25-GPU trials on one GPU
-    assert _most_at_once(trials) > 4  # trials shared the GPUs of both nodes at once
-
-    failed, _ = tables(tmp_path, "nocuda")
-    error = failed["error"].item()
-    assert failed["status"].item() == "ERROR" and "torch finds no CUDA device there" in error
-    assert 'set device = "cpu"' in error and "\n" not in error
-
-
 def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     assert (
@@ -313,3 +279,41 @@ def test_resume_with_more_trials_grows_the_study_and_keeps_its_rows(tmp_path, ca
     # A plain resume now finds it finished.
     assert main(["resume", "grown", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
     assert "already has all its 6 trials" in capsys.readouterr().out
+
+
+def _most_at_once_per_gpu(trials) -> dict[tuple[str, str], int]:
+    """For each (node, GPU) Ray assigned, the most trials that held it at once."""
+    return {key: _most_at_once(group) for key, group in trials.groupby(["node_id", "gpu_ids"])}
+
+
+def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_gpu(tmp_path, capsys):
+    """Nodes that declare 1 and 2 GPUs to Ray (none exists); trials of 0.25 GPU that train on the CPU."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the module's shared local Ray: this test's sweeps run on the cluster below
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1})
+    try:
+        cluster.add_node(num_cpus=8, num_gpus=2)
+        cluster.wait_for_nodes()
+        gpu = ["--address", cluster.address, "--gpus", "0.25", "--concurrent", "12"]
+        argv = sweep_argv(tmp_path, "gpus", 12, 1, *gpu, "--set", "device=cpu", "--no-constraints")
+        assert main(argv) == 0
+        # The same request with device = "auto" on nodes without CUDA: the trial fails with one line.
+        capsys.readouterr()
+        assert main(sweep_argv(tmp_path, "nocuda", 1, 1, *gpu, "--no-constraints")) == 1
+    finally:
+        cluster.shutdown()
+    trials, _ = tables(tmp_path, "gpus")
+    assert (trials["status"] == "COMPLETED").sum() == 12 and set(trials["device"]) == {"cpu"}
+    assert trials["node_id"].nunique() == 2  # trials ran on both nodes
+    assert trials["gpu_ids"].str.fullmatch(r"\d+").all()  # each was given one GPU
+    per_gpu = _most_at_once_per_gpu(trials)
+    assert len(per_gpu) == 3  # every one of the three GPUs was used
+    assert max(per_gpu.values()) <= 4  # never more than four 0.25-GPU trials on one GPU
+    assert _most_at_once(trials) > 4  # trials shared the GPUs of both nodes at once
+
+    failed, _ = tables(tmp_path, "nocuda")
+    error = failed["error"].item()
+    assert failed["status"].item() == "ERROR" and "torch finds no CUDA device there" in error
+    assert 'set device = "cpu"' in error and "\n" not in error
