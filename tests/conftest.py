@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -59,42 +58,22 @@ def s3_server():
     """A real S3 endpoint on 127.0.0.1: moto's server, in its own process, stopped by its process id.
     Yields its `host:port`; skips when moto's server is not installed or does not answer."""
     import shutil
-    import signal
-    import socket
-    import subprocess
     import sys
-    import time
+
+    from local_server import local_server
 
     program = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which(
         "moto_server"
     )
     if program is None:
         pytest.skip("moto's S3 server is not installed (pip install 'moto[server]', in the test extra)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [program, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     try:
-        import urllib.request
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"moto's S3 server did not start on 127.0.0.1:{port}")
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        with local_server(
+            lambda port: [program, "-H", "127.0.0.1", "-p", str(port)], "/moto-api/", 30
+        ) as port:
+            yield f"127.0.0.1:{port}"
+    except TimeoutError as err:
+        pytest.skip(f"moto's S3 server did not start: {err}")
 
 
 @pytest.fixture

@@ -4,17 +4,13 @@ dashboard. The searcher is driven as Tune drives it (suggest, results, completio
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
+from local_server import local_server
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.visualization import plot_pareto_front
@@ -94,12 +90,6 @@ def test_the_journal_names_objectives_ties_trials_to_tune_and_keeps_curves_and_c
     assert len(infeasible) == 1 and len(infeasible[0].x) == 1 and infeasible[0].x[0] == pytest.approx(0.74)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  (a local test server)
         return json.loads(response.read())
@@ -110,25 +100,12 @@ def test_optuna_dashboard_shows_the_objective_names_and_the_tune_trial_ids(tmp_p
     dashboard = Path(sys.executable).with_name("optuna-dashboard")
     if not dashboard.exists():
         pytest.skip(f"optuna-dashboard is not installed next to {sys.executable} (the test extra has it)")
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(dashboard), journal, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                studies = _get(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"optuna-dashboard did not answer: {server.stderr.read()!r}"
-                    ) from None
-                time.sleep(0.2)
+
+    def argv(port: int) -> list[str]:
+        return [str(dashboard), journal, "--host", "127.0.0.1", "--port", str(port), "--quiet"]
+
+    with local_server(argv, "/api/studies") as port:
+        studies = _get(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
         (entry,) = studies
         assert entry["study_name"] == "tools"
         detail = _get(f"http://127.0.0.1:{port}/api/studies/{entry['study_id']}")
@@ -145,6 +122,3 @@ def test_optuna_dashboard_shows_the_objective_names_and_the_tune_trial_ids(tmp_p
         )
         # The dashboard reads only the constraint list of Optuna before 5: feasibility is an attribute.
         assert {"key": "feasible", "value": "False"} in copying["user_attrs"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
