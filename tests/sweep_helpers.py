@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,22 +69,28 @@ def kill_group(pid: int) -> None:
 def interrupt_when(argv: list[str], ready, env: dict | None = None, timeout: float = 240) -> int:
     """Run `gainakt-search ARGV` as a driver of its own session, SIGKILL it (and Ray) as soon as
     `ready()` holds, and return its pid; fails if it ends by itself first."""
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=Path(__file__).parents[1],
-        start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and driver.poll() is None and not ready():
-            time.sleep(0.2)
-        assert driver.poll() is None, "the driver ended before it could be interrupted"
-    finally:
-        kill_group(driver.pid)
-        driver.wait()
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a full pipe would stall the driver
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "search.cli", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            cwd=Path(__file__).parents[1],
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline and driver.poll() is None and not ready():
+                time.sleep(0.2)
+            if driver.poll() is not None:
+                errors.seek(0)
+                tail = errors.read().decode(errors="replace")[-2000:]
+                raise AssertionError(
+                    f"the driver ended (exit {driver.returncode}) before it could be interrupted: {tail}"
+                )
+        finally:
+            kill_group(driver.pid)
+            driver.wait()
     return driver.pid
 
 

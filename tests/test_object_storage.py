@@ -4,6 +4,7 @@ the store, spec and report in the bucket, the reading commands reading from it a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
@@ -96,8 +97,12 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
                 and (trials["status"] == "RUNNING").any()
             )
 
+        # Each driver gets a home of its own (no journal copy survives between them); Ray's token,
+        # which a cluster with token authentication needs, is still read from where Ray keeps it.
+        token = Path.home() / ".ray" / "auth_token"
+        ray_token = {"RAY_AUTH_TOKEN_PATH": str(token)} if token.is_file() else {}
         first_home = tmp_path / "home1"
-        interrupt_when(argv, one_ended_one_running, env={"HOME": str(first_home)})
+        interrupt_when(argv, one_ended_one_running, env={"HOME": str(first_home), **ray_token})
         ended = store.trials()
         ended = set(ended.loc[ended["status"] == "COMPLETED", "trial_id"])
         # The bucket's journal already holds every trial that ended before the kill.
@@ -116,6 +121,8 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
         fresh.mkdir()
         monkeypatch.chdir(fresh)
         monkeypatch.setenv("HOME", str(tmp_path / "home2"))
+        for key, value in ray_token.items():
+            monkeypatch.setenv(key, value)
         assert main(["resume", "inbucket", "--storage", s3_storage, "--address", cluster.address]) == 0
     finally:
         cluster.shutdown()
