@@ -302,6 +302,10 @@ def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_
         # The same request with device = "auto" on nodes without CUDA: the trial fails with one line.
         capsys.readouterr()
         assert main(sweep_argv(tmp_path, "nocuda", 1, 1, *gpu, "--no-constraints")) == 1
+        # Every trial failed: the sweep says so in one line with the first error, and exits 1.
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("gainakt-search: every trial failed (1 of 1); the first error: ")
+        assert "torch finds no CUDA device there" in last
     finally:
         cluster.shutdown()
     trials, _ = tables(tmp_path, "gpus")
