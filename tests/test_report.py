@@ -299,7 +299,7 @@ def test_a_confirmed_report_opens_cleanly_its_labels_never_overlap_and_its_front
     written = Path(write_report(study).html)
     ids = table_ids(written.read_text()) + ["t00001", "t00002"]
     assert ids and "<script src=" not in written.read_text()  # plotly.js is inside the file
-    page = assert_opens_cleanly(written, ids, width=width, evaluate=LAYOUT)
+    page = assert_opens_cleanly(written, ids, width=width, evaluate=LAYOUT, settle=1.0)
     layout = page.value
     assert layout["labels"] == 13
     assert layout["overlapping"] == []
