@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY
-from .study import Study
+from .study import Study, first_line
 from .tables import conform, epoch_schema, to_table, widen
 
 log = logging.getLogger("search.store")
@@ -37,11 +37,6 @@ class Unreadable:
 
     path: str
     reason: str
-
-
-def _reason(err: Exception) -> str:
-    """The first line of why a file could not be read."""
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _read_table(study: Study, path: str) -> pa.Table:
@@ -66,7 +61,7 @@ def unreadable_files(study: Study) -> list[Unreadable]:
             try:
                 _read_table(study, path)
             except (pa.ArrowException, OSError, ValueError) as err:
-                bad.append(Unreadable(path, _reason(err)))
+                bad.append(Unreadable(path, first_line(err)))
     return bad
 
 
@@ -99,9 +94,6 @@ def _union(declared: pa.Schema, found: Iterable[pa.Schema]) -> pa.Schema:
                 extra[f.name] = f.type
     typed = {name: (pa.string() if pa.types.is_null(kind) else kind) for name, kind in extra.items()}
     return pa.schema([*declared, *typed.items()])
-
-
-TABLES = ("trials", "epochs", "confirm")
 
 
 class Store:
@@ -140,13 +132,14 @@ class Store:
         schemas, or before a column was added), values unchanged; how many were rewritten."""
         schema, rewritten = self.schema(table), 0
         for path in self.study.list_files(self._folder(table), ".parquet"):
-            try:
+            try:  # the footer says whether a file needs it; only those are read whole
+                if pq.read_schema(self.study.fs.open_input_file(path)).equals(schema, check_metadata=False):
+                    continue
                 found = _read_table(self.study, path)
             except (pa.ArrowException, OSError, ValueError):
                 continue  # named by the readers; `doctor --repair` quarantines it
-            if not found.schema.equals(schema, check_metadata=False):
-                self.study.write_atomic(path, _parquet(conform(found, schema)))
-                rewritten += 1
+            self.study.write_atomic(path, _parquet(conform(found, schema)))
+            rewritten += 1
         return rewritten
 
     def _write(self, table: str, key: str, rows: list[Mapping[str, Any]]) -> None:
@@ -158,9 +151,8 @@ class Store:
         self.study.write_atomic(f"{self._folder(table)}/{_file_name(key)}", _parquet(to_table(rows, wider)))
 
     def _folder(self, table: str) -> str:
-        return {"trials": self.study.trials_dir, "epochs": self.study.epochs_dir}.get(
-            table, self.study.confirm_dir
-        )
+        study = self.study
+        return {"trials": study.trials_dir, "epochs": study.epochs_dir, "confirm": study.confirm_dir}[table]
 
     def _file_schemas(self, table: str) -> list[pa.Schema]:
         schemas = []
@@ -226,7 +218,7 @@ class Store:
             try:
                 tables.append(_read_table(self.study, path))
             except (pa.ArrowException, OSError, ValueError) as err:
-                self._skip(Unreadable(path, _reason(err)))
+                self._skip(Unreadable(path, first_line(err)))
         tables = [t for t in tables if len(t)]
         if not tables:
             return pd.DataFrame()
