@@ -589,7 +589,7 @@ def _link(where: object) -> str:
     """A W&B run as a link: its URL, or its offline folder as a file URL."""
     if not isinstance(where, str) or not where:
         return "-"
-    href = where if "://" in where else Path(where).as_uri() if where.startswith("/") else where
+    href = Path(where).as_uri() if where.startswith("/") else where  # a URL, or a folder's absolute path
     return f'<a href="{html.escape(href)}">run</a>'
 
 

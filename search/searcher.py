@@ -105,6 +105,11 @@ def _as_float(value: Any) -> float:
         return math.nan
 
 
+def _feasible(gaps: Mapping[str, float]) -> bool:
+    """Whether every constraint is met, from `violations` (a NaN metric counts as far from it)."""
+    return all(gap <= 0 for gap in gaps.values())
+
+
 def _selected(result: Mapping[str, Any]) -> int | None:
     value = result.get("selected_epoch")
     return int(value) if value is not None else None
@@ -232,7 +237,7 @@ class StudySearcher(Searcher):
         trial = self._live_trial(number)
         trial.set_user_attr(EPOCHS_ATTR, curve)
         if "selected_epoch" in result:
-            trial.set_user_attr(SELECTED_EPOCH_ATTR, int(result["selected_epoch"]))
+            trial.set_user_attr(SELECTED_EPOCH_ATTR, _selected(result))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell the study how the trial ended (once), with its constraint violations."""
@@ -247,18 +252,19 @@ class StudySearcher(Searcher):
         if frozen.state == TrialState.FAIL:
             if complete and not self._retried(number):  # an errored trial retried after a resume
                 assert result is not None and values is not None
+                gaps = violations(self._constraints, result)
                 self.study.add_trial(
                     optuna.trial.create_trial(  # Optuna cannot reopen it: record it anew
                         params=frozen.params,
                         distributions=frozen.distributions,
                         values=values,
-                        constraints=violations(self._constraints, result),
+                        constraints=gaps,
                         user_attrs={
                             **frozen.user_attrs,
                             "retry_of": number,
                             STATUS_ATTR: TrialStatus.COMPLETED.value,
                             SELECTED_EPOCH_ATTR: _selected(result),
-                            FEASIBLE: all(g <= 0 for g in violations(self._constraints, result).values()),
+                            FEASIBLE: _feasible(gaps),
                         },
                     )
                 )
@@ -272,7 +278,7 @@ class StudySearcher(Searcher):
             for key, value in gaps.items():
                 trial.set_constraint(key, value)
             # optuna-dashboard 0.21 reads only the pre-Optuna-5 constraint list: say it as an attribute too
-            trial.set_user_attr(FEASIBLE, all(gap <= 0 for gap in gaps.values()))
+            trial.set_user_attr(FEASIBLE, _feasible(gaps))
             # A scheduler that ends a trial before its last epoch leaves `done` false.
             status = TrialStatus.COMPLETED if result.get("done", True) else TrialStatus.STOPPED
             trial.set_user_attr(STATUS_ATTR, status.value)

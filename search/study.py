@@ -34,6 +34,11 @@ def is_uri(storage: str) -> bool:
     return "://" in storage
 
 
+def first_line(err: Exception) -> str:
+    """Why a storage operation failed, in one line."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 class Study:
     """The folder of one study and atomic file access inside it."""
 
@@ -56,6 +61,7 @@ class Study:
                 raise ConfigError(f"storage {storage!r}: a file, not a folder")
         self.root = f"{base.rstrip('/')}/{name}"
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self._synced = -1  # the size of a remote study's journal at its last upload (-1: none yet)
 
     # ------------------------------------------------------------------ paths
 
@@ -73,7 +79,7 @@ class Study:
     def ray_storage(self) -> tuple[str, pafs.FileSystem | None]:
         """Ray Tune's `storage_path` and `storage_filesystem` for the study folder: a local path, or
         the path inside the study's own filesystem (so a URI's options, such as an S3 endpoint, hold)."""
-        return (self.root, None) if self.local else (self.root, self.fs)
+        return self.root, None if self.local else self.fs
 
     @property
     def spec_path(self) -> str:
@@ -133,11 +139,7 @@ class Study:
         try:
             return self.fs.get_file_info(self.spec_path).type == pafs.FileType.File
         except OSError as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ConfigError(f"storage {self.display_storage()}: cannot be read ({reason})") from None
-
-    def display_storage(self) -> str:
-        return self._location
+            raise ConfigError(f"storage {self._location}: cannot be read ({first_line(err)})") from None
 
     def write_atomic(self, path: str, data: bytes) -> None:
         """Write under a temporary name, then rename: a crash never leaves a half file at `path`."""
@@ -235,7 +237,7 @@ class Study:
         """Upload the journal of a remote study next to its results, atomically, if it changed since
         the last upload; whether it did. Local studies write their journal in place."""
         path = Path(self.journal_path)
-        if self.local or not path.exists() or path.stat().st_size == getattr(self, "_synced", -1):
+        if self.local or not path.exists() or path.stat().st_size == self._synced:
             return False
         data = path.read_bytes()  # the journal only grows: its size says whether it changed
         self.write_atomic(self._remote_journal, data)

@@ -7,8 +7,9 @@ running trials it holds (a file whose `error` is null next to one whose `error` 
 stop them). The types come from the definitions, never from the values of the first row:
 
 - metrics from `gainakt.schema.EvalMetrics` (and the loss components for the epoch table);
-- settings (`param.*`, `fixed.*`) from the type hints of the trainer's configuration, given by the
-  writer (`setting_types`), because `gainakt.train` imports torch and readers must not;
+- settings (`param.*`, `fixed.*`) from the type hints of the trainer's configuration
+  (`setting_hints(TrainConfig)`, called by the writer, because `gainakt.train` imports torch and
+  readers must not);
 - the trial table's own columns below.
 
 Like the rest of `search`'s schema, this module imports nothing heavier than pyarrow.
