@@ -148,9 +148,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         "gpu_ids": ",".join(map(str, gpu_ids)),  # Ray's assignment, used or not (device = "cpu")
     }
 
-    def report(row: EpochRow, folder: Path) -> None:
-        flat = row.flat()
-        rows.append(flat)
+    reported: list[int] = []  # the epochs this process reported
+
+    def report_flat(flat: dict[str, float], folder: Path) -> None:
+        reported.append(int(flat["epoch"]))
         best = select_epoch(rows)
         metrics = {
             **{name: value for name, value in best.items() if name != "epoch"},  # the driver picks
@@ -165,6 +166,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         }
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
+    def report(row: EpochRow, folder: Path) -> None:
+        rows.append(row.flat())
+        report_flat(rows[-1], folder)
+
     trainer = Trainer(
         train_config,
         dataset,
@@ -173,3 +178,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         run_info=run_info,
     )
     trainer.run(resume=bool(rows))
+    if not reported and rows:
+        # Its checkpoint was its last epoch (the driver died before it heard the trial end): report
+        # that epoch again, so Tune and the searcher see the trial's figures and not a bare return.
+        report_flat(rows[-1], run_dir)

@@ -11,7 +11,15 @@ import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
-from sweep_helpers import interrupt_when, optuna_trials, sweep_argv, tables, wandb_run_record
+from sweep_helpers import (
+    TINY_DATA,
+    TINY_TRAIN,
+    interrupt_when,
+    optuna_trials,
+    sweep_argv,
+    tables,
+    wandb_run_record,
+)
 
 from search.cli import main
 from search.store import Store
@@ -195,6 +203,44 @@ def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, caps
     assert "already has all its 2 trials" in capsys.readouterr().out
     assert Store(Study(str(tmp_path), "shown")).trials().equals(trials)
     assert math.isfinite(best)
+
+
+def test_a_trial_continued_from_the_checkpoint_of_its_last_epoch_reports_that_epoch(tmp_path):
+    """The driver died after a trial's last epoch but before it heard the trial end: the trial
+    continues from that checkpoint with nothing left to train, and must still report its figures
+    (a bare return fails Tune's check that every result carries the searched metrics)."""
+    from ray import tune
+
+    from gainakt.config import nest
+    from gainakt.data import load_dataset
+    from gainakt.train import train
+    from search.schema import CONTINUES, RESUME_FROM
+    from search.trainable import TrialSetup, run_trial, trial_config
+
+    settings = {key: int(value) for key, value in (a.split("=") for a in TINY_TRAIN)}
+    setup = TrialSetup("continued", TINY_DATA, "cpu-small", fixed=nest(settings | {"epochs": 2}))
+    dataset = load_dataset(TINY_DATA)
+    finished = tmp_path / "finished"  # what the lost trial's last checkpoint holds
+    train(trial_config(setup, {}, seed=0, out=str(finished)), dataset)
+    last = pd.read_csv(finished / "metrics_epoch.csv").iloc[-1]
+
+    tuner = tune.Tuner(
+        tune.with_parameters(run_trial, setup=setup, dataset=dataset),
+        param_space={
+            "settings": {},
+            "seed": 0,
+            "number": 0,
+            CONTINUES: "lost0001",
+            RESUME_FROM: str(finished),
+        },
+        tune_config=tune.TuneConfig(metric="auc", mode="max", num_samples=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="continued", verbose=0),
+    )
+    [result] = tuner.fit()
+    assert result.error is None
+    assert result.metrics["epoch_row"]["epoch"] == 2
+    assert result.metrics["epoch_row"]["auc"] == pytest.approx(last["auc"])
+    assert result.checkpoint is not None
 
 
 def _most_at_once(trials) -> int:
