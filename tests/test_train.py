@@ -262,20 +262,6 @@ def test_check_command_reports_every_component_ok(capsys) -> None:
         assert any(line[4:].strip().startswith(component) for line in lines), component
 
 
-@pytest.mark.slow  # a full training of the default preset
-def test_default_preset_comes_within_003_of_the_bayes_optimal_auc_on_the_default_simulator(
-    tmp_path: Path,
-) -> None:
-    """The product's quick-start job: cpu-small on `synthetic`, as `gainakt-search train` runs it
-    (~1 minute)."""
-    data = load_dataset("synthetic")
-    bayes = data.summary(0)["bayes_auc"]
-    results = train(make_config(data="synthetic", out=str(tmp_path / "default")), data)
-    best = results["best"]
-    assert best["auc"] >= bayes - 0.03, f"best validation AUC {best['auc']:.4f}, Bayes-optimal {bayes:.4f}"
-    assert math.isfinite(best["mastery_recovery"])
-
-
 def test_bf16_autocast_on_the_cpu_runs_in_bf16_and_ends_within_001_auc_of_fp32(
     tmp_path: Path, dataset, finished: Path
 ) -> None:
