@@ -175,7 +175,7 @@ class StoreRecorder(Callback):
         finished = bool(trial.last_result.get("done", False))
         status = TrialStatus.COMPLETED if finished else TrialStatus.STOPPED
         row.update(status=status.value, error=None, ended_at=now())
-        self._put_trial(row)
+        self._put_trial_after_journal(row)
         objectives = "  ".join(f"{o.metric} {row.get(o.metric, math.nan):.4f}" for o in self.spec.objectives)
         self.echo(
             f"trial {row[TRIAL_KEY]} {row['status'].lower()} "
@@ -185,8 +185,15 @@ class StoreRecorder(Callback):
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(_row_id(trial)) or self._new_row(trial)
         row.update(status=TrialStatus.ERROR.value, error=error_line(trial), ended_at=now())
-        self._put_trial(row)
+        self._put_trial_after_journal(row)
         self.echo(f"trial {row[TRIAL_KEY]} failed: {row['error']}")
+
+    def _put_trial_after_journal(self, row: dict[str, Any]) -> None:
+        """Record a trial's end only once the journal that Tune's searcher has just told of it is
+        uploaded: whoever sees the ending in the store (a reader, a resume on another machine) finds
+        it in the journal too, even if the driver dies before the step ends."""
+        self.store.study.sync_journal()
+        self._put_trial(row)
 
     # ------------------------------------------------------------------ rows
 

@@ -140,3 +140,50 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
     capsys.readouterr()
     assert main(["pareto", "inbucket", "--storage", s3_storage]) == 0
     assert "non-dominated trials" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ending", ["complete", "error"])
+def test_a_trial_ending_reaches_the_bucket_journal_before_the_store(
+    s3_storage, tmp_path, monkeypatch, ending
+):
+    """Tune's searcher tells Optuna of an ending before the callbacks hear of it: the recorder uploads
+    that journal before it writes the ending to the store, so a driver killed right after the store
+    row never leaves a bucket whose store knows a trial that its journal does not."""
+    from ray.tune.experiment import Trial
+
+    from search.recorder import StoreRecorder
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the remote study's local journal copy lives under it
+    study = fake_study(s3_storage, "ending", 2)
+    journal = Path(study.prepare_journal())
+    journal.write_bytes(b'{"op_code": 0, "worker_id": "w", "study_name": "ending", "directions": [1]}\n')
+    study.sync_journal()
+    recorder = StoreRecorder(study.read_spec(), Store(study), {}, str(journal), echo=lambda _: None)
+    from ray.train._internal.storage import StorageContext
+
+    storage = StorageContext(str(tmp_path / "tune"), "ending")
+    storage.trial_dir_name = "t-new"
+    trial = Trial(
+        "run_trial",
+        config={"number": 2, "seed": 0, "settings": {}},
+        trial_id="t-new",
+        stub=True,
+        storage=storage,
+    )
+    trial.update_last_result({"done": True})
+    recorder.on_trial_start(0, [trial], trial)
+    told = journal.read_bytes() + b'{"op_code": 6, "worker_id": "w", "trial_id": 0, "state": 1}\n'
+    journal.write_bytes(told)  # what the searcher's tell appended
+    stored: list[bytes] = []
+    original = recorder.store.put_trial
+    monkeypatch.setattr(
+        recorder.store,
+        "put_trial",
+        lambda row: (stored.append(study.read_bytes(study._remote_journal)), original(row)),
+    )
+    if ending == "complete":
+        recorder.on_trial_complete(0, [trial], trial)
+    else:  # the traceback's last line is read from the trial's folder in Ray's session, absent here
+        monkeypatch.setattr("search.recorder.error_line", lambda _: "RuntimeError: boom")
+        recorder.on_trial_error(0, [trial], trial)
+    assert stored == [told]  # the store's row was written with the told journal already in the bucket
