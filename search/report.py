@@ -10,6 +10,15 @@ learning curves of the front's trials; a table of the front (parameters, objecti
 constraint values, selected epoch, checkpoint); the trials meeting the targets, or the closest
 ones; the epoch-level front; the excluded trials; and the provenance (spec, data fingerprint,
 package version, dates).
+
+A large study's page stays small (under 10 MB at 10,000 trials) and quick to open. Above
+`WEBGL_ABOVE` usable trials the objective pairs are drawn with WebGL (every trial still shown),
+an off-front point's hover says only its trial and the pair's values, each ceiling is an error bar
+instead of a dotted line, and the hypervolume is marked only where it rises. Beyond
+`SAMPLE_OFF_FRONT` off-front trials, the parallel coordinates and the 3-D chart draw the front and
+a fixed-seed sample of the others, and say so. Tables that grow with the trials (the excluded and
+unfinished ones) list at most `MAX_LISTED` rows, and say how many there are. Every count the page
+states is of all the trials. Smaller studies are drawn as before (SVG scatters, every hover in full).
 """
 
 from __future__ import annotations
@@ -70,6 +79,13 @@ PALETTE = (
     "#bcbd22",
     "#17becf",
 )
+WEBGL_ABOVE = 1_000  # usable trials; above this the objective pairs are WebGL, off-front hovers short
+SAMPLE_OFF_FRONT = 2_000  # off-front trials drawn in the parallel coordinates and in 3-D, at most
+SAMPLE_SEED = 0  # the same trials give the same sample, so a report is reproducible
+MAX_LISTED = 100  # rows of a table that grows with the trials (excluded, not completed)
+# Positions no hover reads (error bars, the baseline crosses) of a large study: single precision,
+# half the bytes, far finer than a pixel.
+UNREAD = np.float32
 
 
 @dataclass(frozen=True)
@@ -127,16 +143,16 @@ def render_html(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.DataFr
     sections = [
         ("Summary", _summary_html(spec, analysis)),
         *confirmation,
-        ("Front: objective pairs", _figure(pairs_figure(analysis))),
+        ("Front: objective pairs", pairs_note(analysis) + _figure(pairs_figure(analysis))),
         (
             "Front in 3-D",
-            _figure(front_3d_figure(analysis))
+            sample_note(analysis) + _figure(front_3d_figure(analysis))
             if len(analysis.objectives) >= 3
             else "<p>Fewer than three objectives: no 3-D view.</p>",
         ),
-        ("Parameters and objectives", _figure(parallel_figure(analysis))),
+        ("Parameters and objectives", sample_note(analysis) + _figure(parallel_figure(analysis))),
         ("Parameter importance", importance_html(analysis)),
-        ("Hypervolume over trials", _figure(hypervolume_figure(analysis))),
+        ("Hypervolume over trials", hypervolume_note(analysis) + _figure(hypervolume_figure(analysis))),
         ("Learning curves of the front", _figure(learning_curves_figure(analysis))),
         ("The front", front_table_html(analysis)),
         ("Meeting the targets", targets_html(analysis)),
@@ -195,9 +211,82 @@ def _hover(frame: pd.DataFrame, analysis: pareto.Analysis) -> list[str]:
     return list(text)
 
 
-def _groups(analysis: pareto.Analysis):
-    """(name, rows, colour, on the front) for the four kinds of candidate."""
+def _short_hover(frame: pd.DataFrame, axes: dict[str, str], name: str) -> dict:
+    """A point's hover as a template over its trial id and the plotted `axes` (axis -> metric), its
+    group in the side box: a few bytes a point, where the full text is a hundred or more."""
+    lines = "".join(f"<br>{metric} %{{{axis}:.4f}}" for axis, metric in axes.items())
+    return {
+        "text": frame[TRIAL_KEY].astype(str).tolist(),
+        "hovertemplate": f"trial %{{text}}{lines}<extra>{html.escape(name)}</extra>",
+    }
+
+
+def _point_hover(
+    frame: pd.DataFrame, analysis: pareto.Analysis, axes: dict[str, str], name: str, short: bool
+) -> dict:
+    """The hover arguments of a group's points: in full (`_hover`), or `_short_hover` when `short`."""
+    if short:
+        return _short_hover(frame, axes, name)
+    return {"text": _hover(frame, analysis), "hoverinfo": "text"}
+
+
+def _large(analysis: pareto.Analysis) -> bool:
+    """Whether the study has so many usable trials that its scatters are WebGL with short hovers."""
+    return len(analysis.candidates) > WEBGL_ABOVE
+
+
+def _on_front(candidates: pd.DataFrame) -> np.ndarray:
+    return candidates["front"].to_numpy(dtype=bool) if len(candidates) else np.zeros(0, dtype=bool)
+
+
+def shown_candidates(analysis: pareto.Analysis) -> pd.DataFrame:
+    """The candidates the parallel coordinates and the 3-D chart draw, in their order: all of them,
+    or beyond `SAMPLE_OFF_FRONT` off-front ones, the front and a fixed-seed sample of the others."""
     c = analysis.candidates
+    on_front = _on_front(c)
+    others = np.flatnonzero(~on_front)
+    if len(others) <= SAMPLE_OFF_FRONT:
+        return c
+    # Drawn from the others in trial-id order, so the sample depends on the trials, not on row order.
+    others = others[np.argsort(c[TRIAL_KEY].to_numpy(dtype=str)[others], kind="stable")]
+    picked = np.random.default_rng(SAMPLE_SEED).choice(others, SAMPLE_OFF_FRONT, replace=False)
+    keep = on_front.copy()
+    keep[picked] = True
+    return c[keep]
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def sample_note(analysis: pareto.Analysis) -> str:
+    """The caption of a chart drawn from `shown_candidates`: what it leaves out, or nothing."""
+    on_front = _on_front(analysis.candidates)
+    others = int((~on_front).sum())
+    if others <= SAMPLE_OFF_FRONT:
+        return ""
+    return (
+        f"<p class=note>Showing the {_counted(int(on_front.sum()), 'front trial')} and a random sample "
+        f"(fixed seed) of {SAMPLE_OFF_FRONT:,} of the {_counted(others, 'other')}; every trial is in "
+        "the study's Parquet store.</p>"
+    )
+
+
+def pairs_note(analysis: pareto.Analysis) -> str:
+    """The objective pairs' caption for a large study, whose points hover and show ceilings in short."""
+    if not _large(analysis):
+        return ""
+    return (
+        f"<p class=note>Every one of the {len(analysis.candidates):,} usable trials, drawn in WebGL: an "
+        "off-front point's hover names its trial and the pair's values, a front point's says all; "
+        "each ceiling mark's bar runs to its trial's value.</p>"
+    )
+
+
+def _groups(analysis: pareto.Analysis, candidates: pd.DataFrame | None = None):
+    """(name, rows, colour, on the front) for the four kinds of candidate (of `candidates`, by default
+    all of the analysis's)."""
+    c = analysis.candidates if candidates is None else candidates
     if not len(c):
         return
     for on_front in (False, True):
@@ -224,13 +313,16 @@ def pairs_figure(analysis: pareto.Analysis) -> go.Figure:
     cols = min(3, len(pairs))
     rows = math.ceil(len(pairs) / cols)
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.08, vertical_spacing=0.12)
+    webgl = _large(analysis)
+    scatter = go.Scattergl if webgl else go.Scatter
     for i, (x, y) in enumerate(pairs):
         row, col = divmod(i, cols)
         # Drawn first, so the trials' points lie over the ceiling marks at any width.
         _ceiling(fig, analysis, x.metric, y.metric, row + 1, col + 1, first=i == 0)
         for name, frame, colour, on_front in _groups(analysis):
+            axes = {"x": x.metric, "y": y.metric}
             fig.add_trace(
-                go.Scatter(
+                scatter(
                     x=frame[x.metric],
                     y=frame[y.metric],
                     mode="markers",
@@ -238,8 +330,7 @@ def pairs_figure(analysis: pareto.Analysis) -> go.Figure:
                     legendgroup=name,
                     showlegend=i == 0,
                     marker=_marker(colour, on_front),
-                    text=_hover(frame, analysis),
-                    hoverinfo="text",
+                    **_point_hover(frame, analysis, axes, name, short=webgl and not on_front),
                 ),
                 row=row + 1,
                 col=col + 1,
@@ -262,6 +353,9 @@ def _ceiling(
     if metric not in CEILINGS or CEILINGS[metric] not in c.columns or not len(c):
         return
     on_y = metric == y
+    if _large(analysis):
+        _ceiling_bars(fig, c, metric, x if on_y else y, on_y, row, col, first)
+        return
     other = c[x if on_y else y].to_numpy(dtype=float)
     mastery, ceiling = c[metric].to_numpy(dtype=float), c[CEILINGS[metric]].to_numpy(dtype=float)
     lines_a = [v for a, b in zip(other, other) for v in (a, b, None)]
@@ -284,18 +378,56 @@ def _ceiling(
         go.Scatter(
             x=other if on_y else ceiling,
             y=ceiling if on_y else other,
-            mode="markers",
-            name=f"{CEILINGS[metric]} ({metric} ceiling)",
-            legendgroup="ceiling",
-            showlegend=first,
-            marker={
-                "symbol": "line-ew-open" if on_y else "line-ns-open",
-                "size": 12,
-                "color": "#555555",
-                "line": {"width": 2},
-            },
+            **_ceiling_marks(metric, on_y, first),
             text=[f"trial {t}<br>{CEILINGS[metric]} {v:.4f}" for t, v in zip(c[TRIAL_KEY], ceiling)],
             hoverinfo="text",
+        ),
+        row=row,
+        col=col,
+    )
+
+
+def _ceiling_marks(metric: str, on_y: bool, first: bool) -> dict:
+    """What the ceiling's markers look like, whichever trace draws them: a short tick across the axis."""
+    return {
+        "mode": "markers",
+        "name": f"{CEILINGS[metric]} ({metric} ceiling)",
+        "legendgroup": "ceiling",
+        "showlegend": first,
+        "marker": {
+            "symbol": "line-ew-open" if on_y else "line-ns-open",
+            "size": 12,
+            "color": "#555555",
+            "line": {"width": 2},
+        },
+    }
+
+
+def _ceiling_bars(
+    fig: go.Figure, c: pd.DataFrame, metric: str, other: str, on_y: bool, row: int, col: int, first: bool
+) -> None:
+    """`_ceiling` for a large study, in WebGL: a mark at each trial's ceiling with an error bar down
+    (or up) to its value; about a tenth of the bytes of the dotted lines, which need three points a trial."""
+    value, ceiling = c[metric].to_numpy(dtype=float), c[CEILINGS[metric]].to_numpy(dtype=float)
+    gap = ceiling - value
+    bar = {
+        "type": "data",
+        "symmetric": False,
+        "array": np.maximum(-gap, 0.0).astype(UNREAD),  # the value above its ceiling
+        "arrayminus": np.maximum(gap, 0.0).astype(UNREAD),
+        "color": "#bbbbbb",
+        "thickness": 1,
+        "width": 0,
+    }
+    axis = "y" if on_y else "x"
+    fig.add_trace(
+        go.Scattergl(
+            x=c[other] if on_y else ceiling,
+            y=ceiling if on_y else c[other],
+            **_ceiling_marks(metric, on_y, first),
+            **{f"error_{axis}": bar},
+            text=c[TRIAL_KEY].astype(str).tolist(),
+            hovertemplate=f"trial %{{text}}<br>{CEILINGS[metric]} %{{{axis}:.4f}}<extra></extra>",
         ),
         row=row,
         col=col,
@@ -336,10 +468,11 @@ def _baselines(
     c = analysis.candidates
     worse = c[c[BELOW_BASELINE].map(lambda names: bool({x, y} & set(names.split(","))))] if len(c) else c
     if len(worse):
+        webgl = _large(analysis)
         fig.add_trace(
-            go.Scatter(
-                x=worse[x],
-                y=worse[y],
+            (go.Scattergl if webgl else go.Scatter)(
+                x=worse[x].astype(UNREAD) if webgl else worse[x],
+                y=worse[y].astype(UNREAD) if webgl else worse[y],
                 mode="markers",
                 name="worse than the best baseline",
                 legendgroup="baseline",
@@ -353,10 +486,12 @@ def _baselines(
 
 
 def front_3d_figure(analysis: pareto.Analysis) -> go.Figure:
-    """The first three objectives in 3-D, feasible and infeasible marked, the front outlined."""
+    """The first three objectives in 3-D, feasible and infeasible marked, the front outlined (of a
+    large study, the front and a sample of the others: `shown_candidates`)."""
     x, y, z = (o.metric for o in analysis.objectives[:3])
     fig = go.Figure()
-    for name, frame, colour, on_front in _groups(analysis):
+    plotted = {"x": x, "y": y, "z": z}
+    for name, frame, colour, on_front in _groups(analysis, shown_candidates(analysis)):
         marker = _marker(colour, on_front) | {"size": 6 if on_front else 3}
         fig.add_trace(
             go.Scatter3d(
@@ -366,8 +501,7 @@ def front_3d_figure(analysis: pareto.Analysis) -> go.Figure:
                 mode="markers",
                 name=name,
                 marker=marker,
-                text=_hover(frame, analysis),
-                hoverinfo="text",
+                **_point_hover(frame, analysis, plotted, name, short=_large(analysis) and not on_front),
             )
         )
     axes = zip("xyz", analysis.objectives)
@@ -414,8 +548,9 @@ def _axis(series: pd.Series, label: str, log: bool = False) -> dict:
 
 
 def parallel_figure(analysis: pareto.Analysis) -> go.Figure:
-    """Each usable trial a line from its parameters to its objectives, coloured by the first objective."""
-    c = analysis.candidates
+    """Each usable trial (of a large study, those of `shown_candidates`) a line from its parameters
+    to its objectives, coloured by the first objective."""
+    c = shown_candidates(analysis)
     if not len(c):
         return _empty("no completed trial with every objective defined")
     params = [p for p in c.columns if p.startswith(PARAM) and c[p].notna().all() and c[p].nunique() > 0]
@@ -465,10 +600,13 @@ def importance_html(analysis: pareto.Analysis) -> str:
         xaxis_title="importance (each objective's bars sum to 1)",
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
     )
-    trials = min(len(analysis.candidates), MAX_TRIALS)
+    completed = len(analysis.candidates)
+    trials = min(completed, MAX_TRIALS)
+    # param_importances scores a fixed-seed sample of MAX_TRIALS beyond that many.
+    of = f"{trials}" if trials == completed else f"a fixed-seed sample of {trials:,} of the {completed:,}"
     note = (
         f"<p class=note>PED-ANOVA (Optuna): how much each parameter decides whether a trial reaches "
-        f"the best {target_quantile(trials):.0%} of the {trials} completed trials on each objective. "
+        f"the best {target_quantile(trials):.0%} of the {of} completed trials on each objective. "
         "An estimate from these trials alone, without intervals: with few trials, a rough guide.</p>"
     )
     return note + _figure(fig)
@@ -479,28 +617,22 @@ def hypervolume_figure(analysis: pareto.Analysis) -> go.Figure:
     history = analysis.history
     if not len(history):
         return _empty("no completed trial with every objective defined")
-    x = np.arange(1, len(history) + 1)
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=history["hypervolume"],
-            mode="lines+markers",
-            name="all trials",
-            line_shape="hv",
-            text=[f"trial {t}" for t in history["trial_id"]],
-        )
-    )
+    columns: dict[str, tuple[str, dict[str, str]]] = {"hypervolume": ("all trials", {})}
     if analysis.constraints:
+        columns["feasible_hypervolume"] = ("feasible trials", {"color": FEASIBLE_COLOUR})
+    for column, (name, line) in columns.items():
+        values = history[column].to_numpy(dtype=float)
+        at = _steps(values) if _large(analysis) else np.arange(len(values))
         fig.add_trace(
             go.Scatter(
-                x=x,
-                y=history["feasible_hypervolume"],
+                x=at + 1,
+                y=values[at],
                 mode="lines+markers",
-                name="feasible trials",
+                name=name,
                 line_shape="hv",
-                line={"color": FEASIBLE_COLOUR},
-                text=[f"trial {t}" for t in history["trial_id"]],
+                line=line,
+                text=[f"trial {t}" for t in history["trial_id"].to_numpy()[at]],
             )
         )
     fig.update_layout(
@@ -512,17 +644,38 @@ def hypervolume_figure(analysis: pareto.Analysis) -> go.Figure:
     return fig
 
 
+def _steps(values: np.ndarray) -> np.ndarray:
+    """The positions where a step line (`line_shape="hv"`) turns: the first, every change of value
+    and the last; drawn through these alone it is the same line."""
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:-1] = values[1:-1] != values[:-2]
+    return np.flatnonzero(keep)
+
+
+def hypervolume_note(analysis: pareto.Analysis) -> str:
+    """The hypervolume chart's caption for a large study, whose points mark only where it rises."""
+    if not _large(analysis):
+        return ""
+    return (
+        f"<p class=note>With over {WEBGL_ABOVE:,} usable trials, a point marks each trial that raised "
+        "the hypervolume (and the first and last); between them it stays level.</p>"
+    )
+
+
 def learning_curves_figure(analysis: pareto.Analysis) -> go.Figure:
     """Validation AUC and mastery correlation per epoch of each front trial (pred_corr dotted)."""
-    epochs, chosen = analysis.epochs, analysis.front
-    if not len(epochs) or not len(chosen):
+    chosen = list(analysis.front[TRIAL_KEY]) if len(analysis.front) else []
+    epochs = analysis.epochs
+    # The front's rows only: the epochs table may hold every trial's, or the front's alone.
+    epochs = epochs[epochs[TRIAL_KEY].isin(chosen)] if len(epochs) else epochs
+    if not len(epochs):
         return _empty("no front trial has epoch rows yet")
+    by_trial = dict(iter(epochs.groupby(TRIAL_KEY, sort=False, observed=True)))
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("validation AUC", "mastery correlation (pred_corr dotted)")
     )
-    for i, row in enumerate(chosen.itertuples(index=False)):
-        trial_id = row.trial_id
-        own = epochs[epochs["trial_id"] == trial_id].sort_values("epoch")
+    for i, trial_id in enumerate(chosen):
+        own = by_trial.get(trial_id, epochs.iloc[0:0]).sort_values("epoch")
         colour = PALETTE[i % len(PALETTE)]
         for col, metric in ((1, "auc"), (2, "mastery_corr")):
             if metric in own.columns:
@@ -730,13 +883,25 @@ def excluded_html(analysis: pareto.Analysis) -> str:
         else analysis.trials
     )
     text = "<p class=note>Completed trials with a missing or NaN objective are left out of the front:</p>"
-    text += html_table(analysis.excluded, ["trial_id", "reason"], "excluded-table")
+    text += listed_table(analysis.excluded, ["trial_id", "reason"], "excluded-table")
     if len(other):
         text += "<p class=note>Trials not completed (not candidates):</p>"
-        text += html_table(
+        text += listed_table(
             other, [c for c in ("trial_id", "status", "error") if c in other.columns], "unfinished-table"
         )
     return text
+
+
+def _listed_note(shown: int, total: int) -> str:
+    return f"the first {shown} of {total:,}; every trial is in the study's Parquet store"
+
+
+def listed_table(frame: pd.DataFrame, columns: Sequence[str], table_id: str) -> str:
+    """`html_table` of at most `MAX_LISTED` rows, saying how many there are when it holds fewer."""
+    if len(frame) <= MAX_LISTED:
+        return html_table(frame, columns, table_id)
+    note = f"<p class=note>Listed: {_listed_note(MAX_LISTED, len(frame))}.</p>"
+    return note + html_table(frame.head(MAX_LISTED), columns, table_id)
 
 
 def _reference_lines(analysis: pareto.Analysis) -> list[str]:
@@ -866,9 +1031,13 @@ def render_markdown(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.Da
                 ),
             ]
     if len(analysis.excluded):
+        excluded = analysis.excluded
+        many = len(excluded) > MAX_LISTED
+        listed = [f"Listed: {_listed_note(MAX_LISTED, len(excluded))}.\n"] if many else []
         parts += [
             "## Excluded (missing or NaN objective)\n",
-            markdown_table(analysis.excluded, ["trial_id", "reason"]),
+            *listed,
+            markdown_table(excluded.head(MAX_LISTED), ["trial_id", "reason"]),
         ]
     parts += [
         "## Provenance\n",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from chromium import CHROMIUM, PageVisit, png_pixels, visit
 from study_helpers import fake_study
@@ -17,6 +20,7 @@ from search import pareto, report
 from search.cli import main
 from search.pareto import load_analysis
 from search.report import write_report
+from search.schema import TrialStatus, param_column
 from search.spec import SweepSpec
 from search.study import Study
 
@@ -336,3 +340,176 @@ def test_figures_say_directions_use_integer_epochs_and_log_weights(tmp_path):
     # The ceiling marks are drawn before the trials, so the trials' points lie on top of them.
     names = [t.name for t in report.pairs_figure(analysis).data]
     assert names.index("pred_corr (mastery_corr ceiling)") < names.index("front, infeasible")
+
+
+# ---------------------------------------------------------------------------- a large study
+
+BASELINES = {
+    "base_rate": {"auc": 0.64, "mastery_corr": 0.22},
+    "running_accuracy": {"auc": 0.68, "mastery_corr": 0.28, "mastery_pred_corr": 1.0},
+}
+PLOT = re.compile(r'Plotly\.newPlot\(\s*"[^"]+",\s*(\[.*?\]),\s*(\{.*?\}),\s*\{"displaylogo"', re.S)
+
+
+def in_memory_study(
+    trials: int, epochs: int = 3, missing: int = 0, seed: int = 1
+) -> tuple[SweepSpec, pd.DataFrame, pd.DataFrame]:
+    """The spec, trial and epoch tables of a study of `trials` completed trials with made-up values
+    (the columns search/demo.py writes, built in memory: through the store this size takes minutes);
+    the last `missing` trials without a mastery_corr."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"t{i:05d}" for i in range(trials)])
+    rows = trials * epochs
+    mastery = rng.uniform(-0.1, 0.7, rows)
+    epoch_rows = pd.DataFrame(
+        {
+            "trial_id": np.repeat(ids, epochs),
+            "epoch": np.tile(np.arange(1, epochs + 1), trials),
+            "auc": rng.uniform(0.6, 0.75, rows),
+            "mastery_corr": mastery,
+            "pred_corr": np.minimum(mastery + rng.uniform(0.05, 0.3, rows), 1.0),
+            "mastery_pred_corr": rng.uniform(0.2, 0.9, rows),
+            "copy_corr": rng.uniform(0.0, 1.0, rows),
+            "mastery_saturation": rng.uniform(0.0, 0.6, rows),
+            "neg_gain_rate": rng.uniform(0.0, 0.3, rows),
+        }
+    )
+    epoch_rows["checkpoint"] = epoch_rows["trial_id"] + "/checkpoint_" + epoch_rows["epoch"].astype(str)
+    best = epoch_rows.loc[epoch_rows.groupby("trial_id")["auc"].idxmax()].reset_index(drop=True)
+    table = best.rename(columns={"epoch": "selected_epoch"}).assign(
+        number=np.arange(trials), status=TrialStatus.COMPLETED.value, epochs=epochs
+    )
+    table.loc[trials - missing :, "mastery_corr"] = np.nan
+    for weight in ("sparsity", "consistency", "residual"):
+        values = 10 ** rng.uniform(-3, 0, trials)
+        table[param_column(f"weights.{weight}")] = np.where(rng.random(trials) < 0.7, values, 0.0)
+    table[param_column("warmup_epochs")] = rng.integers(0, 4, trials)
+    table[param_column("model.gains")] = rng.choice(["linear", "relu"], trials)
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    table["started_at"] = start + pd.to_timedelta(10 * np.arange(trials), unit="s")
+    table["ended_at"] = table["started_at"] + pd.Timedelta(seconds=epochs + 1)
+    spec = SweepSpec(name="large", storage="/nowhere", trials=trials)
+    return spec, table, epoch_rows
+
+
+def analysed(spec: SweepSpec, trials: pd.DataFrame, epochs: pd.DataFrame) -> pareto.Analysis:
+    return pareto.analyse(trials, epochs, spec.objectives, spec.constraints, spec.reference, BASELINES)
+
+
+def page_figures(page: str) -> list[dict]:
+    """Every plotly figure of the page, in order, as {"data": traces, "layout": layout}."""
+    return [{"data": json.loads(m[1]), "layout": json.loads(m[2])} for m in PLOT.finditer(page)]
+
+
+def array(value: object) -> np.ndarray:
+    """A trace's array as plotly.js reads it: a list, or base64 bytes of a dtype."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
+def figure_with(figures: list[dict], test) -> dict:
+    (found,) = [f for f in figures if any(test(t) for t in f["data"])]
+    return found
+
+
+def test_a_large_studys_report_stays_small_and_says_what_it_samples():
+    trials_count, missing = 4_000, 150
+    spec, trials, epochs = in_memory_study(trials_count, missing=missing)
+    analysis = analysed(spec, trials, epochs)
+    front = list(pareto.front(trials, spec.objectives)["trial_id"])
+    usable = pareto.usable(trials, spec.objectives)
+    others = len(usable) - len(front)
+    assert (
+        len(usable) > report.WEBGL_ABOVE and others > report.SAMPLE_OFF_FRONT and missing > report.MAX_LISTED
+    )
+    page = report.render_html(spec, analysis)
+
+    # At this many bytes a trial past plotly.js, 10,000 trials fit in 10 MB (the sampled charts are a
+    # fixed size, so the rate only falls with more trials); embedding every hover text and line takes
+    # about 1,300.
+    plotly_js = len(report.get_plotlyjs().encode())
+    per_trial = (len(page.encode()) - plotly_js) / trials_count
+    assert per_trial < (10_000_000 - plotly_js) / 10_000, per_trial
+
+    figures = page_figures(page)
+    # Parallel coordinates: the front and the sample, and a caption that says so.
+    (parcoords,) = figure_with(figures, lambda t: t["type"] == "parcoords")["data"]
+    lines = {len(array(d["values"])) for d in parcoords["dimensions"]}
+    assert lines == {len(front) + report.SAMPLE_OFF_FRONT}
+    auc = next(d for d in parcoords["dimensions"] if d["label"].startswith("auc"))
+    assert set(usable.loc[usable["trial_id"].isin(front), "auc"]) <= set(array(auc["values"]))
+    caption = (
+        f"Showing the {len(front):,} front trials and a random sample (fixed seed) of "
+        f"{report.SAMPLE_OFF_FRONT:,} of the {others:,} others"
+    )
+    assert page.count(caption) == 2  # the parallel coordinates and the 3-D chart
+    # 3-D: the front and the same sample.
+    scene = figure_with(figures, lambda t: t["type"] == "scatter3d")["data"]
+    assert sum(len(array(t["x"])) for t in scene) == len(front) + report.SAMPLE_OFF_FRONT
+    # The pairs: every usable trial, in WebGL; off the front a hover of its trial id alone.
+    pairs = figure_with(figures, lambda t: "ceiling" in t.get("name", ""))["data"]
+    first = [
+        t
+        for t in pairs
+        if t.get("xaxis", "x") == "x" and t.get("name", "").startswith(("front", "dominated"))
+    ]
+    assert {t["type"] for t in pairs} == {"scattergl"}
+    assert sum(len(array(t["x"])) for t in first) == len(usable)
+    assert f"Every one of the {len(usable):,} usable trials, drawn in WebGL" in page
+    off_front = [t for t in first if t["name"].startswith("dominated")]
+    assert all(len(text) <= len("t00000") for t in off_front for text in t["text"])
+    assert all(len(t["hovertemplate"]) < 100 for t in off_front)
+    # Learning curves of the front's trials only, every one of them.
+    curves = figure_with(figures, lambda t: t.get("name", "").endswith("pred_corr"))["data"]
+    assert {t["legendgroup"] for t in curves} == set(front)
+    # Tables: exactly the front; the excluded trials cut to MAX_LISTED rows, with their count.
+    assert table_ids(page) == front
+    assert len(table_ids(page, "excluded-table")) == report.MAX_LISTED
+    assert f"the first {report.MAX_LISTED} of {missing}" in page
+    # The summary's counts are of every trial.
+    assert f"front: {len(front)} of {len(usable)} usable trials" in page
+    assert f"excluded for a missing objective: {missing}" in page
+    assert f"a fixed-seed sample of 2,000 of the {len(usable):,} completed trials" in page
+
+
+def test_a_large_studys_hypervolume_is_drawn_at_its_steps_the_same_line():
+    spec, trials, epochs = in_memory_study(3_000)
+    analysis = analysed(spec, trials, epochs)
+    figure = report.hypervolume_figure(analysis)
+    history = analysis.history
+    for trace, column in zip(figure.data, ("hypervolume", "feasible_hypervolume")):
+        x, y = np.asarray(trace.x), np.asarray(trace.y)
+        assert len(x) < len(history) / 10 and x[0] == 1 and x[-1] == len(history)
+        # A step line holds each point's value until the next: read back at every trial, it is the history.
+        at_every_trial = y[np.searchsorted(x, np.arange(1, len(history) + 1), side="right") - 1]
+        np.testing.assert_array_equal(at_every_trial, history[column].to_numpy())
+        assert list(trace.text) == [f"trial {t}" for t in history["trial_id"].to_numpy()[x - 1]]
+
+
+def test_the_sample_is_fixed_by_the_trials_not_their_order_and_the_curves_need_only_the_fronts_epochs():
+    spec, trials, epochs = in_memory_study(3_000)
+    analysis = analysed(spec, trials, epochs)
+    shown = report.shown_candidates(analysis)
+    front = set(analysis.front["trial_id"])
+    assert front <= set(shown["trial_id"]) and len(shown) == len(front) + report.SAMPLE_OFF_FRONT
+    assert shown["trial_id"].tolist() == report.shown_candidates(analysis)["trial_id"].tolist()
+    shuffled = analysed(spec, trials.sample(frac=1.0, random_state=5), epochs)
+    assert set(report.shown_candidates(shuffled)["trial_id"]) == set(shown["trial_id"])
+    # Analysis.epochs may hold the front's epoch rows alone: the same curves.
+    only_front = dataclasses.replace(analysis, epochs=epochs[epochs["trial_id"].isin(front)])
+    assert report.learning_curves_figure(only_front) == report.learning_curves_figure(analysis)
+
+
+def test_a_small_study_is_drawn_in_full_without_webgl_or_samples():
+    spec, trials, epochs = in_memory_study(300, missing=3)
+    analysis = analysed(spec, trials, epochs)
+    page = report.render_html(spec, analysis)
+    kinds = {t["type"] for figure in page_figures(page) for t in figure["data"]}
+    assert "scatter" in kinds and "scattergl" not in kinds
+    body = page[page.index("<body>") :]  # past plotly.js
+    assert "random sample" not in body and "Listed:" not in body and "fixed-seed sample" not in body
+    assert len(report.shown_candidates(analysis)) == len(analysis.candidates)
+    pairs = report.pairs_figure(analysis)
+    hovers = [t for t in pairs.data if t.name and t.name.startswith("dominated")]
+    assert hovers and all(t.hoverinfo == "text" and "<br>" in t.text[0] for t in hovers)
