@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from optuna.trial import TrialState
 
 from search.recorder import open_optuna_study
@@ -64,11 +65,13 @@ def _kill_session(session: int) -> None:
         time.sleep(0.1)
 
 
-def _finished_files(study: Study) -> dict[str, bytes]:
-    """The row files of completed trials, which no later round may change."""
+def _finished_files(study: Study) -> pd.DataFrame:
+    """The rows of completed trials, which no later round may change (wherever the store keeps
+    them: their own files, or a segment once compacted), by trial id."""
     trials = Store(study).trials()
-    done = trials[trials["status"] == TrialStatus.COMPLETED]["trial_id"] if len(trials) else []
-    return {t: Path(f"{study.trials_dir}/{t}.parquet").read_bytes() for t in done}
+    if not len(trials):
+        return pd.DataFrame()
+    return trials[trials["status"] == TrialStatus.COMPLETED].set_index("trial_id").sort_index()
 
 
 def kill_and_resume(
@@ -78,7 +81,7 @@ def kill_and_resume(
     rng = random.Random(seed)
     study = Study(str(storage), NAME)
     outcome = Outcome()
-    finished: dict[str, bytes] = {}
+    finished = pd.DataFrame()
     for round_number in range(kills + 1):
         last = round_number == kills
         driver = subprocess.Popen(
@@ -103,7 +106,10 @@ def kill_and_resume(
             outcome.violations.append(f"round {round_number}: exit {code}: {stderr.strip()[-300:]}")
         check = _check(study, finished) if study.exists() else []
         outcome.violations += [f"round {round_number}: {v}" for v in check]
-        finished.update(_finished_files(study) if study.exists() else {})
+        latest = _finished_files(study) if study.exists() else pd.DataFrame()
+        finished = (
+            pd.concat([finished, latest[~latest.index.isin(finished.index)]]) if len(latest) else finished
+        )
         rows = Store(study).trials() if study.exists() else None
         counts = rows["status"].value_counts().to_dict() if rows is not None and len(rows) else {}
         how = f"killed after {delay:.1f} s" if killed else f"ended (exit {code})"
@@ -121,15 +127,17 @@ def kill_and_resume(
     return outcome
 
 
-def _check(study: Study, finished: dict[str, bytes]) -> list[str]:
+def _check(study: Study, finished: pd.DataFrame) -> list[str]:
     store = Store(study)
     epochs = store.epochs()
     problems = []
     if len(epochs) and epochs.duplicated(["trial_id", "epoch"]).any():
         problems.append("an epoch is stored twice")
-    for trial_id, data in finished.items():
-        path = Path(f"{study.trials_dir}/{trial_id}.parquet")
-        if not path.exists() or path.read_bytes() != data:
+    if not len(finished):
+        return problems
+    now = store.trials(trial_ids=list(finished.index)).set_index("trial_id")
+    for trial_id, row in finished.iterrows():
+        if trial_id not in now.index or not now.loc[trial_id, finished.columns].equals(row):
             problems.append(f"completed trial {trial_id} changed")
     return problems
 

@@ -515,7 +515,7 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
     trials = Store(outcome.study).trials()
     _print("\ntrials: " + views.status_counts(trials))
     if len(trials):
-        _print(views.front_lines(load_analysis(outcome.study)[1]))
+        _print(views.front_lines(load_analysis(outcome.study, epochs=False, every_setting=False)[1]))
     _print(f"study folder: {outcome.study.display()}")
     if len(trials):
         _print(f"report: {write_report(outcome.study).html}")
@@ -532,11 +532,13 @@ def _status(args: argparse.Namespace) -> int:
     from search.lease import read_lease
     from search.store import Store
     from search.study import open_study
-    from search.views import status_lines
+    from search.views import status_columns, status_lines
 
     study = open_study(args.storage, args.name)
     lease = read_lease(study)
-    _print(status_lines(study.read_spec(), Store(study).trials(), study.display(), lease))
+    spec = study.read_spec()
+    trials = Store(study).trials(columns=status_columns(spec))  # never the epoch table
+    _print(status_lines(spec, trials, study.display(), lease))
     return 0
 
 
@@ -658,7 +660,7 @@ def _pareto(args: argparse.Namespace) -> int:
             )
         _print(confirmed_lines(table, objectives, confirmed_split(table)))
         return 0
-    _, analysis = load_analysis(study, objectives)
+    _, analysis = load_analysis(study, objectives, epochs=args.epoch_level, every_setting=False)
     _print(pareto_output(analysis, args.epoch_level, args.feasible, args.format))
     return 0
 

@@ -83,7 +83,7 @@ class ConfirmPlan:
 def source_trials(study: Study, which: Sequence[str]) -> list[str]:
     """The trial ids `which` names: `front` (the non-dominated trials), `feasible` (the non-dominated
     trials among those meeting the constraints) or trial ids of completed trials."""
-    _, analysis = pareto.load_analysis(study)
+    _, analysis = pareto.load_analysis(study, epochs=False)
     trials = analysis.trials
     completed = set(trials.loc[trials["status"] == TrialStatus.COMPLETED, TRIAL_KEY])
     chosen: list[str] = []

@@ -19,15 +19,23 @@ from gainakt.schema import LOSS_NAMES
 
 from .schema import FEASIBLE, TrialStatus, param_column, violation_column
 from .spec import SweepSpec
-from .store import Schemas, Store
+from .store import SEGMENT_TRIALS, Schemas, Store
 from .study import Study
 from .tables import trial_schema
 
 
 def fake_study(
-    storage: Path, name: str, trials: int, epochs: int = 3, seed: int = 0, nan_trial: bool = True
+    storage: Path,
+    name: str,
+    trials: int,
+    epochs: int = 3,
+    seed: int = 0,
+    nan_trial: bool = True,
+    segments: bool = False,
 ) -> Study:
-    """Write a study of `trials` trials (the last one ERROR, the one before it with a NaN mastery_corr)."""
+    """Write a study of `trials` trials (the last one ERROR, the one before it with a NaN
+    mastery_corr): each trial's files as a driver writes them, or with `segments` the settled
+    trials straight into segments, as a driver's compaction leaves them (quick for large studies)."""
     spec = SweepSpec(name=name, storage=str(storage), trials=trials, data="synthetic:students=300,seed=3")
     study = Study(str(storage), name)
     study.write_spec(spec)
@@ -43,6 +51,7 @@ def fake_study(
     store = Store(study, Schemas(trials=trial_schema(violations, {}, {})))
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2026-01-01", tz="UTC")
+    batch: list[tuple[dict, list[dict]]] = []
     for number in range(trials):
         trial_id = f"t{number:05d}"
         status = TrialStatus.ERROR if number == trials - 1 and trials > 2 else TrialStatus.COMPLETED
@@ -78,7 +87,6 @@ def fake_study(
         best = max(rows, key=lambda r: r["auc"])
         if nan_trial and number == trials - 2 and trials > 2:
             best = {**best, "mastery_corr": float("nan")}
-        store.put_epochs(trial_id, rows)
         row = {
             "trial_id": trial_id,
             "study": name,
@@ -113,5 +121,18 @@ def fake_study(
                 "train_seconds": float(epochs),
             }
         )
-        store.put_trial(row)
+        if segments and status.settled:
+            batch.append((row, rows))
+            if len(batch) == SEGMENT_TRIALS:
+                _put_batch(store, batch)
+        else:
+            store.put_epochs(trial_id, rows)
+            store.put_trial(row)
+    _put_batch(store, batch)
     return study
+
+
+def _put_batch(store: Store, batch: list[tuple[dict, list[dict]]]) -> None:
+    if batch:
+        store.put_settled([row for row, _ in batch], [r for _, rows in batch for r in rows])
+        batch.clear()

@@ -14,7 +14,7 @@ from gainakt.errors import ConfigError, UserError
 from .journal import JournalCheck, check_journal, drop_torn_tail
 from .lease import read_lease
 from .schema import CHECKPOINT, TrialStatus
-from .store import Store, Unreadable, unreadable_files
+from .store import INTENT, Store, Unreadable, unreadable_files
 from .study import Study
 
 QUARANTINE = "quarantine"
@@ -35,6 +35,7 @@ def examine(study: Study) -> list[Finding]:
     findings = [_spec(study), _data(study), _lease(study)]
     bad = unreadable_files(study)
     findings.append(_store(study, bad))
+    findings.append(_compaction(study))
     findings.append(_journal(study))
     findings.append(_tune(study))
     if not bad:
@@ -56,6 +57,9 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
         study.fs.move(bad.path, target)
         echo(f"moved {bad.path} to {target} ({bad.reason})")
         done += 1
+    if outcome := Store(study).recover():
+        echo(f"{outcome} the compaction a killed driver left ({study.store_dir}/{INTENT})")
+        done += 1
     if study.local:
         try:
             check = check_journal(study.journal_path, study.name)
@@ -65,6 +69,18 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
             echo(f"dropped the torn last line of {study.journal_path}")
             done += 1
     return done
+
+
+def _compaction(study: Study) -> Finding:
+    if Store(study).pending() is None:
+        return Finding("compaction", True, "none pending")
+    return Finding(
+        "compaction",
+        False,
+        f"{study.store_dir}/{INTENT}: a move into segments a killed driver left; until it is finished "
+        "plain Parquet readers may see some rows twice",
+        repairable=True,
+    )
 
 
 def _spec(study: Study) -> Finding:

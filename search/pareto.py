@@ -30,6 +30,7 @@ so it works on a finished study, a running one, or one copied from a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ import pandas as pd
 from gainakt import schema as model_schema
 from gainakt.errors import ConfigError
 
-from .schema import BELOW_BASELINE, DEGENERATE, FEASIBLE, TRIAL_KEY, TrialStatus
+from .schema import BELOW_BASELINE, DEGENERATE, FEASIBLE, PARAM, TRIAL_KEY, TrialStatus
 from .spec import Constraint, Objective, SweepSpec
 from .store import Store
 from .study import Study
@@ -410,13 +411,57 @@ def analyse(
     )
 
 
-def load_analysis(study: Study, objectives: Sequence[Objective] | None = None) -> tuple[SweepSpec, Analysis]:
-    """The study's spec and the analysis of its store; a one-line error when the store holds no trial."""
+CURVE_METRICS = ("auc", "mastery_corr")  # the report's learning curves (with their ceilings)
+
+
+def epoch_columns(objectives: Sequence[Objective], constraints: Sequence[Constraint]) -> list[str]:
+    """The epoch table's columns the epoch-level front and the learning curves read."""
+    metrics = [*(o.metric for o in objectives), *(c.metric for c in constraints), *CURVE_METRICS]
+    ceilings = [model_schema.CEILINGS[m] for m in metrics if m in model_schema.CEILINGS]
+    return list(dict.fromkeys(["checkpoint", *metrics, *ceilings]))
+
+
+def load_analysis(
+    study: Study,
+    objectives: Sequence[Objective] | None = None,
+    epochs: bool = True,
+    every_setting: bool = True,
+) -> tuple[SweepSpec, Analysis]:
+    """The study's spec and the analysis of its store; a one-line error when the store holds no
+    trial. The epoch table is read (only the columns of `epoch_columns`) when `epochs` is set: for
+    the epoch-level front and the learning curves; without it both are empty. Without
+    `every_setting` the trials' settings (`param.*`) are read for the fronts and the closest
+    trials alone (what `pareto` prints), not for every trial (what the report draws)."""
     spec = study.read_spec()
     store = Store(study)
-    trials = store.trials()
+    settings = [c for c in store.schema("trials").names if c.startswith(PARAM)]
+    light = None if every_setting else [c for c in store.schema("trials").names if c not in settings]
+    trials = store.trials(columns=light)
     if not len(trials):
         raise ConfigError(f"study {study.name!r} has no trials in its store yet ({study.trials_dir})")
     objectives = objectives or spec.objectives
-    epochs = store.epochs()
-    return spec, analyse(trials, epochs, objectives, spec.constraints, spec.reference, study.read_baselines())
+    columns = epoch_columns(objectives, spec.constraints)
+    rows = store.epochs(columns=columns) if epochs else pd.DataFrame(columns=[TRIAL_KEY, "epoch", *columns])
+    analysis = analyse(trials, rows, objectives, spec.constraints, spec.reference, study.read_baselines())
+    if every_setting or not settings:
+        return spec, analysis
+    return spec, _with_settings(analysis, store, settings)
+
+
+def _with_settings(analysis: Analysis, store: Store, settings: Sequence[str]) -> Analysis:
+    """`analysis` with the settings of the trials its fronts and closest trials show."""
+    shown = {
+        t for frame in (analysis.front, analysis.feasible_front, analysis.closest) for t in frame[TRIAL_KEY]
+    }
+    found = store.trials(columns=settings, trial_ids=shown) if shown else pd.DataFrame(columns=[TRIAL_KEY])
+    found = found.set_index(TRIAL_KEY)[[c for c in settings if c in found.columns]]
+
+    def joined(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.join(found, on=TRIAL_KEY)
+
+    return dataclasses.replace(
+        analysis,
+        front=joined(analysis.front),
+        feasible_front=joined(analysis.feasible_front),
+        closest=joined(analysis.closest),
+    )

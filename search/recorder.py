@@ -96,7 +96,10 @@ class StoreRecorder(Callback):
         **info: Any,
     ) -> None:
         self.trials = self.store.trial_rows()
-        self.epochs = self.store.epoch_rows()
+        # Only trials whose rows may still change need their epochs: the settled ones are ignored.
+        self.epochs = self.store.epoch_rows(
+            trial_ids=[t for t, row in self.trials.items() if not _settled(row)]
+        )
 
     # ------------------------------------------------------------------ events
 

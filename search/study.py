@@ -4,8 +4,8 @@ STORAGE/NAME/
   spec.json              the sweep as it was started (a resume reads it back)
   data.json              the data's source and fingerprint (a resume on other data is refused)
   optuna.journal         the Optuna study (optuna-dashboard opens it)
-  store/trials/*.parquet one file per trial: its outcome (see search/store.py)
-  store/epochs/*.parquet one file per trial: a row per epoch
+  store/trials/*.parquet a row per trial: live trials' files and segments of settled ones (search/store.py)
+  store/epochs/*.parquet a row per trial and epoch, laid out the same way
   store/confirm/*.parquet one file per confirmation run (`confirm`, search/confirm.py)
   tune/                  Ray Tune's experiment: trial folders and checkpoints
 """
@@ -86,16 +86,20 @@ class Study:
         return f"{self.root}/spec.json"
 
     @property
+    def store_dir(self) -> str:
+        return f"{self.root}/store"
+
+    @property
     def trials_dir(self) -> str:
-        return f"{self.root}/store/trials"
+        return f"{self.store_dir}/trials"
 
     @property
     def epochs_dir(self) -> str:
-        return f"{self.root}/store/epochs"
+        return f"{self.store_dir}/epochs"
 
     @property
     def confirm_dir(self) -> str:
-        return f"{self.root}/store/confirm"
+        return f"{self.store_dir}/confirm"
 
     @property
     def tune_path(self) -> str:

@@ -276,6 +276,7 @@ def run_sweep(
             tuner = _tuner(prepared, journal, echo)
             tuner.fit()
             wall = time.time() - started
+            Store(study, prepared.schemas).compact(min_trials=1)  # the last settled trials, in a segment
         finally:
             study.sync_journal()
             study.drop_journal_copy()
@@ -321,6 +322,8 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     for table in ("trials", "epochs"):  # a store written before the schemas, or before a new column
         if rewritten := store.conform_files(table):
             echo(f"store/{table}: {rewritten} file(s) rewritten in the table's schema (values unchanged)")
+    if moved := store.compact(min_trials=1):  # what a killed driver left, or a store from before segments
+        echo(f"store: {moved} settled trial(s) moved into segments")
     finished = len(store.ended_trial_ids())  # a study killed before Tune first saved its state starts afresh
     # A study restarted before Tune first saved its state already holds its start points.
     fresh = finished == 0 and not _journal_written(journal)

@@ -227,6 +227,8 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A table read from a file written with another schema (an older store, a column added
     since), in `schema`, which holds every column of `table`: missing columns as typed nulls, types
     cast (an old file's `null` column becomes the declared type)."""
+    if table.schema.equals(schema, check_metadata=False):
+        return table
     extra = set(table.column_names) - set(schema.names)
     if extra:
         raise ValueError(f"columns {sorted(extra)} are not in the table's schema")

@@ -200,6 +200,11 @@ def pareto_notes(analysis: Analysis) -> list[str]:
     return lines
 
 
+def status_columns(spec: SweepSpec) -> list[str]:
+    """The trial table's columns `status_lines` reads."""
+    return ["status", "started_at", "ended_at", FEASIBLE, *(o.metric for o in spec.objectives)]
+
+
 def status_lines(
     spec: SweepSpec, trials: pd.DataFrame, where: str, lease: LeaseInfo | None = None
 ) -> list[str]:

@@ -182,7 +182,8 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
 def test_doctor_repair_brings_a_damaged_study_back_to_one_that_resume_finishes(tmp_path, capsys):
     assert main(sweep_argv(tmp_path, "mended", 3, 1, "--num-cpus", "2")) == 0
     study = Study(str(tmp_path), "mended")
-    victim = sorted(Path(study.trials_dir).glob("*.parquet"))[0]
+    # A finished study keeps its trials' epochs in one segment: damaged, they go to quarantine.
+    (victim,) = Path(study.epochs_dir).glob("segment-*.parquet")
     victim.write_bytes(b"junk")
     journal = Path(study.journal_path)
     journal.write_bytes(journal.read_bytes() + b'{"op_code": 6, "worker_id": "w", "trial_id": 9, "va')
@@ -190,11 +191,10 @@ def test_doctor_repair_brings_a_damaged_study_back_to_one_that_resume_finishes(t
     assert main(["doctor", "mended", "--storage", str(tmp_path), "--repair"]) == 0
     capsys.readouterr()
     assert main(["resume", "mended", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
-    trials, _ = tables(tmp_path, "mended")
-    # The quarantined row's trial is missing from the tables (not rebuilt, not run again); the rest stand.
-    assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
-    assert victim.stem not in set(trials["trial_id"])
-    assert (Path(study.root) / "quarantine" / "store" / "trials" / victim.name).read_bytes() == b"junk"
+    trials, epochs = tables(tmp_path, "mended")
+    # The quarantined rows are missing from the tables (not rebuilt, not run again); the rest stand.
+    assert len(trials) == 3 and set(trials["status"]) == {"COMPLETED"} and len(epochs) == 0
+    assert (Path(study.root) / "quarantine" / "store" / "epochs" / victim.name).read_bytes() == b"junk"
     assert main(["doctor", "mended", "--storage", str(tmp_path)]) == 0
     assert main(["status", "mended", "--storage", str(tmp_path)]) == 0
 

@@ -18,13 +18,20 @@ from search.study import Study
 from search.tables import trial_schema
 
 
-def _mixed_study(tmp_path) -> Study:
-    """A store with completed and errored trials (the simulated demo), one running and one lost."""
+def _mixed_study(tmp_path, compacted: bool = False) -> Study:
+    """A store with completed and errored trials (the simulated demo), one running and one lost;
+    `compacted`: its settled trials moved into a segment, as at the end of a driver."""
     study = fake_study(tmp_path, "mixed", trials=5)
     now = pd.Timestamp("2026-01-02", tz="UTC")
     put_trial_like(study, "running1", status="RUNNING", ended_at=pd.NaT, selected_epoch=None, error=None)
     put_trial_like(study, "lost0001", status="LOST", ended_at=now, error="unknown to the restored Tuner")
+    if compacted:
+        assert Store(study).compact(min_trials=1) == 5  # four completed, one lost
+        assert any(p.name.startswith("segment-") for p in Path(study.trials_dir).iterdir())
     return study
+
+
+LAYOUTS = pytest.mark.parametrize("compacted", [False, True], ids=["live files", "compacted"])
 
 
 def _readers(folder) -> dict[str, pd.DataFrame]:
@@ -34,18 +41,23 @@ def _readers(folder) -> dict[str, pd.DataFrame]:
         "polars": pl.read_parquet(f"{folder}/*.parquet").to_pandas(),
         "duckdb": duckdb.sql(f"SELECT * FROM read_parquet('{folder}/*.parquet')").df(),
     }
-    return {name: f.sort_values("trial_id", ignore_index=True) for name, f in frames.items()}
+    keys = ["trial_id", "epoch"] if "epoch" in frames["pandas"] else ["trial_id"]
+    return {name: f.sort_values(keys, ignore_index=True) for name, f in frames.items()}
 
 
+@LAYOUTS
 @pytest.mark.parametrize("table", ["trials", "epochs"])
-def test_pandas_polars_and_duckdb_read_a_store_of_every_status_without_options(tmp_path, table):
-    study = _mixed_study(tmp_path)
+def test_pandas_polars_and_duckdb_read_a_store_of_every_status_without_options(tmp_path, table, compacted):
+    study = _mixed_study(tmp_path, compacted)
     frames = _readers(f"{study.root}/store/{table}")
-    ours = getattr(Store(study), table)().sort_values("trial_id", ignore_index=True)
+    keys = ["trial_id", "epoch"] if table == "epochs" else ["trial_id"]
+    ours = getattr(Store(study), table)().sort_values(keys, ignore_index=True)
     for name, frame in frames.items():
         assert list(frame.columns) == list(ours.columns), name
         assert len(frame) == len(ours), name
-        assert list(frame["trial_id"]) == list(ours["trial_id"]), name
+        for key in keys:
+            assert list(frame[key]) == list(ours[key]), name
+        assert frame["auc"].astype(float).round(12).equals(ours["auc"].round(12)), name
     if table == "trials":
         statuses = set(ours["status"])
         assert statuses == {"COMPLETED", "ERROR", "RUNNING", "LOST"}
@@ -110,10 +122,11 @@ def test_a_column_only_a_later_trial_has_reaches_every_file(tmp_path):
     assert read["late0001"] == 0.25 and read.drop("late0001").isna().all()
 
 
-def test_the_readmes_lines_read_a_mixed_store_as_written(tmp_path, monkeypatch):
+@LAYOUTS
+def test_the_readmes_lines_read_a_mixed_store_as_written(tmp_path, monkeypatch, compacted):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- store-readers -->\n```python\n", 1)[1].split("```", 1)[0]
-    _mixed_study(tmp_path / "runs")
+    _mixed_study(tmp_path / "runs", compacted)
     (tmp_path / "runs" / "quickstart").symlink_to(tmp_path / "runs" / "mixed")
     monkeypatch.chdir(tmp_path)
     names: dict = {}

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
+from store_helpers import Cut, Killed
 from sweep_helpers import (
     TINY_DATA,
     TINY_TRAIN,
@@ -122,11 +123,10 @@ def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, caps
     assert states[1] == TrialState.FAIL and states[0] == states[2] == TrialState.COMPLETE
 
 
-def _files(study: Path, trial_id: str) -> tuple[bytes, bytes]:
-    """The bytes of a trial's row file and epoch file in the store."""
-    return tuple(
-        (study / "store" / table / f"{trial_id}.parquet").read_bytes() for table in ("trials", "epochs")
-    )
+def _rows(store: Store, trial_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trials' rows and epoch rows, wherever the store keeps them (live files or segments)."""
+    trials = store.trials(trial_ids=trial_ids).set_index("trial_id").sort_index()
+    return trials.reindex(sorted(trials.columns), axis=1), store.epochs(trial_ids=trial_ids)
 
 
 # Tune saves its state once, at the start, so three trials end after its last save: the restored
@@ -148,7 +148,13 @@ def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
     pid = interrupt_when(argv, some_done_one_running, env={"TUNE_GLOBAL_CHECKPOINT_S": tune_save_seconds})
     before_trials = store.trials()
     done_before = list(before_trials[before_trials["status"] == "COMPLETED"]["trial_id"])
-    files_before = {trial_id: _files(tmp_path / "killed", trial_id) for trial_id in done_before}
+    rows_before = _rows(store, done_before)
+    # The next driver starts by moving the settled trials into a segment; it dies half-way through
+    # removing the files the segment replaces, and the resume after it finishes the compaction.
+    compacting = Store(Study(str(tmp_path), "killed"))
+    Cut(compacting, kill_at=3 + len(done_before))
+    with pytest.raises(Killed):
+        compacting.compact(min_trials=1)
 
     assert main(["resume", "killed", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
     # The killed driver's lease had no release and a dead pid: taken over, and said.
@@ -159,9 +165,11 @@ def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
     assert set(trials["status"]) <= {"COMPLETED", "LOST"}
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     # Trials that had completed before the kill were not run again: their rows are unchanged.
-    assert done_before
-    for trial_id in done_before:
-        assert _files(tmp_path / "killed", trial_id) == files_before[trial_id]
+    assert done_before and not (tmp_path / "killed" / "store" / "_compaction.json").exists()
+    rows_after = _rows(store, done_before)
+    pd.testing.assert_frame_equal(rows_before[0], rows_after[0])
+    pd.testing.assert_frame_equal(rows_before[1], rows_after[1])
+    assert any(p.name.startswith("segment-") for p in (tmp_path / "killed" / "store" / "trials").iterdir())
     # Lost trials stay in the table, never count as completed, and are failed in the Optuna study.
     states = {t.number: t.state for t in optuna_trials(tmp_path, "killed")}
     for number in trials[trials["status"] == "LOST"]["number"]:
@@ -300,7 +308,8 @@ def test_resume_with_more_trials_grows_the_study_and_keeps_its_rows(tmp_path, ca
     assert main(sweep_argv(tmp_path, "grown", 4, 1, "--num-cpus", "2")) == 0
     first, _ = tables(tmp_path, "grown")
     assert (first["status"] == "COMPLETED").sum() == 4
-    files_before = {trial_id: _files(tmp_path / "grown", trial_id) for trial_id in first["trial_id"]}
+    grown = Store(Study(str(tmp_path), "grown"))
+    rows_before = _rows(grown, list(first["trial_id"]))
     capsys.readouterr()
 
     # `run` with another total keeps refusing, and names the way to grow; shrinking is refused.
@@ -314,8 +323,8 @@ def test_resume_with_more_trials_grows_the_study_and_keeps_its_rows(tmp_path, ca
     trials, epochs = tables(tmp_path, "grown")
     assert (trials["status"] == "COMPLETED").sum() == 6 and len(trials) == 6
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
-    for trial_id, files in files_before.items():
-        assert _files(tmp_path / "grown", trial_id) == files  # the first four rows untouched
+    for before, after in zip(rows_before, _rows(grown, list(first["trial_id"]))):
+        pd.testing.assert_frame_equal(before, after)  # the first four trials' rows untouched
     states = [t.state for t in optuna_trials(tmp_path, "grown")]
     assert states.count(TrialState.COMPLETE) == 6 and len(states) == 6
     study = Study(str(tmp_path), "grown")
