@@ -1,12 +1,17 @@
-"""Speed of the Pareto analysis and of the study report on synthetic data.
+"""Speed of the Pareto analysis, of the store's readers and of the study report, on synthetic data.
 
 Prints:
 - the time for the front and the hypervolume (moocore) of 100,000 random trials with 3
   objectives of mixed directions (target < 1 s), and, for information, the hypervolume history;
-- the time to write the report (HTML and Markdown) of a study of 1,000 synthetic trials read
-  from its Parquet store (target < 10 s), and the size of the HTML file (target < 10 MB).
+- for each study size in `--sizes` (trials x 5 epochs, settled trials in segments as a driver's
+  compaction leaves them): the number of files in the store, the time to read both tables whole,
+  `status` and `pareto` as a user runs them (fresh processes, imports included), `report` (HTML
+  and Markdown, in this process) and the HTML's size; then the growth of each time from the
+  second-largest size to the largest, as a ratio (the study grew by the ratio of the sizes).
+  Targets at 10,000 trials: status and pareto < 2 s, report < 10 s, HTML < 10 MB; at 100,000
+  trials: status < 5 s.
 
-    .venv/bin/python benchmarks/pareto_report.py [--trials 100000] [--report-trials 1000]
+    .venv/bin/python benchmarks/pareto_report.py [--trials 100000] [--sizes 1000 10000 100000]
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,31 +73,48 @@ def time_front(count: int) -> None:
     )
 
 
-def time_report(count: int) -> None:
+def timed_command(argv: list[str]) -> float:
+    """Seconds of `gainakt-search ARGV` from process start to exit."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "search.cli", *argv], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def time_study(count: int) -> dict[str, float]:
+    """The store's, status's, pareto's and the report's figures for a study of `count` trials."""
     storage = Path(tempfile.mkdtemp(prefix="gainakt-bench-report-"))
     try:
         started = time.perf_counter()
-        study = fake_study(storage, "bench", count, epochs=5)
+        study = fake_study(storage, "bench", count, epochs=5, segments=True)
         print(
-            f"(writing the synthetic store of {count:,} trials x 5 epochs: "
+            f"{count:,} trials x 5 epochs (writing the synthetic store: "
             f"{time.perf_counter() - started:.1f} s, not counted)"
         )
-        started = time.perf_counter()
-        written = write_report(study)
-        seconds = time.perf_counter() - started
-        size = os.path.getsize(written.html)
-        print(
-            f"report of {count:,} trials (store read, analysis, HTML and Markdown): "
-            f"{seconds:.2f} s (target < 10 s); "
-            f"HTML {size / 1e6:.2f} MB (target < 10 MB)"
+        files = sum(
+            len(list(Path(folder).glob("*.parquet"))) for folder in (study.trials_dir, study.epochs_dir)
         )
         started = time.perf_counter()
         store = Store(study)
-        store.trials(), store.epochs()
+        trials, epochs = store.trials(), store.epochs()
+        figures = {"store read": time.perf_counter() - started}
+        where = ["bench", "--storage", str(storage)]
+        figures["status"] = timed_command(["status", *where])
+        figures["pareto"] = timed_command(["pareto", *where])
+        figures["pareto --epoch-level"] = timed_command(["pareto", *where, "--epoch-level"])
+        started = time.perf_counter()
+        written = write_report(study)
+        figures["report"] = time.perf_counter() - started
+        size = os.path.getsize(written.html) / 1e6
         print(
-            f"  of which reading the store ({2 * count:,} Parquet files, search/store.py): "
-            f"about {time.perf_counter() - started:.2f} s"
+            f"  files in the store: {files} ({len(trials):,} trial rows, {len(epochs):,} epoch rows)\n"
+            f"  store read, both tables whole: {figures['store read']:.2f} s\n"
+            f"  status: {figures['status']:.2f} s (target < {2 if count <= 10_000 else 5} s)\n"
+            f"  pareto: {figures['pareto']:.2f} s (target < 2 s at 10,000); "
+            f"with --epoch-level: {figures['pareto --epoch-level']:.2f} s\n"
+            f"  report (store read, analysis, HTML and Markdown): {figures['report']:.2f} s "
+            f"(target < 10 s at 10,000); HTML {size:.2f} MB (target < 10 MB)"
         )
+        return figures
     finally:
         shutil.rmtree(storage, ignore_errors=True)
 
@@ -101,12 +124,21 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trials", type=int, default=100_000, help="trials for front and hypervolume")
-    parser.add_argument("--report-trials", type=int, default=1_000, help="trials of the report's study")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="trials of each study"
+    )
     args = parser.parse_args()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     time_front(args.trials)
-    time_report(args.report_trials)
+    sizes = sorted(args.sizes)
+    figures = {count: time_study(count) for count in sizes}
+    if len(sizes) > 1:
+        small, large = sizes[-2], sizes[-1]
+        growth = ", ".join(
+            f"{name} x{figures[large][name] / figures[small][name]:.2f}" for name in figures[large]
+        )
+        print(f"growth from {small:,} to {large:,} trials (x{large / small:g} the study): {growth}")
     return 0
 
 
