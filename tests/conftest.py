@@ -53,10 +53,9 @@ def shared_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    """A real S3 endpoint on 127.0.0.1: moto's server, in its own process, stopped by its process id.
-    Yields its `host:port`; skips when moto's server is not installed or does not answer."""
+def moto_server(env: dict[str, str] | None = None):
+    """moto's S3 server on 127.0.0.1 in its own process, stopped by its process id: yields its
+    `host:port`; skips when it is not installed or does not answer."""
     import shutil
     import sys
 
@@ -69,11 +68,38 @@ def s3_server():
         pytest.skip("moto's S3 server is not installed (pip install 'moto[server]', in the test extra)")
     try:
         with local_server(
-            lambda port: [program, "-H", "127.0.0.1", "-p", str(port)], "/moto-api/", 30
+            lambda port: [program, "-H", "127.0.0.1", "-p", str(port)], "/moto-api/", 30, env
         ) as port:
             yield f"127.0.0.1:{port}"
     except TimeoutError as err:
         pytest.skip(f"moto's S3 server did not start: {err}")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 endpoint on 127.0.0.1 that takes any credentials."""
+    yield from moto_server()
+
+
+@pytest.fixture
+def s3_server_with_auth():
+    """A real S3 endpoint on 127.0.0.1 that checks credentials (moto's IAM): its first four
+    requests, unchecked, make a user with full rights, its access key and a bucket. Yields the
+    endpoint, the bucket and the user's (access key, secret)."""
+    import boto3
+
+    for endpoint in moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "4"}):
+        url = f"http://{endpoint}"
+        setup = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup", "region_name": "us-east-1"}
+        iam = boto3.client("iam", endpoint_url=url, **setup)
+        iam.create_user(UserName="owner")
+        policy = (
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}'
+        )
+        iam.put_user_policy(UserName="owner", PolicyName="all", PolicyDocument=policy)
+        key = iam.create_access_key(UserName="owner")["AccessKey"]
+        boto3.client("s3", endpoint_url=url, **setup).create_bucket(Bucket="guarded")
+        yield endpoint, "guarded", (key["AccessKeyId"], key["SecretAccessKey"])
 
 
 @pytest.fixture

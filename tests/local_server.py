@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 
@@ -20,12 +20,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_server(argv: Callable[[int], list[str]], ready_path: str, timeout: float = 60) -> Iterator[int]:
-    """Run `argv(port)`; yield the port once `http://127.0.0.1:PORT{ready_path}` answers. Raises
-    TimeoutError when it does not within `timeout` seconds, or the program ends first."""
+def local_server(
+    argv: Callable[[int], list[str]],
+    ready_path: str,
+    timeout: float = 60,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[int]:
+    """Run `argv(port)` (with `env` added to the environment); yield the port once
+    `http://127.0.0.1:PORT{ready_path}` answers. Raises TimeoutError when it does not within
+    `timeout` seconds, or the program ends first."""
     port = free_port()
     server = subprocess.Popen(
-        argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        argv(port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         deadline = time.monotonic() + timeout

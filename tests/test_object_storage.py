@@ -187,3 +187,22 @@ def test_a_trial_ending_reaches_the_bucket_journal_before_the_store(
         monkeypatch.setattr("search.recorder.error_line", lambda _: "RuntimeError: boom")
         recorder.on_trial_error(0, [trial], trial)
     assert stored == [told]  # the store's row was written with the told journal already in the bucket
+
+
+def test_wrong_credentials_are_one_line_and_exit_2_where_right_ones_reach_the_bucket(
+    s3_server_with_auth, tmp_path, monkeypatch, capsys
+):
+    endpoint, bucket, (key, secret) = s3_server_with_auth
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    storage = f"s3://{bucket}/studies?endpoint_override={endpoint}&scheme=http"
+    for given, expected in (((key, "not-the-secret"), "ACCESS_DENIED"), ((key, secret), "not found")):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", given[0])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", given[1])
+        assert main(["status", "remote", "--storage", storage]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir())  # nothing written
+    # The right key found the bucket empty: the wrong secret was refused, not a missing study.
+    fs, root = pafs.FileSystem.from_uri(storage)
+    assert fs.get_file_info(pafs.FileSelector(bucket, recursive=True)) == []
