@@ -272,14 +272,18 @@ def sample_note(analysis: pareto.Analysis) -> str:
     )
 
 
+def _large_note(analysis: pareto.Analysis, text: str) -> str:
+    """A chart's caption that only a large study needs."""
+    return f"<p class=note>{text}</p>" if _large(analysis) else ""
+
+
 def pairs_note(analysis: pareto.Analysis) -> str:
     """The objective pairs' caption for a large study, whose points hover and show ceilings in short."""
-    if not _large(analysis):
-        return ""
-    return (
-        f"<p class=note>Every one of the {len(analysis.candidates):,} usable trials, drawn in WebGL: an "
-        "off-front point's hover names its trial and the pair's values, a front point's says all; "
-        "each ceiling mark's bar runs to its trial's value.</p>"
+    return _large_note(
+        analysis,
+        f"Every one of the {len(analysis.candidates):,} usable trials, drawn in WebGL: an off-front "
+        "point's hover names its trial and the pair's values, a front point's says all; each "
+        "ceiling mark's bar runs to its trial's value.",
     )
 
 
@@ -654,11 +658,10 @@ def _steps(values: np.ndarray) -> np.ndarray:
 
 def hypervolume_note(analysis: pareto.Analysis) -> str:
     """The hypervolume chart's caption for a large study, whose points mark only where it rises."""
-    if not _large(analysis):
-        return ""
-    return (
-        f"<p class=note>With over {WEBGL_ABOVE:,} usable trials, a point marks each trial that raised "
-        "the hypervolume (and the first and last); between them it stays level.</p>"
+    return _large_note(
+        analysis,
+        f"With over {WEBGL_ABOVE:,} usable trials, a point marks each trial that raised the "
+        "hypervolume (and the first and last); between them it stays level.",
     )
 
 
