@@ -337,7 +337,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--gpus", type=float, help="GPUs per trial; a fraction shares one GPU (default 0)")
     run.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (default tpe)")
     run.add_argument(
-        "--scheduler", choices=SCHEDULERS, help="fifo (default) or asha: stop weak trials early on AUC"
+        "--scheduler",
+        choices=SCHEDULERS,
+        help="fifo (default); asha: stop trials weak on AUC alone; mo-asha: stop trials weak on all "
+        "the objectives, with the constraints (spec: grace_period, reduction_factor)",
     )
     run.add_argument("--seed", type=int, help="seed of the sampler and of every trial's training (default 0)")
     run.add_argument(

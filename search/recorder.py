@@ -28,6 +28,7 @@ from .schema import (
     CHECKPOINT,
     CONTINUES,
     FEASIBLE,
+    FIXED,
     GUARANTEED,
     STATUS_ATTR,
     TRIAL_KEY,
@@ -175,7 +176,15 @@ class StoreRecorder(Callback):
         row = self.trials.get(_row_id(trial))
         if row is None or _settled(row):
             return
-        finished = bool(trial.last_result.get("done", False))
+        # Completed when it ran every epoch asked, else stopped early. Tune's `done` cannot tell:
+        # it marks a scheduler's stop done too, and may not mark a trial that continued from the
+        # checkpoint of its last epoch (it only reports that epoch again).
+        asked = row.get(f"{FIXED}epochs")
+        finished = (
+            int(row.get("epochs") or 0) >= int(asked)
+            if asked is not None
+            else bool(trial.last_result.get("done", False))  # a space that samples the epochs
+        )
         status = TrialStatus.COMPLETED if finished else TrialStatus.STOPPED
         row.update(status=status.value, error=None, ended_at=now())
         self._put_trial_after_journal(row)

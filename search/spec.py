@@ -9,7 +9,10 @@ constraints = ["mastery_pred_corr >= 0.4", "neg_gain_rate < 0.10",  # default: a
 trials = 8                           # in total, including failed ones
 concurrent = 2                       # trials at a time
 sampler = "tpe"                      # tpe, nsga2, gp or random
-scheduler = "fifo"                   # fifo, or asha (stops weak trials early on AUC)
+scheduler = "fifo"                   # fifo; asha (stops trials weak on AUC alone); mo-asha
+                                     # (stops trials weak on all the objectives, search/schedulers.py)
+grace_period = 1                     # asha and mo-asha: the first epoch trials are compared at
+reduction_factor = 2                 # ... and the factor between rungs (top 1/factor continue)
 seed = 0
 seed_mode = "common"                 # every trial trains with `seed`; "per-trial": seed + trial number
 storage = "runs"                     # a folder or a URI pyarrow understands (s3://..., gs://...)
@@ -46,7 +49,7 @@ from gainakt.schema import Direction
 from .schema import exact_number
 
 Sampler = Literal["tpe", "nsga2", "gp", "random"]
-Scheduler = Literal["fifo", "asha"]
+Scheduler = Literal["fifo", "asha", "mo-asha"]
 SeedMode = Literal["common", "per-trial"]
 SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
@@ -176,6 +179,8 @@ class SweepSpec:
     gpus: float = 0.0
     sampler: Sampler = "tpe"
     scheduler: Scheduler = "fifo"
+    grace_period: int = 1
+    reduction_factor: int = 2
     seed: int = 0
     seed_mode: SeedMode = "common"  # every trial trains with `seed`; per-trial: seed + trial number
     storage: str = "runs"
@@ -212,6 +217,10 @@ class SweepSpec:
             raise ConfigError(
                 f"resources.gpus must be a fraction of one GPU or a whole number, got {self.gpus}"
             )
+        if self.grace_period < 1:
+            raise ConfigError(f"grace_period must be >= 1 (epochs), got {self.grace_period}")
+        if self.reduction_factor < 2:
+            raise ConfigError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
         if self.keep_checkpoints < 0:
             raise ConfigError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         if not self.objectives:

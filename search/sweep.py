@@ -338,15 +338,21 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         budget=TrialBudget(study.storage, study.name, spec.trials),
         points_to_evaluate=[dict(p) for p in spec.start] if fresh else None,
     )
-    if spec.scheduler == "asha":
-        epochs = trial_config(prepared.setup, {}, seed=0).epochs
+    epochs = trial_config(prepared.setup, {}, seed=0).epochs
+    if spec.scheduler == "asha":  # Ray's own: ranks on AUC alone
         scheduler: Any = ASHAScheduler(
             metric="auc",
             mode="max",
             time_attr="training_iteration",
             max_t=epochs,
-            grace_period=1,
-            reduction_factor=2,
+            grace_period=spec.grace_period,
+            reduction_factor=spec.reduction_factor,
+        )
+    elif spec.scheduler == "mo-asha":
+        from .schedulers import MultiObjectiveASHA
+
+        scheduler = MultiObjectiveASHA(
+            spec.objectives, spec.constraints, epochs, spec.grace_period, spec.reduction_factor
         )
     else:
         scheduler = FIFOScheduler()

@@ -123,6 +123,28 @@ def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, caps
     assert states[1] == TrialState.FAIL and states[0] == states[2] == TrialState.COMPLETE
 
 
+def test_mo_asha_stops_trials_at_a_rung_and_the_store_and_optuna_say_where(tmp_path, capsys):
+    """Four trials one after another, rungs at epochs 1 and 2 of 3 (`grace_period` 1, factor 2)."""
+    argv = sweep_argv(
+        tmp_path, "halved", 4, 3, "--num-cpus", "2", "--concurrent", "1", "--scheduler", "mo-asha"
+    )
+    assert main(argv) == 0
+    trials, epochs = tables(tmp_path, "halved")
+    stopped = trials[trials["status"] == "STOPPED"]
+    assert len(stopped) >= 1 and set(trials["status"]) <= {"COMPLETED", "STOPPED"}
+    assert (
+        set(stopped["epochs"]) <= {1, 2}
+        and (trials.loc[trials["status"] == "COMPLETED", "epochs"] == 3).all()
+    )
+    last_epoch = epochs.groupby("trial_id")["epoch"].max()
+    assert (last_epoch[stopped["trial_id"]].to_numpy() == stopped["epochs"].to_numpy()).all()
+    # Optuna is told a stopped trial's values at the epoch it selected among those it ran.
+    studied = {t.number: t for t in optuna_trials(tmp_path, "halved")}
+    for row in stopped.to_dict("records"):
+        assert studied[row["number"]].state == TrialState.COMPLETE
+        assert studied[row["number"]].values == pytest.approx([row[m] for m in OBJECTIVES])
+
+
 def _rows(store: Store, trial_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The trials' rows and epoch rows, wherever the store keeps them (live files or segments)."""
     trials = store.trials(trial_ids=trial_ids).set_index("trial_id").sort_index()
