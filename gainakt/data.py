@@ -10,6 +10,7 @@ The source `synthetic[:key=value,...]` names the built-in simulator instead.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
@@ -446,6 +447,9 @@ class BatchPlan:
     shuffle: bool = True
     seed: int = 0
     max_len: int = MAX_WINDOW
+    # Where batches are built: "cpu" (from the numpy arrays, then copied to the model's device),
+    # or a device holding the whole encoded split (`on_device`), which builds them there.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.padding not in PADDINGS:
@@ -482,7 +486,20 @@ class BatchPlan:
         for group in self.groups(epoch):
             yield self.make_batch(group)
 
+    @property
+    def encoded_bytes(self) -> int:
+        """What the split's arrays take, on the host or on a device."""
+        w = self.windows
+        arrays = (w.concepts, w.responses, w.starts, w.lengths, w.students, w.true_mastery, w.true_gain)
+        return sum(a.nbytes for a in (*arrays, w.true_mastery_all) if a is not None)
+
+    def on_device(self, device: torch.device | str) -> BatchPlan:
+        """The same plan, its split kept on `device` and its batches built there: no copy per batch."""
+        return replace(self, device=str(device))
+
     def make_batch(self, group: np.ndarray) -> Batch:
+        if self.device != "cpu":
+            return self.batch_on(group, torch.device(self.device))
         w = self.windows
         length = self.padded_length(group)
         steps = np.arange(length)
@@ -505,6 +522,58 @@ class BatchPlan:
             mask=torch.from_numpy(real[:, 1:]),
             students=torch.from_numpy(w.students[group]),
             windows=torch.from_numpy(np.asarray(group, dtype=np.int64)),
+            **truth,
+        )
+
+    @functools.cached_property
+    def _on_devices(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {}  # device -> the split's arrays there (a cache of this plan's, not a field)
+
+    def _held(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """The split's arrays as tensors on `device`, copied there once."""
+        if str(device) not in self._on_devices:
+            w = self.windows
+            arrays = {
+                "concepts": w.concepts,
+                "responses": w.responses,
+                "starts": w.starts,
+                "lengths": w.lengths,
+                "students": w.students,
+                "true_mastery": w.true_mastery,
+                "true_gain": w.true_gain,
+                "true_mastery_all": w.true_mastery_all,
+            }
+            self._on_devices[str(device)] = {
+                n: torch.as_tensor(a).to(device) for n, a in arrays.items() if a is not None
+            }
+        return self._on_devices[str(device)]
+
+    def batch_on(self, group: np.ndarray, device: torch.device) -> Batch:
+        """`make_batch` computed with torch on `device` from the split's arrays kept there (equal
+        to it, on any device)."""
+        held = self._held(device)
+        g = torch.as_tensor(np.asarray(group, dtype=np.int64), device=device)
+        steps = torch.arange(self.padded_length(group), device=device)
+        real = steps[None, :] < held["lengths"][g][:, None]  # [B, L]
+        flat = torch.where(real, held["starts"][g][:, None] + steps[None, :], 0)
+        concepts = torch.where(real, held["concepts"][flat], 0)
+        responses = torch.where(real, held["responses"][flat], 0)
+        truth: dict[str, torch.Tensor] = {}
+        for name, shift in (("true_mastery", slice(1, None)), ("true_gain", slice(None, -1))):
+            if name in held:
+                picked = torch.where(real, held[name][flat], 0.0).float()
+                truth["next_true_mastery" if name == "true_mastery" else name] = picked[:, shift]
+        if "true_mastery_all" in held:
+            picked = torch.where(real[..., None], held["true_mastery_all"][flat], 0.0).float()
+            truth["next_true_mastery_all"] = picked[:, 1:]
+        return Batch(
+            concepts=concepts[:, :-1],
+            responses=responses[:, :-1],
+            next_concepts=concepts[:, 1:],
+            next_responses=responses[:, 1:],
+            mask=real[:, 1:],
+            students=held["students"][g],
+            windows=g,
             **truth,
         )
 

@@ -163,6 +163,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+ON_DEVICE_SHARE = 0.25  # of the GPU's free memory the encoded splits may take (trials may share it)
+
+
+def _fits_on(device: torch.device, *plans: BatchPlan) -> bool:
+    """Whether the plans' encoded splits fit in a small share of the device's free memory."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return sum(plan.encoded_bytes for plan in plans) < ON_DEVICE_SHARE * free
+
+
 def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
     """The dtype the forward pass runs in under autocast, or None for plain fp32."""
     cuda = device.type == "cuda"
@@ -222,6 +231,10 @@ class Trainer:
             train_windows, config.batch_size, config.padding, shuffle=True, seed=config.seed
         )
         self.valid_plan = BatchPlan(valid_windows, max(config.batch_size, 128), "bucketed", shuffle=False)
+        if self.device.type == "cuda" and _fits_on(self.device, self.train_plan, self.valid_plan):
+            # Batches built on the GPU from the split held there: no host-to-device copy per batch.
+            self.train_plan = self.train_plan.on_device(self.device)
+            self.valid_plan = self.valid_plan.on_device(self.device)
         # Every real position weighs the same: a batch's summed loss over a fixed expected count.
         self.positions_per_batch = config.batch_size * float((train_windows.lengths - 1).mean())
         # mastery_lift compares the model with the best lookup on the same validation windows; a

@@ -94,3 +94,25 @@ def test_bad_plan_arguments() -> None:
         BatchPlan(empty, 4, "ragged")  # type: ignore[arg-type]  # an invalid padding on purpose
     with pytest.raises(ValueError, match="batch_size"):
         BatchPlan(empty, 0)
+
+
+@pytest.mark.parametrize("padding", ["bucketed", "fixed"])
+def test_batches_built_by_torch_from_the_split_on_a_device_equal_the_numpy_ones(
+    windows: Sequences, assist: Dataset, padding: str
+) -> None:
+    """The GPU path (`BatchPlan.on_device`) run on the CPU: every tensor of every batch equal, in
+    dtype too, on the simulator (with its truth arrays) and on ASSIST2015."""
+    import torch
+
+    real, _ = assist.split(0)
+    for split in (windows, real):
+        plan = BatchPlan(split, batch_size=32, padding=padding, seed=3, max_len=split.lengths.max())
+        assert plan.encoded_bytes > 0
+        for group in plan.groups(epoch=1):
+            ours, theirs = plan.batch_on(group, torch.device("cpu")), plan.make_batch(group)
+            for name, value in vars(theirs).items():
+                other = getattr(ours, name)
+                if value is None:
+                    assert other is None, name
+                else:
+                    assert other.dtype == value.dtype and torch.equal(other, value), name
