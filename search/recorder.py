@@ -31,6 +31,7 @@ from .schema import (
     FIXED,
     GUARANTEED,
     STATUS_ATTR,
+    STOPPED_ITSELF,
     TRIAL_KEY,
     WANDB_RUN,
     TrialStatus,
@@ -176,11 +177,11 @@ class StoreRecorder(Callback):
         row = self.trials.get(_row_id(trial))
         if row is None or _settled(row):
             return
-        # Completed when it ran every epoch asked, else stopped early. Tune's `done` cannot tell:
-        # it marks a scheduler's stop done too, and may not mark a trial that continued from the
-        # checkpoint of its last epoch (it only reports that epoch again).
+        # Completed when it ran every epoch asked or its trainer stopped it (patience), else the
+        # scheduler stopped it. Tune's `done` cannot tell: it marks a scheduler's stop done too,
+        # and may not mark a trial that continued from the checkpoint of its last epoch.
         asked = row.get(f"{FIXED}epochs")
-        finished = (
+        finished = bool(trial.last_result.get(STOPPED_ITSELF, False)) or (
             int(row.get("epochs") or 0) >= int(asked)
             if asked is not None
             else bool(trial.last_result.get("done", False))  # a space that samples the epochs

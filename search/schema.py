@@ -52,6 +52,9 @@ def epoch_row_of(result: Mapping[str, Any]) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in result.items() if key.startswith(prefix)}
 
 
+# In a trial's Tune results: its trainer's patience ended it (so it completed; a scheduler's stop is STOPPED).
+STOPPED_ITSELF = "stopped_early"
+
 # What a study's Optuna trials carry beside their values (optuna-dashboard shows them).
 TUNE_TRIAL_ATTR = "tune_trial_id"  # the store's trial id
 STATUS_ATTR = "status"  # the store's status

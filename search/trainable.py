@@ -32,7 +32,7 @@ from gainakt.guarantees import guaranteed_metrics
 from gainakt.schema import select_epoch
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
 
-from .schema import CONTINUES, GUARANTEED, RESUME_FROM, WANDB_RUN
+from .schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, WANDB_RUN
 from .study import TUNE_DIR
 
 RUN_DIR = "run"
@@ -156,6 +156,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         metrics = {
             **{name: value for name, value in best.items() if name != "epoch"},  # the driver picks
             "selected_epoch": int(best["epoch"]),
+            STOPPED_ITSELF: bool(trainer.stopped_early),  # patience, not the scheduler (search/recorder.py)
             GUARANTEED: ",".join(guaranteed),
             "epoch_row": flat,
             "trial_seconds": time.perf_counter() - began,  # training and validation in this process

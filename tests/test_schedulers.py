@@ -111,11 +111,21 @@ def test_the_spec_takes_mo_asha_with_its_rungs_and_refuses_a_factor_below_two():
 
 
 @pytest.mark.parametrize(
-    "reported, done, status", [(3, False, "COMPLETED"), (2, True, "STOPPED"), (3, True, "COMPLETED")]
+    "reported, done, itself, status",
+    [
+        (3, False, False, "COMPLETED"),
+        (2, True, False, "STOPPED"),
+        (3, True, False, "COMPLETED"),
+        (2, True, True, "COMPLETED"),
+    ],
+    ids=["continued from its last epoch", "scheduler's stop", "ran all", "patience"],
 )
-def test_a_trial_ending_before_its_last_epoch_is_stopped_whatever_tune_says(tmp_path, reported, done, status):
+def test_a_trial_the_scheduler_ends_early_is_stopped_whatever_tune_says(
+    tmp_path, reported, done, itself, status
+):
     """Tune marks a scheduler's stop `done`, and may not mark a trial continued from its last
-    epoch's checkpoint: the store's status follows the epochs the trial ran against those asked."""
+    epoch's checkpoint: the store's status follows the epochs the trial ran against those asked,
+    and a trial its own trainer stopped (patience) is completed."""
     from ray.train._internal.storage import StorageContext
 
     from search.recorder import StoreRecorder
@@ -136,6 +146,6 @@ def test_a_trial_ending_before_its_last_epoch_is_stopped_whatever_tune_says(tmp_
     )
     recorder.on_trial_start(0, [trial], trial)
     recorder.trials["t1"]["epochs"] = reported
-    trial.update_last_result({"training_iteration": reported, "done": done})
+    trial.update_last_result({"training_iteration": reported, "done": done, "stopped_early": itself})
     recorder.on_trial_complete(0, [trial], trial)
     assert Store(study).trials()["status"].tolist() == [status]
