@@ -124,3 +124,15 @@ def wandb_run_record(run_folder: Path):
         if record.WhichOneof("record_type") == "run":
             return record.run
     raise AssertionError(f"{log}: no run record")
+
+
+def tune_trial(folder: Path, trial_id: str, number: int):
+    """A Ray Tune trial object as the recorder's events receive it (no Ray running), its folder
+    under `folder`."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    storage = StorageContext(str(folder / "tune"), "experiment")
+    storage.trial_dir_name = trial_id
+    config = {"number": number, "seed": 0, "settings": {}}
+    return Trial("run_trial", config=config, trial_id=trial_id, stub=True, storage=storage)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 from study_helpers import fake_study
-from sweep_helpers import interrupt_when, sweep_argv
+from sweep_helpers import interrupt_when, sweep_argv, tune_trial
 
 from search.cli import main
 from search.recorder import open_optuna_study
@@ -149,7 +149,6 @@ def test_a_trial_ending_reaches_the_bucket_journal_before_the_store(
     """Tune's searcher tells Optuna of an ending before the callbacks hear of it: the recorder uploads
     that journal before it writes the ending to the store, so a driver killed right after the store
     row never leaves a bucket whose store knows a trial that its journal does not."""
-    from ray.tune.experiment import Trial
 
     from search.recorder import StoreRecorder
 
@@ -159,17 +158,7 @@ def test_a_trial_ending_reaches_the_bucket_journal_before_the_store(
     journal.write_bytes(b'{"op_code": 0, "worker_id": "w", "study_name": "ending", "directions": [1]}\n')
     study.sync_journal()
     recorder = StoreRecorder(study.read_spec(), Store(study), {}, str(journal), echo=lambda _: None)
-    from ray.train._internal.storage import StorageContext
-
-    storage = StorageContext(str(tmp_path / "tune"), "ending")
-    storage.trial_dir_name = "t-new"
-    trial = Trial(
-        "run_trial",
-        config={"number": 2, "seed": 0, "settings": {}},
-        trial_id="t-new",
-        stub=True,
-        storage=storage,
-    )
+    trial = tune_trial(tmp_path, "t-new", 2)
     trial.update_last_result({"done": True})
     recorder.on_trial_start(0, [trial], trial)
     told = journal.read_bytes() + b'{"op_code": 6, "worker_id": "w", "trial_id": 0, "state": 1}\n'

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from sweep_helpers import tune_trial
 
 from gainakt.errors import ConfigError
 from search.schedulers import MultiObjectiveASHA, rung_order, rungs
@@ -126,8 +127,6 @@ def test_a_trial_the_scheduler_ends_early_is_stopped_whatever_tune_says(
     """Tune marks a scheduler's stop `done`, and may not mark a trial continued from its last
     epoch's checkpoint: the store's status follows the epochs the trial ran against those asked,
     and a trial its own trainer stopped (patience) is completed."""
-    from ray.train._internal.storage import StorageContext
-
     from search.recorder import StoreRecorder
     from search.store import Store
     from search.study import Study
@@ -135,15 +134,7 @@ def test_a_trial_the_scheduler_ends_early_is_stopped_whatever_tune_says(
     study = Study(str(tmp_path), "ending")
     spec = SweepSpec(name="ending", storage=str(tmp_path), trials=1, scheduler="mo-asha")
     recorder = StoreRecorder(spec, Store(study), {"fixed.epochs": 3}, study.journal_path, echo=lambda _: None)
-    storage = StorageContext(str(tmp_path / "tune"), "ending")
-    storage.trial_dir_name = "t1"
-    trial = Trial(
-        "run_trial",
-        config={"number": 0, "seed": 0, "settings": {}},
-        trial_id="t1",
-        stub=True,
-        storage=storage,
-    )
+    trial = tune_trial(tmp_path, "t1", 0)
     recorder.on_trial_start(0, [trial], trial)
     recorder.trials["t1"]["epochs"] = reported
     trial.update_last_result({"training_iteration": reported, "done": done, "stopped_early": itself})
