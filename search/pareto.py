@@ -184,7 +184,13 @@ def reference_point(
     trials: pd.DataFrame, objectives: Sequence[Objective], given: Mapping[str, float] | None = None
 ) -> np.ndarray:
     """One value per objective: the given one, or the worst observed pushed out by 10% of the range."""
-    values = objective_values(usable(trials, objectives), objectives)
+    return reference_of(objective_values(usable(trials, objectives), objectives), objectives, given)
+
+
+def reference_of(
+    values: np.ndarray, objectives: Sequence[Objective], given: Mapping[str, float] | None = None
+) -> np.ndarray:
+    """`reference_point` of objective values [n, objectives] (finite ones)."""
     point = []
     for j, objective in enumerate(objectives):
         if given and objective.metric in given:
@@ -434,8 +440,9 @@ def load_analysis(
     trials alone (what `pareto` prints), not for every trial (what the report draws)."""
     spec = study.read_spec()
     store = Store(study)
-    settings = [c for c in store.schema("trials").names if c.startswith(PARAM)]
-    light = None if every_setting else [c for c in store.schema("trials").names if c not in settings]
+    names = store.schema("trials").names
+    settings = [c for c in names if c.startswith(PARAM)]
+    light = None if every_setting else [c for c in names if c not in settings]
     trials = store.trials(columns=light)
     if not len(trials):
         raise ConfigError(f"study {study.name!r} has no trials in its store yet ({study.trials_dir})")

@@ -10,9 +10,10 @@ study's objectives at that epoch:
    among the others, the smaller total normalised violation first;
 2. among the feasible, non-dominated sorting (moocore's `pareto_rank`): front 0, then 1, ...;
 3. within a front, the larger hypervolume contribution first (moocore's `hv_contributions`,
-   against the rung's worst values pushed out by 10%). Hypervolume rather than crowding
-   distance because hypervolume is what the study is measured by (`pareto.hypervolume`), and a
-   point's contribution is exactly what the front loses without it;
+   against the rung's worst values pushed out by 10%, as `pareto.reference_point` does).
+   Hypervolume rather than crowding distance because hypervolume is what the study is measured
+   by (`pareto.hypervolume`), and a point's contribution is exactly what the front loses
+   without it;
 4. a trial with a NaN objective ranks last.
 
 Like ASHA, the decision is made once per trial and rung, against whoever has been recorded
@@ -32,7 +33,7 @@ import pandas as pd
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from .pareto import REFERENCE_MARGIN, total_violation
+from .pareto import reference_of, total_violation
 from .spec import Constraint, Objective
 
 
@@ -63,7 +64,7 @@ def rung_order(
         maximise = [o.direction == "max" for o in objectives]
         points = values[chosen]
         ranks = moocore.pareto_rank(points, maximise=maximise)
-        reference = _reference(points, objectives)
+        reference = reference_of(points, objectives)  # the rung's worst values, pushed out
         contribution = np.empty(len(chosen))
         for rank in np.unique(ranks):
             same = np.flatnonzero(ranks == rank)
@@ -74,18 +75,6 @@ def rung_order(
     order += [int(i) for i in infeasible[np.argsort(violation[infeasible], kind="stable")]]
     order += [int(i) for i in np.flatnonzero(~finite)]
     return np.array(order, dtype=int)
-
-
-def _reference(points: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:
-    """The rung's worst value per objective, pushed out by 10% of its range (or of itself)."""
-    reference = []
-    for j, objective in enumerate(objectives):
-        column = points[:, j]
-        worst = column.min() if objective.direction == "max" else column.max()
-        spread = column.max() - column.min()
-        margin = REFERENCE_MARGIN * (spread if spread > 0 else max(abs(worst), 1.0))
-        reference.append(worst - margin if objective.direction == "max" else worst + margin)
-    return np.array(reference)
 
 
 class MultiObjectiveASHA(FIFOScheduler):
