@@ -222,17 +222,15 @@ class Store:
             raise ValueError(f"trial {trial_id}: an epoch appears twice")
         files = self._live_epoch_files().setdefault(trial_id, {})
         written = self._written.setdefault(trial_id, {})
-        whole = f"{self.study.epochs_dir}/{trial_id}.parquet"
         if -1 in files:  # a trial whose epochs an older version wrote in one file: kept that way
-            self._write("epochs", _name(whole), [self._relative(r) for r in ordered])
+            self._write("epochs", f"{trial_id}.parquet", [self._relative(r) for r in ordered])
             return
         given = {int(r["epoch"]): dict(r) for r in ordered}
         for epoch, row in given.items():
             if epoch in written and _same(written[epoch], row):
                 continue
-            path = f"{self.study.epochs_dir}/{trial_id}.e{epoch:04d}.parquet"
-            self._write("epochs", _name(path), [self._relative(row)])
-            files[epoch], written[epoch] = path, row
+            files[epoch] = self._write("epochs", f"{trial_id}.e{epoch:04d}.parquet", [self._relative(row)])
+            written[epoch] = row
         for epoch in [e for e in files if e not in given]:  # a trial resumed from an earlier epoch
             self._delete(files.pop(epoch))
             written.pop(epoch, None)
@@ -263,16 +261,23 @@ class Store:
             rewritten += 1
         return rewritten
 
-    def _write(self, table: str, name: str, rows: list[Mapping[str, Any]]) -> None:
-        schema = self.schema(table)
-        wider = widen(schema, rows)
-        if wider != schema:  # a column no file has yet (a conditional setting): every file gets it
-            self._schemas[table] = wider
-            self.conform_files(table)
-        path, written = f"{self._folder(table)}/{name}", to_table(rows, wider)
+    def _write(self, table: str, name: str, rows: list[Mapping[str, Any]]) -> str:
+        """Write `rows` as the live file `name` of `table`; its path."""
+        path, written = f"{self._folder(table)}/{name}", to_table(rows, self._widened(table, rows))
         self.study.write_atomic(path, _parquet(written))
         if table in SEGMENTED:
             self._live[path] = written
+        return path
+
+    def _widened(self, table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Schema:
+        """The table's schema with any column of `rows` no file has yet (a conditional setting),
+        which every file of the table then gets."""
+        schema = self.schema(table)
+        wider = widen(schema, rows)
+        if wider != schema:
+            self._schemas[table] = wider
+            self.conform_files(table)
+        return wider
 
     def _delete(self, path: str) -> None:
         self._live.pop(path, None)
@@ -348,10 +353,7 @@ class Store:
         tables = {}
         for table, rows in (("trials", trials), ("epochs", epochs)):
             relative = [self._relative(r) for r in rows]
-            schema = widen(self.schema(table), relative)
-            if schema != self.schema(table):
-                self._schemas[table] = schema
-                self.conform_files(table)
+            schema = self._widened(table, relative)
             tables[table] = _sorted(to_table(relative, schema), table) if relative else None
         self._commit(tables, [], level=0)
         self._merge_levels()
@@ -408,7 +410,8 @@ class Store:
     def _settled_live_trials(self) -> set[str]:
         settled = set()
         for path in self.study.list_files(self.study.trials_dir, ".parquet"):
-            if _owner(path) is None:
+            owner = _owner(path)
+            if owner is None:
                 continue
             try:
                 found = self._live.get(path)
@@ -418,8 +421,8 @@ class Store:
             except READ_ERRORS:
                 continue
             if len(status) == 1 and TrialStatus(status[0].as_py()).settled:
-                settled.add(_owner(path))
-        return {t for t in settled if t is not None}
+                settled.add(owner)
+        return settled
 
     def _segments(self, table: str, level: int) -> list[str]:
         return [p for p in self.study.list_files(self._folder(table), ".parquet") if _level(p) == level]
