@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import pareto
 from .schema import TrialStatus, split_column
@@ -55,6 +54,8 @@ class Estimate:
         std = float(x.std(ddof=1))
         if std == 0:
             return cls(mean, 0.0, mean, mean, int(x.size))
+        from scipy import stats  # here: importing scipy.stats takes seconds, and most reports need none
+
         low, high = stats.t.interval(confidence, x.size - 1, loc=mean, scale=std / math.sqrt(x.size))
         return cls(mean, std, float(low), float(high), int(x.size))
 
