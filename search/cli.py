@@ -702,8 +702,10 @@ def _add_doctor(commands: argparse._SubParsersAction) -> None:
         description="Check a study folder: its spec, pinned data, lease, every store file, the Optuna "
         "journal, Tune's saved state and the checkpoints its rows name; one OK or FAIL line each, exit "
         "code 1 if any fails. With --repair (refused while a driver holds the study), move unreadable "
-        "store files to quarantine/ (a trial whose row is quarantined is then missing from the study's "
-        "tables, and not run again) and drop a torn last journal line, then check again.",
+        "store files to quarantine/, drop a torn last journal line, and rebuild the trial and epoch rows "
+        "the store lacks from each trial's checkpointed metrics_epoch.csv (how a trial ended from the "
+        "journal; node, device, timings and error text, which no checkpoint keeps, stay empty), then "
+        "check again.",
     )
     _add_study_args(doctor)
     doctor.add_argument("--repair", action="store_true", help="make the safe repairs, then check again")

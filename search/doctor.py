@@ -1,6 +1,7 @@
 """`gainakt-search doctor NAME`: what state a study folder is in, and with `--repair` the
 repairs that are safe to make (unreadable store files to quarantine/, a torn last journal line
-dropped), so that `resume` can finish it."""
+dropped, the rows the store lacks rebuilt from the trials' checkpoints), so that `resume` can
+finish it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gainakt.errors import ConfigError, UserError
 
 from .journal import JournalCheck, check_journal, drop_torn_tail
 from .lease import read_lease
+from .rebuild import missing, rebuild
 from .schema import CHECKPOINT, TrialStatus
 from .store import INTENT, Store, Unreadable, unreadable_files
 from .study import Study
@@ -40,6 +42,7 @@ def examine(study: Study) -> list[Finding]:
     findings.append(_tune(study))
     if not bad:
         findings.append(_checkpoints(study))
+    findings.append(_rows(study))
     return findings
 
 
@@ -60,14 +63,22 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
     if outcome := Store(study).recover():
         echo(f"{outcome} the compaction a killed driver left ({study.store_dir}/{INTENT})")
         done += 1
+    journal_readable = True
     if study.local:
         try:
             check = check_journal(study.journal_path, study.name)
         except UserError:
-            check = JournalCheck(0, b"")  # damaged, not torn: nothing safe to do
+            check, journal_readable = JournalCheck(0, b""), False  # damaged, not torn: nothing safe to do
         if drop_torn_tail(study.journal_path, check):
             echo(f"dropped the torn last line of {study.journal_path}")
             done += 1
+    rebuilt = rebuild(study, journal_readable)
+    if rebuilt.trials or rebuilt.epochs:
+        echo(
+            f"rebuilt from the trials' checkpoints: {len(rebuilt.trials)} trial row(s) and "
+            f"{rebuilt.epochs} epoch row(s)"
+        )
+        done += 1
     return done
 
 
@@ -79,6 +90,20 @@ def _compaction(study: Study) -> Finding:
         False,
         f"{study.store_dir}/{INTENT}: a move into segments a killed driver left; until it is finished "
         "plain Parquet readers may see some rows twice",
+        repairable=True,
+    )
+
+
+def _rows(study: Study) -> Finding:
+    lacking = missing(study)
+    if not lacking:
+        return Finding("rows", True, "every trial with a checkpoint has its rows")
+    names = ", ".join(lacking[:5]) + (" ..." if len(lacking) > 5 else "")
+    return Finding(
+        "rows",
+        False,
+        f"{len(lacking)} trial(s) with checkpoints lack rows (unreadable or missing): {names}; their "
+        "checkpoints' metrics_epoch.csv hold them",
         repairable=True,
     )
 

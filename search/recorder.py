@@ -152,23 +152,7 @@ class StoreRecorder(Callback):
         for later in [e for e in epochs if e > epoch]:
             del epochs[later]
         self.store.put_epochs(row_id, epochs.values())
-        selected_epoch = int(result["selected_epoch"])
-        row.update({name: float(result[name]) for name in model_schema.METRICS if name in result})
-        row.update(self._constraint_columns(result))
-        row[GUARANTEED] = result.get(GUARANTEED, "")
-        row.update(
-            status=TrialStatus.RUNNING.value,
-            selected_epoch=selected_epoch,
-            epochs=len(epochs),
-            checkpoint=epochs.get(selected_epoch, {}).get(CHECKPOINT),
-            node_id=result.get("node_id"),
-            hostname=result.get("hostname"),
-            device=result.get("device"),
-            gpu_ids=result.get("gpu_ids"),
-            gpu_memory_mib=float(result.get("gpu_memory_mib", math.nan)),
-            **{WANDB_RUN: result.get(WANDB_RUN)},
-            train_seconds=float(result.get("trial_seconds", math.nan)),
-        )
+        apply_result(row, self.spec, result, epochs)
         self._put_trial(row)
         objectives = "  ".join(f"{o.metric} {float(epoch_row[o.metric]):.4f}" for o in self.spec.objectives)
         self.echo(f"trial {row_id} epoch {epoch}: {objectives}")
@@ -211,43 +195,9 @@ class StoreRecorder(Callback):
     # ------------------------------------------------------------------ rows
 
     def _new_row(self, trial: Trial) -> dict[str, Any]:
-        config = trial.config
-        row: dict[str, Any] = {
-            TRIAL_KEY: trial.trial_id,
-            "study": self.spec.name,
-            "number": int(config["number"]),
-            "status": TrialStatus.RUNNING.value,
-            "error": None,
-            "seed": int(config["seed"]),
-            "selected_epoch": None,
-            "epochs": 0,
-            **{name: math.nan for name in model_schema.METRICS},
-            **{violation_column(c): math.nan for c in self.spec.constraints},
-            FEASIBLE: False,
-            GUARANTEED: "",
-            **{param_column(key): value for key, value in config["settings"].items()},
-            **self.constants,
-            "node_id": None,
-            "hostname": None,
-            "device": None,
-            "gpu_ids": None,
-            "gpu_memory_mib": math.nan,
-            WANDB_RUN: None,
-            CHECKPOINT: None,
-            "trial_dir": trial.path,
-            "started_at": now(),
-            "ended_at": pd.NaT,
-            "train_seconds": 0.0,
-        }
+        row = new_trial_row(self.spec, self.constants, trial.trial_id, trial.config, trial.path, now())
         self.trials[trial.trial_id] = row
         return row
-
-    def _constraint_columns(self, result: Mapping[str, Any]) -> dict[str, Any]:
-        columns: dict[str, Any] = {}
-        for constraint in self.spec.constraints:
-            columns[violation_column(constraint)] = constraint.violation(float(result[constraint.metric]))
-        columns[FEASIBLE] = all(c.met(float(result[c.metric])) for c in self.spec.constraints)
-        return columns
 
     def _put_trial(self, row: dict[str, Any]) -> None:
         self.trials[row[TRIAL_KEY]] = row
@@ -297,6 +247,70 @@ class StoreRecorder(Callback):
             if isinstance(path, str) and self.store.study.exists_path(path):
                 return path, epoch
         return None, None
+
+
+def new_trial_row(
+    spec: SweepSpec,
+    constants: Mapping[str, Any],
+    trial_id: str,
+    config: Mapping[str, Any],
+    trial_dir: str | None,
+    started_at: pd.Timestamp,
+) -> dict[str, Any]:
+    """The row of a trial that has started and reported nothing yet; `config` is its Tune config."""
+    return {
+        TRIAL_KEY: trial_id,
+        "study": spec.name,
+        "number": int(config["number"]),
+        "status": TrialStatus.RUNNING.value,
+        "error": None,
+        "seed": int(config["seed"]),
+        "selected_epoch": None,
+        "epochs": 0,
+        **{name: math.nan for name in model_schema.METRICS},
+        **{violation_column(c): math.nan for c in spec.constraints},
+        FEASIBLE: False,
+        GUARANTEED: "",
+        **{param_column(key): value for key, value in config["settings"].items()},
+        **constants,
+        "node_id": None,
+        "hostname": None,
+        "device": None,
+        "gpu_ids": None,
+        "gpu_memory_mib": math.nan,
+        WANDB_RUN: None,
+        CHECKPOINT: None,
+        "trial_dir": trial_dir,
+        "started_at": started_at,
+        "ended_at": pd.NaT,
+        "train_seconds": 0.0,
+    }
+
+
+def apply_result(
+    row: dict[str, Any], spec: SweepSpec, result: Mapping[str, Any], epochs: Mapping[int, Mapping[str, Any]]
+) -> None:
+    """Update a running trial's row with a result the trainable reported (`search/trainable.py`):
+    the figures of its selected epoch, its constraints, where it ran; `epochs` are its epoch rows."""
+    selected_epoch = int(result["selected_epoch"])
+    row.update({name: float(result[name]) for name in model_schema.METRICS if name in result})
+    for constraint in spec.constraints:
+        row[violation_column(constraint)] = constraint.violation(float(result[constraint.metric]))
+    row[FEASIBLE] = all(c.met(float(result[c.metric])) for c in spec.constraints)
+    row[GUARANTEED] = result.get(GUARANTEED, "")
+    row.update(
+        status=TrialStatus.RUNNING.value,
+        selected_epoch=selected_epoch,
+        epochs=len(epochs),
+        checkpoint=epochs.get(selected_epoch, {}).get(CHECKPOINT),
+        node_id=result.get("node_id"),
+        hostname=result.get("hostname"),
+        device=result.get("device"),
+        gpu_ids=result.get("gpu_ids"),
+        gpu_memory_mib=float(result.get("gpu_memory_mib", math.nan)),
+        **{WANDB_RUN: result.get(WANDB_RUN)},
+        train_seconds=float(result.get("trial_seconds", math.nan)),
+    )
 
 
 def _row_id(trial: Trial) -> str:

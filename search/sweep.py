@@ -99,8 +99,6 @@ def prepare(
 ) -> Prepared:
     """Validate everything; an existing study of the same name is continued with its saved spec,
     grown to `trials` in all when that is given (`resume --trials`)."""
-    from spaces import SpaceError, get_space, sample_once
-
     study = Study(spec.storage, spec.name)
     resumed = study.exists()
     grown_from = None
@@ -129,7 +127,29 @@ def prepare(
             spec, grown_from = replace(spec, trials=trials), saved.trials
     elif must_exist:
         raise ConfigError(f"study {spec.name!r} not found in {study.storage} (no {study.spec_path})")
-    setup = TrialSetup(
+    setup = trial_setup(spec, study, wandb)
+    points = space_points(spec)
+    for settings in (points.sampled, *points.starts):  # the space's settings must be valid training settings
+        trial_config(setup, settings, seed=spec.seed)
+    _refuse_guaranteed_objectives(spec, setup, points.probes)
+    if resumed:
+        _check_intact(study)
+    base = trial_config(setup, {}, seed=spec.seed)
+    dataset = load_dataset(spec.data, base.num_concepts)
+    if resumed:
+        _check_same_data(study, dataset)
+    train, valid = dataset.split(base.fold)
+    baselines = baseline_metrics(train, valid, dataset.num_concepts)  # once, for every trial
+    setup = replace(setup, baseline_mastery_corr=best_mastery_corr(baselines))
+    constants, schemas = row_layout(spec, setup, points, dataset.source, dataset.fingerprint)
+    return Prepared(
+        spec, study, dataset, setup, constants, resumed, base.fold, baselines, schemas, grown_from
+    )
+
+
+def trial_setup(spec: SweepSpec, study: Study, wandb: str = "off") -> TrialSetup:
+    """What every trial of the study shares."""
+    return TrialSetup(
         study=spec.name,
         data=spec.data,
         preset=spec.preset,
@@ -140,41 +160,43 @@ def prepare(
         wandb_tags=(f"space:{spec.space}", f"sampler:{spec.sampler}"),
         study_dir=study.display(),
     )
+
+
+@dataclass(frozen=True)
+class SpacePoints:
+    """Settings drawn from the study's space: its first sample, its start points, and probes."""
+
+    sampled: dict[str, Any]
+    starts: list[dict[str, Any]]
+    probes: list[dict[str, Any]]  # SPACE_PROBES samples: what the space can return
+
+
+def space_points(spec: SweepSpec) -> SpacePoints:
+    from spaces import SpaceError, get_space, sample_once
+
     try:
         space = get_space(spec.space)
         sampled = sample_once(space, seed=spec.seed)
         starts = [sample_once(space, spec.seed, dict(point)) for point in spec.start]
     except SpaceError as err:
         raise ConfigError(str(err)) from None
-    for settings in (sampled, *starts):  # the space's settings must be valid training settings
-        trial_config(setup, settings, seed=spec.seed)
-    probes = [sample_once(space, seed) for seed in range(SPACE_PROBES)]
-    _refuse_guaranteed_objectives(spec, setup, probes)
-    if resumed:
-        _check_intact(study)
+    return SpacePoints(sampled, starts, [sample_once(space, seed) for seed in range(SPACE_PROBES)])
+
+
+def row_layout(
+    spec: SweepSpec, setup: TrialSetup, points: SpacePoints, source: str, fingerprint: str
+) -> tuple[dict[str, Any], Schemas]:
+    """The columns every trial row of the study shares (data, version, fixed settings), and the
+    store's schemas."""
     base = trial_config(setup, {}, seed=spec.seed)
-    dataset = load_dataset(spec.data, base.num_concepts)
-    if resumed:
-        _check_same_data(study, dataset)
-    train, valid = dataset.split(base.fold)
-    baselines = baseline_metrics(train, valid, dataset.num_concepts)  # once, for every trial
-    setup = replace(setup, baseline_mastery_corr=best_mastery_corr(baselines))
     fixed = {
         f"{FIXED}{k}": v
         for k, v in flatten(base.to_dict()).items()
-        if k.split(".")[0] not in _NOT_FIXED and k not in sampled
+        if k.split(".")[0] not in _NOT_FIXED and k not in points.sampled
     }
-    constants = {
-        "space": spec.space,
-        "data": dataset.source,
-        "data_fingerprint": dataset.fingerprint,
-        "version": __version__,
-        **fixed,
-    }
-    schemas = _schemas(spec, [sampled, *starts, *probes], constants)
-    return Prepared(
-        spec, study, dataset, setup, constants, resumed, base.fold, baselines, schemas, grown_from
-    )
+    constants = {"space": spec.space, "data": source, "data_fingerprint": fingerprint, "version": __version__}
+    constants.update(fixed)
+    return constants, _schemas(spec, [points.sampled, *points.starts, *points.probes], constants)
 
 
 def _schemas(spec: SweepSpec, points: list[dict[str, Any]], constants: Mapping[str, Any]) -> Schemas:

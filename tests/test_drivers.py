@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from pandas.testing import assert_frame_equal
 from sweep_helpers import interrupt_when, kill_group, optuna_trials, sweep_argv, tables
 
 from search.cli import main
@@ -179,23 +181,50 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
     assert sum(t.state.name == "COMPLETE" for t in states.values()) == 2
 
 
-def test_doctor_repair_brings_a_damaged_study_back_to_one_that_resume_finishes(tmp_path, capsys):
-    assert main(sweep_argv(tmp_path, "mended", 3, 1, "--num-cpus", "2")) == 0
+def test_doctor_repair_rebuilds_a_damaged_studys_rows_from_its_checkpoints_and_resume_finishes(
+    tmp_path, capsys
+):
+    assert main(sweep_argv(tmp_path, "mended", 3, 2, "--num-cpus", "2")) == 0
     study = Study(str(tmp_path), "mended")
-    # A finished study keeps its trials' epochs in one segment: damaged, they go to quarantine.
-    (victim,) = Path(study.epochs_dir).glob("segment-*.parquet")
-    victim.write_bytes(b"junk")
+    before_trials, before_epochs = tables(tmp_path, "mended")
+    # A finished study keeps its rows in one segment per table: both damaged, both go to quarantine.
+    victims = [
+        next(Path(folder).glob("segment-*.parquet")) for folder in (study.trials_dir, study.epochs_dir)
+    ]
+    for victim in victims:
+        victim.write_bytes(b"junk")
     journal = Path(study.journal_path)
     journal.write_bytes(journal.read_bytes() + b'{"op_code": 6, "worker_id": "w", "trial_id": 9, "va')
     assert main(["resume", "mended", "--storage", str(tmp_path), "--num-cpus", "2"]) == 2
-    assert main(["doctor", "mended", "--storage", str(tmp_path), "--repair"]) == 0
     capsys.readouterr()
-    assert main(["resume", "mended", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    assert main(["doctor", "mended", "--storage", str(tmp_path)]) == 1
+    assert "rows: 3 trial(s) with checkpoints lack rows" in capsys.readouterr().out
+    assert main(["doctor", "mended", "--storage", str(tmp_path), "--repair"]) == 0
+    assert (
+        "rebuilt from the trials' checkpoints: 3 trial row(s) and 6 epoch row(s)" in capsys.readouterr().out
+    )
+    for victim in victims:
+        assert (
+            Path(study.root) / "quarantine" / "store" / victim.parent.name / victim.name
+        ).read_bytes() == b"junk"
+
+    # Every figure the checkpoints keep is back, as the driver wrote it; what no file keeps is empty.
     trials, epochs = tables(tmp_path, "mended")
-    # The quarantined rows are missing from the tables (not rebuilt, not run again); the rest stand.
-    assert len(trials) == 3 and set(trials["status"]) == {"COMPLETED"} and len(epochs) == 0
-    assert (Path(study.root) / "quarantine" / "store" / "epochs" / victim.name).read_bytes() == b"junk"
+
+    def same(after: pd.DataFrame, before: pd.DataFrame, keys: list[str], unkept: set[str]) -> None:
+        def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame.drop(columns=list(unkept)).sort_values(keys, ignore_index=True)
+
+        assert set(after.columns) == set(before.columns)
+        assert_frame_equal(ordered(after), ordered(before), check_like=True)
+
+    same(epochs, before_epochs, ["trial_id", "epoch"], {"reported_at"})
+    unkept = {"node_id", "hostname", "device", "gpu_ids", "train_seconds", "started_at", "ended_at"}
+    same(trials, before_trials, ["trial_id"], unkept)
+    assert trials["ended_at"].notna().all() and trials["train_seconds"].isna().all()
     assert main(["doctor", "mended", "--storage", str(tmp_path)]) == 0
+    assert main(["resume", "mended", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    assert "already has all its 3 trials" in capsys.readouterr().out
     assert main(["status", "mended", "--storage", str(tmp_path)]) == 0
 
 
