@@ -10,8 +10,10 @@ Guarantee. On a local disk (or any file system with POSIX locks) the driver also
 exclusive `flock` on `driver.lock`, which the kernel releases when the process dies, even by
 SIGKILL: two drivers can never both hold a study, however close together they start. On object
 storage there are no locks; the lease is written, then read back after `SETTLE_SECONDS`, and the
-driver whose write did not survive gives way. Two drivers starting within the same second on the
-same remote study may still both proceed; drivers further apart never do.
+driver whose write did not survive (a later writer overwrote it) gives way. S3 and GCS read their
+own writes at once, so two drivers both proceed only where a driver's lease write takes longer
+than `SETTLE_SECONDS` to land after it found the study free (tested with two drivers racing,
+tests/test_object_storage.py).
 """
 
 from __future__ import annotations

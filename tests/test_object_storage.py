@@ -12,6 +12,7 @@ from study_helpers import fake_study
 from sweep_helpers import interrupt_when, sweep_argv, tune_trial
 
 from search.cli import main
+from search.lease import read_lease
 from search.recorder import open_optuna_study
 from search.store import Store
 from search.study import Study
@@ -195,3 +196,60 @@ def test_wrong_credentials_are_one_line_and_exit_2_where_right_ones_reach_the_bu
     # The right key found the bucket empty: the wrong secret was refused, not a missing study.
     fs, root = pafs.FileSystem.from_uri(storage)
     assert fs.get_file_info(pafs.FileSelector(bucket, recursive=True)) == []
+
+
+def test_drivers_racing_for_a_study_in_a_bucket_leave_exactly_one_holder(s3_storage, monkeypatch):
+    """Object storage has no locks: each driver writes the lease, reads it back once the other's
+    write can have landed, and the one whose write was overwritten gives way. Then a live lease
+    refuses a newcomer, a released one is taken quietly, a stale one with a takeover said."""
+    import dataclasses
+    import threading
+    import time
+
+    from gainakt.errors import ConfigError
+    from search import lease as leases
+
+    monkeypatch.setattr(leases, "SETTLE_SECONDS", 0.5)  # far above a local server's write time
+    fake_study(s3_storage, "leased", 1)
+    study = Study(s3_storage, "leased")
+    said: list[str] = []
+    racers = [leases.DriverLease(Study(s3_storage, "leased"), f"driver {i}", said.append) for i in (0, 1)]
+    start = threading.Barrier(2)
+    outcomes: dict[int, str] = {}
+
+    def race(i: int) -> None:
+        start.wait()
+        try:
+            racers[i].acquire()
+            outcomes[i] = "held"
+        except ConfigError as err:
+            outcomes[i] = str(err)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winner = next(i for i, outcome in outcomes.items() if outcome == "held")
+    loser = 1 - winner
+    assert f"being driven by 'driver {winner}'" in outcomes[loser], outcomes
+    assert read_lease(study).token == racers[winner].info.token and read_lease(study).live()
+
+    late = leases.DriverLease(Study(s3_storage, "leased"), "late", said.append)
+    with pytest.raises(ConfigError, match=f"being driven by 'driver {winner}'"):
+        leases.refuse_if_held(study)
+    with pytest.raises(ConfigError, match=f"being driven by 'driver {winner}'"):
+        late.acquire()
+    racers[winner].release()
+    assert read_lease(study).released_at is not None
+    late.acquire()  # a released lease: taken without a word
+    assert read_lease(study).token == late.info.token and said == []
+    late.release()
+
+    # A driver on another host that died: its heartbeat stopped long ago.
+    beat = time.time() - leases.STALE_SECONDS - 1
+    dead = dataclasses.replace(late.info, token="dead", host="elsewhere", heartbeat_at=beat, released_at=None)
+    study.write_atomic(leases.lease_path(study), json.dumps(dataclasses.asdict(dead)).encode())
+    with leases.held(Study(s3_storage, "leased"), "heir", said.append):
+        assert read_lease(study).command == "heir"
+    assert len(said) == 1 and "taking over the study from 'late' (pid" in said[0] and "elsewhere" in said[0]
