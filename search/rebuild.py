@@ -91,18 +91,18 @@ def rebuild(study: Study, journal_readable: bool = True) -> Rebuilt:
             int(flat["epoch"]): have.get(int(flat["epoch"])) or _epoch_row(row_id, flat, checkpoints)
             for flat in latest.rows
         }
-        missing = [e for e in rows if e not in have]
+        lacking = [e for e in rows if e not in have]
         row = trials.get(row_id)
         if row is None:
             row = _trial_row(spec, setup, constants, row_id, config, checkpoints, rows)
             row.update(_ending(endings.get(row_id), latest.written_at))
             made.append(row_id)
-        elif not missing:
+        elif not lacking:
             continue
-        epoch_rows += len(missing)
+        epoch_rows += len(lacking)
         if TrialStatus(row["status"]).settled:
             settled_trials += [row] if row_id in made else []
-            settled_epochs += [rows[e] for e in missing]
+            settled_epochs += [rows[e] for e in lacking]
             continue
         if row_id in made:
             store.put_trial(row)

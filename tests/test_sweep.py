@@ -123,10 +123,37 @@ def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, caps
     assert states[1] == TrialState.FAIL and states[0] == states[2] == TrialState.COMPLETE
 
 
-def test_mo_asha_stops_trials_at_a_rung_and_the_store_and_optuna_say_where(tmp_path, capsys):
-    """Four trials one after another, rungs at epochs 1 and 2 of 3 (`grace_period` 1, factor 2)."""
+STALLED_SPACE = """
+from spaces.aux_weights import aux_weights
+
+def space(trial):
+    settings = aux_weights(trial)
+    if trial.number > 0:
+        settings["lr"] = 1e-9  # learns nothing: the same figures at every epoch
+    return settings
+"""
+
+
+def test_mo_asha_stops_trials_at_a_rung_and_the_store_and_optuna_say_where(tmp_path, capsys, monkeypatch):
+    """Four trials one after another, rungs at epochs 1 and 2 of 3 (`grace_period` 1, factor 2);
+    the later three cannot learn and report identical figures, so they compete for the places kept
+    at each rung, and whether trials stop does not hang on what the sampler draws."""
+    (tmp_path / "stalled_space.py").write_text(STALLED_SPACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
     argv = sweep_argv(
-        tmp_path, "halved", 4, 3, "--num-cpus", "2", "--concurrent", "1", "--scheduler", "mo-asha"
+        tmp_path,
+        "halved",
+        4,
+        3,
+        "--num-cpus",
+        "2",
+        "--concurrent",
+        "1",
+        "--scheduler",
+        "mo-asha",
+        "--space",
+        "stalled_space:space",
+        "--no-constraints",
     )
     assert main(argv) == 0
     trials, epochs = tables(tmp_path, "halved")
