@@ -11,6 +11,7 @@ and opens the wandb run, and closes that run however training ends.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -497,6 +498,11 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Tracer, TrainCon
     model = build_model(config.model, state["num_concepts"])
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, state
+
+
+def read_epoch_csv(text: str) -> list[dict[str, float]]:
+    """The rows of a run folder's `metrics_epoch.csv` (its text), one per epoch, as they were written."""
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:

@@ -13,8 +13,6 @@ error text, the node, device and timings; the rows carry this version of the pac
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Mapping
@@ -27,6 +25,7 @@ from optuna.trial import TrialState
 
 from gainakt.guarantees import guaranteed_metrics
 from gainakt.schema import select_epoch
+from gainakt.train import read_epoch_csv
 
 from .recorder import apply_result, new_trial_row
 from .schema import CHECKPOINT, CONTINUES, GUARANTEED, STATUS_ATTR, TRIAL_KEY, TUNE_TRIAL_ATTR, TrialStatus
@@ -57,13 +56,13 @@ class _Checkpoint:
 def missing(study: Study) -> list[str]:
     """The trials with a checkpoint on disk whose trial row or some epoch row the store lacks."""
     store = Store(study)
-    trials = set(store.trial_rows())
-    epochs = store.epoch_rows()
+    trials = set(store.trials(columns=[TRIAL_KEY]).get(TRIAL_KEY, []))
+    stored = store.epochs(columns=[TRIAL_KEY, "epoch"])
+    epochs = stored.groupby(TRIAL_KEY)["epoch"].agg(set).to_dict() if len(stored) else {}
     return sorted(
         row_id
         for row_id, (_, checkpoints) in _trial_folders(study).items()
-        if row_id not in trials
-        or {int(r["epoch"]) for r in checkpoints[-1].rows} - epochs.get(row_id, {}).keys()
+        if row_id not in trials or {int(r["epoch"]) for r in checkpoints[-1].rows} - epochs.get(row_id, set())
     )
 
 
@@ -207,8 +206,7 @@ def _checkpoints(study: Study, trial_dir: str) -> list[_Checkpoint]:
         csv_path = f"{info.path}/metrics_epoch.csv"
         if not info.base_name.startswith("checkpoint_") or not study.exists_path(csv_path):
             continue
-        text = study.read_bytes(csv_path).decode()
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+        rows = read_epoch_csv(study.read_bytes(csv_path).decode())
         if rows:
             mtime = study.fs.get_file_info(csv_path).mtime
             kept.append(_Checkpoint(info.path, rows, pd.Timestamp(mtime).tz_convert("UTC")))

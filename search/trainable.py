@@ -10,7 +10,6 @@ epoch itself travels under `epoch_row`.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import shutil
@@ -30,7 +29,7 @@ from gainakt.data import Dataset
 from gainakt.errors import ConfigError
 from gainakt.guarantees import guaranteed_metrics
 from gainakt.schema import select_epoch
-from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
+from gainakt.train import EpochRow, TrainConfig, Trainer, make_config, read_epoch_csv
 
 from .schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, WANDB_RUN
 from .study import TUNE_DIR
@@ -114,8 +113,7 @@ def _restore_run_dir(run_dir: Path, resume_from: str | None) -> list[dict[str, f
         return []
     with checkpoint.as_directory() as folder:
         shutil.copytree(folder, run_dir)
-    with open(run_dir / "metrics_epoch.csv", newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    return read_epoch_csv((run_dir / "metrics_epoch.csv").read_text())
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> None:
