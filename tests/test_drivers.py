@@ -67,36 +67,14 @@ def test_two_drivers_started_together_and_one_started_later_leave_exactly_the_tr
     assert read_lease(study).released_at is not None
 
 
-@pytest.mark.parametrize(
-    "flags, expected",
-    [
-        (["--cpus", "3", "--num-cpus", "2"], "each trial asks for 3 CPU, but no node of the Ray cluster"),
-        (["--gpus", "1", "--num-cpus", "2"], "each trial asks for 1 CPU, 1 GPU, but no node"),
-        (["--address", "10.255.255.1:6379", "--connect-timeout", "3"], "--address 10.255.255.1:6379: no Ray"),
-    ],
-    ids=["cpus", "gpus", "unreachable address"],
-)
-def test_a_request_no_cluster_can_serve_is_one_line_and_writes_nothing(flags, expected, tmp_path):
-    if "--gpus" in flags and _has_gpu():
-        pytest.skip("this machine has a GPU, so one GPU per trial can be placed")
-    started = time.monotonic()
-    code, _, err = _finish(_driver(sweep_argv(tmp_path, "impossible", 2, 1, *flags)))
-    print(f"refused in {time.monotonic() - started:.1f} s")  # the figure the issue asks for, not asserted
-    assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
-    assert not (tmp_path / "impossible").exists()
-
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available() or bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
-
-
 def _listing(folder: Path) -> dict[str, tuple[int, int]]:
     # lstat: a killed driver may leave Optuna's journal lock, a link to the journal's first path.
     return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in folder.rglob("*")}
 
 
+# Runs before the module's shared Ray starts (tests run in file order), so each resume starts its
+# own Ray: two resumes of one study name in one Ray session ran one trial short on the second
+# (seen once with the shared Ray; not yet explained).
 def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_touches_the_old(tmp_path):
     origin = tmp_path / "origin"
     study = Study(str(origin), "roaming")
@@ -133,6 +111,43 @@ def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_tou
         assert all(Path(p).is_dir() for p in trials["checkpoint"].dropna())
 
 
+@pytest.mark.usefixtures("shared_ray")  # the driver's checks against a running Ray, in this process
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--cpus", "3"], "each trial asks for 3 CPU, but no node of the Ray cluster"),
+        (["--gpus", "1"], "each trial asks for 1 CPU, 1 GPU, but no node"),
+    ],
+    ids=["cpus", "gpus"],
+)
+def test_a_request_no_node_can_place_is_one_line_and_writes_nothing(flags, expected, tmp_path, capsys):
+    if "--gpus" in flags and _has_gpu():
+        pytest.skip("this machine has a GPU, so one GPU per trial can be placed")
+    assert main(sweep_argv(tmp_path, "impossible", 2, 1, *flags)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "impossible").exists()
+
+
+def test_an_address_where_no_ray_answers_is_one_line_and_writes_nothing(tmp_path):
+    started = time.monotonic()
+    argv = sweep_argv(
+        tmp_path, "impossible", 2, 1, "--address", "10.255.255.1:6379", "--connect-timeout", "3"
+    )
+    code, _, err = _finish(_driver(argv))
+    print(f"refused in {time.monotonic() - started:.1f} s")  # the figure the issue asks for, not asserted
+    assert (
+        code == 2 and len(err.strip().splitlines()) == 1 and "--address 10.255.255.1:6379: no Ray" in err
+    ), err
+    assert not (tmp_path / "impossible").exists()
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
 def _trial_workers(session: int) -> list[int]:
     """The Ray actor processes that train trials in a driver's session (each in its own process group)."""
     found = subprocess.run(
@@ -141,6 +156,7 @@ def _trial_workers(session: int) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
+@pytest.mark.usefixtures("shared_ray")  # its in-process resumes
 def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_records_the_retry(tmp_path):
     argv = sweep_argv(tmp_path, "crashy", 2, 2, "--num-cpus", "2", "--concurrent", "1")
     driver = _driver(argv)
@@ -181,6 +197,7 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
     assert sum(t.state.name == "COMPLETE" for t in states.values()) == 2
 
 
+@pytest.mark.usefixtures("shared_ray")  # its in-process resumes
 def test_doctor_repair_rebuilds_a_damaged_studys_rows_from_its_checkpoints_and_resume_finishes(
     tmp_path, capsys
 ):
@@ -242,6 +259,7 @@ def test_random_kills_over_run_and_resumes_keep_every_invariant(tmp_path):
     assert outcome.kills >= 2, outcome.rounds  # the loop did kill, not just wait for the sweep
 
 
+@pytest.mark.usefixtures("shared_ray")  # its in-process resumes
 def test_a_trial_unknown_to_the_restored_tuner_continues_from_its_checkpoint_and_counts_once(tmp_path):
     def later_trial_with_two_epochs() -> bool:
         trials, epochs = tables(tmp_path, "unsaved")
