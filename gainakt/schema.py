@@ -3,7 +3,7 @@
 - the auxiliary losses: the fields of `LossWeights` (`LOSS_NAMES`);
 - the evaluation metrics and the direction that is better: the fields of `EvalMetrics`
   (`METRICS`, `METRIC_DIRECTIONS`, `MONITOR_METRICS`), as the epoch rows name them;
-- the best-epoch rule (`improves`, `select_epoch`) and the loss shares (`loss_shares`).
+- the best-epoch rule (`improves`, `select_epoch`, `reported_figures`) and the loss shares (`loss_shares`).
 
 Adding a loss is a field of `LossWeights` plus its term in `gainakt/losses.py`; adding a
 metric is a field of `EvalMetrics` plus its computation in `gainakt/evaluate.py`. Search
@@ -150,6 +150,16 @@ def select_epoch(rows: Sequence[Row]) -> Row:
         if improves(float(row[SELECTION_METRIC]), float(best[SELECTION_METRIC])):
             best = row
     return best
+
+
+def reported_figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What a run reports after its latest epoch: the figures of the epoch it would deploy
+    (`select_epoch` of `rows`, the epochs so far), with that epoch as `selected_epoch`."""
+    best = select_epoch(rows)
+    return {
+        **{name: value for name, value in best.items() if name != "epoch"},
+        "selected_epoch": int(best["epoch"]),
+    }
 
 
 def loss_shares(components: Mapping[str, float]) -> dict[str, float]:

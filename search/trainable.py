@@ -4,7 +4,7 @@ The trial's config comes from the searcher (see `search.searcher.TrialSpace`):
 `settings` (the training settings the space chose), `seed` and `number` (the Optuna
 trial number), beside the raw Optuna parameters. Each epoch is reported with its
 checkpoint (the whole run folder); the figures reported at the top level are those of the
-epoch the trial would deploy (`gainakt.schema.select_epoch`), and every figure of the
+epoch the trial would deploy (`gainakt.schema.reported_figures`), and every figure of the
 epoch itself travels under `epoch_row`.
 """
 
@@ -28,7 +28,7 @@ from gainakt.config import merge, nest
 from gainakt.data import Dataset
 from gainakt.errors import ConfigError
 from gainakt.guarantees import guaranteed_metrics
-from gainakt.schema import select_epoch
+from gainakt.schema import reported_figures
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config, read_epoch_csv
 
 from .schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, WANDB_RUN
@@ -150,10 +150,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
 
     def report_flat(flat: dict[str, float], folder: Path) -> None:
         reported.append(int(flat["epoch"]))
-        best = select_epoch(rows)
         metrics = {
-            **{name: value for name, value in best.items() if name != "epoch"},  # the driver picks
-            "selected_epoch": int(best["epoch"]),
+            **reported_figures(rows),  # the driver, the searcher and the scheduler read these
             STOPPED_ITSELF: bool(trainer.stopped_early),  # patience, not the scheduler (search/recorder.py)
             GUARANTEED: ",".join(guaranteed),
             "epoch_row": flat,
