@@ -26,7 +26,7 @@ import pickle
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import pyarrow.fs as pafs
@@ -44,6 +44,7 @@ from .schema import (
     RESUME_FROM,
     SELECTED_EPOCH_ATTR,
     STATUS_ATTR,
+    STOPPED_ITSELF,
     TUNE_TRIAL_ATTR,
     TrialStatus,
     epoch_row_of,
@@ -52,6 +53,11 @@ from .spec import Constraint, SeedMode, SweepSpec
 from .store import Store
 from .study import Study
 
+# What Optuna is told of a trial the scheduler stopped: its values at the epoch it selected among
+# those it ran, as a completed trial, or nothing but that it was pruned (the README says which is
+# the default, and the replay benchmark's measurement behind it).
+StoppedAs = Literal["complete", "pruned"]
+STOPPED_AS: tuple[StoppedAs, ...] = ("complete", "pruned")
 NAN_VIOLATION = 1e9  # what a NaN constraint metric counts as: far from feasible
 _DIRECTIONS = {"max": StudyDirection.MAXIMIZE, "min": StudyDirection.MINIMIZE}
 
@@ -134,6 +140,8 @@ class StudySearcher(Searcher):
     as FAIL. After a resume a finished Optuna trial is never told twice, and an errored trial that
     Tune retried and now completes is recorded anew (`user_attrs={"retry_of": number}`). With a
     `budget`, suggestions stop once the ended trials in the store plus the suggested ones fill it.
+    Given the `epochs` a trial is asked for, a trial that ended before its last epoch, not by its
+    trainer's patience, is one the scheduler stopped: told as `stopped_as` says.
     """
 
     def __init__(
@@ -148,7 +156,11 @@ class StudySearcher(Searcher):
         constraints: Sequence[Constraint] = (),
         budget: TrialBudget | None = None,
         points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
+        epochs: int | None = None,
+        stopped_as: StoppedAs = "complete",
     ) -> None:
+        if stopped_as not in STOPPED_AS:
+            raise ValueError(f"stopped_as {stopped_as!r}: one of {', '.join(STOPPED_AS)}")
         if len(metric) != len(mode) or any(m not in _DIRECTIONS for m in mode):
             raise ValueError(f"modes {list(mode)} must be 'max' or 'min', one per metric {list(metric)}")
         # Ray types metric and mode as str; lists are its multi-objective form.
@@ -159,6 +171,7 @@ class StudySearcher(Searcher):
         self._sampler = sampler or optuna.samplers.TPESampler()
         self._constraints = tuple(constraints)
         self._budget = budget
+        self._epochs, self._stopped_as = epochs, stopped_as
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number: the saved state
         self._continuations: list[tuple[str, int, str]] = []  # (row id, number, checkpoint), for this driver
         self._ended_before: set[str] | None = None  # read from the store once per driver process
@@ -279,14 +292,25 @@ class StudySearcher(Searcher):
                 trial.set_constraint(key, value)
             # optuna-dashboard 0.21 reads only the pre-Optuna-5 constraint list: say it as an attribute too
             trial.set_user_attr(FEASIBLE, _feasible(gaps))
-            # A scheduler that ends a trial before its last epoch leaves `done` false.
-            status = TrialStatus.COMPLETED if result.get("done", True) else TrialStatus.STOPPED
-            trial.set_user_attr(STATUS_ATTR, status.value)
+            stopped = self._stopped_by_scheduler(result)
+            trial.set_user_attr(
+                STATUS_ATTR, (TrialStatus.STOPPED if stopped else TrialStatus.COMPLETED).value
+            )
             trial.set_user_attr(SELECTED_EPOCH_ATTR, _selected(result))
-            self.study.tell(number, values)
+            if stopped and self._stopped_as == "pruned":
+                self.study.tell(number, state=TrialState.PRUNED)
+            else:
+                self.study.tell(number, values)
         else:
             trial.set_user_attr(STATUS_ATTR, TrialStatus.ERROR.value)
             self.study.tell(number, state=TrialState.FAIL)
+
+    def _stopped_by_scheduler(self, result: Mapping[str, Any]) -> bool:
+        """Tune's `done` cannot tell: it marks a scheduler's stop done too (as `search/recorder.py`)."""
+        epoch = epoch_row_of(result).get("epoch")
+        if self._epochs is None or epoch is None or result.get(STOPPED_ITSELF):
+            return False
+        return int(epoch) < self._epochs
 
     def get_state(self) -> dict[str, Any]:
         return {"numbers": dict(self._numbers), "sampler": self._sampler}
@@ -318,6 +342,8 @@ class StudySearcher(Searcher):
         # the study started with, whose journal may be in a folder the study has since left.
         self.__dict__.update(state)
         self.__dict__.setdefault("_continuations", [])  # pickled before trials could be continued
+        self.__dict__.setdefault("_epochs", None)  # pickled before stopped trials were told apart
+        self.__dict__.setdefault("_stopped_as", "complete")
 
     # ------------------------------------------------------------------ the study
 

@@ -270,3 +270,31 @@ def test_a_study_saved_before_seed_modes_keeps_seeding_each_trial(tmp_path):
     assert saved.pop("seed_mode") == "common"
     Path(study.spec_path).write_text(json.dumps(saved))  # as written before the setting existed
     assert study.read_spec().seed_mode == "per-trial"
+
+
+@pytest.mark.parametrize(
+    "stopped_as, state", [("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED)]
+)
+def test_a_trial_the_scheduler_stopped_is_stopped_in_optuna_told_as_asked(tmp_path, stopped_as, state):
+    """Tune marks a scheduler's stop `done` too: the epoch the trial ended at, against the epochs
+    asked, and whether its own patience ended it, tell a stop from a completion."""
+    searcher = _searcher(tmp_path, epochs=3, stopped_as=stopped_as)
+    ends = {  # Tune trial -> (its last epoch, whether its trainer's patience ended it)
+        "stopped": (1, False),
+        "patience": (2, True),
+        "ran_all": (3, False),
+    }
+    for trial_id, (epoch, itself) in ends.items():
+        _config(searcher, trial_id)
+        result = {**GOOD, "done": True, "stopped_early": itself, "epoch_row": {"epoch": epoch}}
+        searcher.on_trial_complete(trial_id, result)
+    stopped, patience, ran_all = _trials(tmp_path)
+    assert [t.user_attrs["status"] for t in (stopped, patience, ran_all)] == [
+        "STOPPED",
+        "COMPLETED",
+        "COMPLETED",
+    ]
+    assert stopped.state == state and patience.state == ran_all.state == TrialState.COMPLETE
+    assert (stopped.values is not None) == (stopped_as == "complete")
+    with pytest.raises(ValueError, match="stopped_as 'dropped': one of complete, pruned"):
+        _searcher(tmp_path, name="other", stopped_as="dropped")
