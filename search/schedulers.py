@@ -17,8 +17,15 @@ study's objectives at that epoch:
 4. a trial with a NaN objective ranks last.
 
 Like ASHA, the decision is made once per trial and rung, against whoever has been recorded
-there so far, so no trial waits for others. `rung_order` holds the ranking alone, so the replay
-benchmark and the tests drive the same code as the sweep.
+there so far, so no trial waits for others. `rung_order` holds the ranking alone, and
+`search/replay.py` feeds this same class, so the replay benchmark measures what a sweep does.
+
+Trials are known by the store's trial id (a trial continued after a resume keeps its own) and
+reach a rung at the epoch of their epoch row, not Tune's iteration count, which a continued
+trial starts again from 1. Tune does not save a scheduler with its experiment, so a resumed
+sweep has it hear the store's epoch rows again in the order they were reported (`replay_rows`):
+every trial is recorded at the rungs it had reached, none is judged at one of them again, and
+one stopped before the driver died stays stopped.
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ import moocore
 import numpy as np
 import pandas as pd
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from gainakt.schema import reported_figures
 
 from .pareto import reference_of, total_violation
-from .spec import Constraint, Objective
+from .schema import CONTINUES, TRIAL_KEY, epoch_row_of
+from .spec import Constraint, Objective, SweepSpec
 
 
 def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
@@ -77,6 +87,25 @@ def rung_order(
     return np.array(order, dtype=int)
 
 
+def make_scheduler(spec: SweepSpec, max_t: int, kind: str | None = None) -> TrialScheduler:
+    """The study's scheduler (`kind` in its place, when given) for trials of `max_t` epochs."""
+    kind = kind or spec.scheduler
+    if kind == "asha":  # Ray's own: ranks on AUC alone
+        return ASHAScheduler(
+            metric="auc",
+            mode="max",
+            time_attr="training_iteration",
+            max_t=max_t,
+            grace_period=spec.grace_period,
+            reduction_factor=spec.reduction_factor,
+        )
+    if kind == "mo-asha":
+        return MultiObjectiveASHA(
+            spec.objectives, spec.constraints, max_t, spec.grace_period, spec.reduction_factor
+        )
+    return FIFOScheduler()
+
+
 class MultiObjectiveASHA(FIFOScheduler):
     """Ray Tune's scheduler for `scheduler = "mo-asha"`: see the module's docstring."""
 
@@ -98,28 +127,47 @@ class MultiObjectiveASHA(FIFOScheduler):
         # rung -> trial id -> its objective and constraint metrics when it reached the rung
         self.recorded: dict[int, dict[str, dict[str, float]]] = {r: {} for r in self.milestones}
         self.stopped = 0
+        self.stopped_before: set[str] = set()  # stopped by the driver before a resume (`replay_rows`)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True  # the objectives are its own; Tune's single metric does not apply
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        return self.decide(trial.trial_id, result)
+        return self.decide(str(trial.config.get(CONTINUES, trial.trial_id)), result)
+
+    def replay_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Hear again, in the order given (the store's `reported_at`), the epoch rows a driver that
+        died had heard, each as the trainable reported it: the rungs are recorded as they were, and
+        a trial stopped then (its end perhaps never stored) is stopped at its next result."""
+        seen: dict[str, list[Mapping[str, Any]]] = {}
+        for row in rows:
+            trial_id = str(row[TRIAL_KEY])
+            epochs = seen.setdefault(trial_id, [])
+            epochs.append(row)
+            result = {**reported_figures(epochs), "epoch_row": row}
+            if self.decide(trial_id, result) == TrialScheduler.STOP:
+                self.stopped_before.add(trial_id)
 
     def decide(self, trial_id: str, result: Mapping[str, Any]) -> str:
-        """CONTINUE or STOP for a trial's result (the replay benchmark calls this directly)."""
-        reached = result.get(self.time_attr)
+        """CONTINUE or STOP for a trial's result."""
+        if trial_id in self.stopped_before:
+            return TrialScheduler.STOP
+        reached = epoch_row_of(result).get("epoch", result.get(self.time_attr))
         if reached is None:
             return TrialScheduler.CONTINUE
-        for rung in reversed(self.milestones):
-            if reached < rung or trial_id in self.recorded[rung]:
-                continue
-            metrics = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
-            self.recorded[rung][trial_id] = {m: _number(result.get(m)) for m in metrics}
-            if not self._kept(rung, trial_id):
-                self.stopped += 1
-                return TrialScheduler.STOP
-            break  # judged at the highest rung it reached: lower ones it passed by
+        passed = [rung for rung in self.milestones if rung <= reached]
+        if not passed or trial_id in self.recorded[passed[-1]]:
+            return TrialScheduler.CONTINUE  # judged once, at the highest rung it reached
+        rung = passed[-1]
+        self.recorded[rung][trial_id] = self._metrics(result)
+        if not self._kept(rung, trial_id):
+            self.stopped += 1
+            return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
+
+    def _metrics(self, result: Mapping[str, Any]) -> dict[str, float]:
+        names = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        return {m: _number(result.get(m)) for m in names}
 
     def _kept(self, rung: int, trial_id: str) -> bool:
         recorded = self.recorded[rung]

@@ -329,9 +329,9 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from .recorder import StoreRecorder
+    from .schedulers import MultiObjectiveASHA, make_scheduler
     from .searcher import StudySearcher, StudySearchGenerator, TrialBudget, TrialSpace, make_sampler
     from .trainable import run_trial
 
@@ -349,6 +349,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     finished = len(store.ended_trial_ids())  # a study killed before Tune first saved its state starts afresh
     # A study restarted before Tune first saved its state already holds its start points.
     fresh = finished == 0 and not _journal_written(journal)
+    epochs = trial_config(prepared.setup, {}, seed=0).epochs
     searcher = StudySearcher(  # the project's own Searcher over the Optuna study (see search/searcher.py)
         space=TrialSpace(spec.space, spec.seed, spec.seed_mode),
         metric=spec.metric_names,
@@ -359,25 +360,20 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
         constraints=spec.constraints,
         budget=TrialBudget(study.storage, study.name, spec.trials),
         points_to_evaluate=[dict(p) for p in spec.start] if fresh else None,
+        epochs=epochs if f"{FIXED}epochs" in prepared.constants else None,  # unless the space samples them
     )
-    epochs = trial_config(prepared.setup, {}, seed=0).epochs
-    if spec.scheduler == "asha":  # Ray's own: ranks on AUC alone
-        scheduler: Any = ASHAScheduler(
-            metric="auc",
-            mode="max",
-            time_attr="training_iteration",
-            max_t=epochs,
-            grace_period=spec.grace_period,
-            reduction_factor=spec.reduction_factor,
-        )
-    elif spec.scheduler == "mo-asha":
-        from .schedulers import MultiObjectiveASHA
-
-        scheduler = MultiObjectiveASHA(
-            spec.objectives, spec.constraints, epochs, spec.grace_period, spec.reduction_factor
-        )
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = make_scheduler(spec, epochs)
+    if isinstance(scheduler, MultiObjectiveASHA):
+        # Tune saves no scheduler: what it had heard at each rung is in the store's epoch rows.
+        heard = store.epochs()
+        if len(heard):
+            scheduler.replay_rows(
+                heard.sort_values(["reported_at", "epoch"], kind="stable").to_dict("records")
+            )
+            echo(
+                f"mo-asha: the rungs' records rebuilt from {heard['trial_id'].nunique()} trial(s)' "
+                f"epoch rows ({len(scheduler.stopped_before)} stopped)"
+            )
     checkpoints = tune.CheckpointConfig(
         num_to_keep=spec.keep_checkpoints or None,
         checkpoint_score_attribute="epoch_row/auc" if spec.keep_checkpoints else None,
@@ -396,7 +392,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
             resume_errored=True,
             storage_filesystem=storage_fs,
         )
-        _bind_to_this_folder(tuner, search, recorder)
+        _bind_to_this_folder(tuner, search, recorder, scheduler)
         return tuner
     return tune.Tuner(
         trainable,
@@ -421,11 +417,12 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     )
 
 
-def _bind_to_this_folder(tuner: Any, search: Any, recorder: Any) -> None:
+def _bind_to_this_folder(tuner: Any, search: Any, recorder: Any, scheduler: Any) -> None:
     """A restored Tuner unpickles the search algorithm and the callback the study started with, and
     with them the folder it started in: a copied or moved study would go on writing there. Give it
     the ones made for where the study is now (Tune restores the searcher's state into them from the
-    experiment folder, which it finds at its new path by itself)."""
+    experiment folder, which it finds at its new path by itself), and the scheduler made with the
+    store's records (the unpickled one is as it was before the first trial)."""
     internal = getattr(tuner, "_local_tuner", None)
     if internal is None or not hasattr(internal, "_tune_config") or not hasattr(internal, "_run_config"):
         raise RuntimeError(
@@ -434,3 +431,4 @@ def _bind_to_this_folder(tuner: Any, search: Any, recorder: Any) -> None:
     internal._tune_config.search_alg = search
     internal._tune_config.max_concurrent_trials = None  # the search's ConcurrencyLimiter holds it
     internal._run_config.callbacks = [recorder]
+    internal._tune_config.scheduler = scheduler

@@ -140,3 +140,41 @@ def test_a_trial_the_scheduler_ends_early_is_stopped_whatever_tune_says(
     trial.update_last_result({"training_iteration": reported, "done": done, "stopped_early": itself})
     recorder.on_trial_complete(0, [trial], trial)
     assert Store(study).trials()["status"].tolist() == [status]
+
+
+def test_a_resumed_scheduler_hears_the_stores_rows_again_and_judges_no_trial_twice():
+    """A resumed sweep's scheduler replays the store's epoch rows in the order they were reported:
+    a trial recorded at a rung before the driver died is not judged there again, one stopped then
+    stays stopped, and a newcomer is ranked against them all."""
+
+    def row(trial_id: str, epoch: int, auc: float, mastery: float) -> dict[str, object]:
+        return {
+            "trial_id": trial_id,
+            "epoch": epoch,
+            "auc": auc,
+            "mastery_corr": mastery,
+            "neg_gain_rate": 0.0,
+        }
+
+    heard = [
+        row("strong", 1, 0.80, 0.2),
+        row("weak", 1, 0.70, 0.2),  # below strong on AUC: the lower half of two, stopped
+        row("mastery", 1, 0.75, 0.6),  # on the front with strong: kept, weak is the one out
+        row("strong", 2, 0.79, 0.2),  # worse than its epoch 1, so it reports epoch 1's figures
+    ]
+    ours = MultiObjectiveASHA(OBJECTIVES, CONSTRAINTS, max_t=8, grace_period=1, reduction_factor=2)
+    ours.replay_rows(heard)
+    assert list(ours.recorded[1]) == ["strong", "weak", "mastery"] and list(ours.recorded[2]) == ["strong"]
+    assert ours.recorded[2]["strong"]["auc"] == 0.80 and ours.stopped_before == {"weak"}
+    # Stopped before the driver died, its end never stored: stopped at its next result.
+    assert (
+        ours.decide("weak", {"epoch_row": {"epoch": 2}, "auc": 0.9, "mastery_corr": 0.9})
+        == TrialScheduler.STOP
+    )
+    # "strong", continued from its epoch 2 checkpoint, reports epoch 3: nothing to judge there.
+    again = {"epoch_row": {"epoch": 3}, "training_iteration": 1, "auc": 0.0, "mastery_corr": 0.0}
+    assert ours.decide("strong", again) == TrialScheduler.CONTINUE
+    # A newcomer below all at rung 1 is stopped, by the epoch of its row, not Tune's count.
+    newcomer = {"epoch_row": {"epoch": 1}, "training_iteration": 5, "auc": 0.5, "mastery_corr": 0.1}
+    assert ours.decide("new", {**newcomer, "neg_gain_rate": 0.0}) == TrialScheduler.STOP
+    assert set(ours.recorded[1]) == {"strong", "weak", "mastery", "new"} and set(ours.recorded[4]) == set()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
 from store_helpers import Cut, Killed
 from sweep_helpers import (
     TINY_DATA,
@@ -23,6 +24,8 @@ from sweep_helpers import (
 )
 
 from search.cli import main
+from search.replay import Feed, trial_result
+from search.spec import SweepSpec
 from search.store import Store
 from search.study import Study
 
@@ -134,41 +137,62 @@ def space(trial):
 """
 
 
-def test_mo_asha_stops_trials_at_a_rung_and_the_store_and_optuna_say_where(tmp_path, capsys, monkeypatch):
-    """Four trials one after another, rungs at epochs 1 and 2 of 3 (`grace_period` 1, factor 2);
-    the later three cannot learn and report identical figures, so they compete for the places kept
-    at each rung, and whether trials stop does not hang on what the sampler draws."""
+def replayed_stops(epochs: pd.DataFrame, spec: SweepSpec, max_epochs: int) -> dict[str, int]:
+    """The stops the replay (`search/replay.py`) decides, fed the store's epoch rows in the order
+    the driver heard them: trial -> the epoch it was stopped at."""
+    feed, heard, stops = Feed("mo-asha", spec, max_epochs), {}, {}
+    for row in epochs.sort_values(["reported_at", "epoch"], kind="stable").to_dict("records"):
+        if row["trial_id"] not in heard:
+            feed.add(row["trial_id"])
+        rows = heard.setdefault(row["trial_id"], [])
+        rows.append(row)
+        if feed.decide(row["trial_id"], trial_result(rows)) == TrialScheduler.STOP:
+            stops.setdefault(row["trial_id"], int(row["epoch"]))
+    return stops
+
+
+def test_mo_asha_stops_trials_at_a_rung_keeps_its_records_over_a_kill_and_the_replay_agrees(
+    tmp_path, capsys, monkeypatch
+):
+    """Five trials one after another, rungs at epochs 1 and 2 of 3 (`grace_period` 1, factor 2);
+    the later four cannot learn and report identical figures, so they compete for the places kept
+    at each rung, and whether trials stop does not hang on what the sampler draws. The driver is
+    killed with a trial running and two ended; the resumed scheduler hears the store's rows again,
+    so the whole sweep's decisions are those the replay makes of its results in the order heard."""
     (tmp_path / "stalled_space.py").write_text(STALLED_SPACE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    argv = sweep_argv(
-        tmp_path,
-        "halved",
-        4,
-        3,
-        "--num-cpus",
-        "2",
-        "--concurrent",
-        "1",
-        "--scheduler",
-        "mo-asha",
-        "--space",
-        "stalled_space:space",
-        "--no-constraints",
-    )
-    assert main(argv) == 0
+    extra = ["--num-cpus", "2", "--concurrent", "1", "--scheduler", "mo-asha"]
+    argv = sweep_argv(tmp_path, "halved", 5, 3, *extra, "--space", "stalled_space:space", "--no-constraints")
+    store = Store(Study(str(tmp_path), "halved"))
+
+    def two_ended_one_running_with_an_epoch() -> bool:
+        trials = store.trials()
+        if not len(trials) or trials["status"].isin(["COMPLETED", "STOPPED"]).sum() < 2:
+            return False
+        running = set(trials.loc[trials["status"] == "RUNNING", "trial_id"])
+        return bool(running & set(store.epochs()["trial_id"]))
+
+    pythonpath = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    interrupt_when(argv, two_ended_one_running_with_an_epoch, env={"PYTHONPATH": pythonpath})
+    assert main(["resume", "halved", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    assert "mo-asha: the rungs' records rebuilt from " in capsys.readouterr().out
     trials, epochs = tables(tmp_path, "halved")
+    assert len(trials) == 5 and set(trials["status"]) <= {"COMPLETED", "STOPPED"}
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
     stopped = trials[trials["status"] == "STOPPED"]
-    assert len(stopped) >= 1 and set(trials["status"]) <= {"COMPLETED", "STOPPED"}
-    assert (
-        set(stopped["epochs"]) <= {1, 2}
-        and (trials.loc[trials["status"] == "COMPLETED", "epochs"] == 3).all()
-    )
+    assert len(stopped) >= 1 and set(stopped["epochs"]) <= {1, 2}
+    assert (trials.loc[trials["status"] == "COMPLETED", "epochs"] == 3).all()
     last_epoch = epochs.groupby("trial_id")["epoch"].max()
     assert (last_epoch[stopped["trial_id"]].to_numpy() == stopped["epochs"].to_numpy()).all()
-    # Optuna is told a stopped trial's values at the epoch it selected among those it ran.
+    # Every stop and every continue the sweep made, before and after the kill, the replay makes.
+    spec = Study(str(tmp_path), "halved").read_spec()
+    assert replayed_stops(epochs, spec, 3) == dict(zip(stopped["trial_id"], stopped["epochs"], strict=True))
+    # Optuna is told a stopped trial's values at the epoch it selected among those it ran, and
+    # that it was stopped.
     studied = {t.number: t for t in optuna_trials(tmp_path, "halved")}
     for row in stopped.to_dict("records"):
         assert studied[row["number"]].state == TrialState.COMPLETE
+        assert studied[row["number"]].user_attrs["status"] == "STOPPED"
         assert studied[row["number"]].values == pytest.approx([row[m] for m in OBJECTIVES])
 
 
