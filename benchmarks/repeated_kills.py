@@ -55,9 +55,12 @@ def _argv(storage: Path, trials: int, epochs: int, first: bool) -> list[str]:
     return argv
 
 
-def _kill_session(session: int) -> None:
-    """SIGKILL every process of the driver's session: Ray's workers have process groups of their own."""
+def _kill_session(driver: subprocess.Popen[bytes]) -> None:
+    """SIGKILL every process of the driver's session (Ray's workers have process groups of their
+    own) and wait until none is left. The driver is reaped first: pgrep counts a zombie too."""
+    session = driver.pid
     subprocess.run(["pkill", "-9", "-s", str(session)], capture_output=True)
+    driver.wait()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if subprocess.run(["pgrep", "-s", str(session)], capture_output=True).returncode != 0:
@@ -96,10 +99,9 @@ def kill_and_resume(
             code = driver.wait(timeout=600 if last else delay)
             killed = False
         except subprocess.TimeoutExpired:
-            _kill_session(driver.pid)
-            driver.wait()
+            _kill_session(driver)
             code, killed = driver.returncode, True
-        _kill_session(driver.pid)  # what the driver left behind, if anything
+        _kill_session(driver)  # what the driver left behind, if anything
         outcome.kills += killed
         stderr = driver.stderr.read().decode() if driver.stderr else ""
         if not killed and code != 0:
