@@ -106,8 +106,12 @@ def trial_settings(study: Study, spec: SweepSpec, trial_ids: Sequence[str]) -> d
     from spaces import get_space, sample_once
 
     numbers = Store(study).trials().set_index(TRIAL_KEY)["number"]
-    journal = open_optuna_study(study.prepare_journal(), spec.name)
-    params = {t.number: t.params for t in journal.get_trials(deepcopy=False)}
+    refuse_if_held(study)  # a live driver on this machine may be writing the journal's local copy
+    try:
+        journal = open_optuna_study(study.prepare_journal(), spec.name)
+        params = {t.number: t.params for t in journal.get_trials(deepcopy=False)}
+    finally:
+        study.drop_journal_copy()  # read only: a remote study's journal stays in its storage alone
     space = get_space(spec.space)
     return {tid: sample_once(space, spec.seed, params[int(numbers[tid])]) for tid in trial_ids}
 

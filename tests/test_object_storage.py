@@ -12,6 +12,7 @@ from study_helpers import fake_study
 from sweep_helpers import interrupt_when, sweep_argv, tune_trial
 
 from search.cli import main
+from search.confirm import CONFIRM_SEED
 from search.lease import read_lease
 from search.recorder import open_optuna_study
 from search.store import Store
@@ -125,6 +126,10 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
         for key, value in ray_token.items():
             monkeypatch.setenv(key, value)
         assert main(["resume", "inbucket", "--storage", s3_storage, "--address", cluster.address]) == 0
+        # A confirmation of one trial, from the bucket alone, on the same cluster.
+        confirmed = store.trials().query("status == 'COMPLETED'")["trial_id"].iloc[0]
+        confirm = ["confirm", "inbucket", "--storage", s3_storage, "--address", cluster.address]
+        assert main([*confirm, "--trials", confirmed, "--seeds", "2", "--no-dkt"]) == 0
     finally:
         cluster.shutdown()
     trials, epochs = store.trials(), store.epochs()
@@ -138,9 +143,18 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
     assert completed["checkpoint"].str.startswith(f"{Study(s3_storage, 'inbucket').location}/tune/").all()
     assert list(fresh.iterdir()) == []  # nothing of the study on local disk
     assert not [p for p in (tmp_path / "home2").rglob("*") if p.is_file()]  # the journal copy is gone
+    runs = store.confirm()
+    runs = runs[runs["kind"] == "trial"]
+    assert sorted(runs["seed"]) == [CONFIRM_SEED, CONFIRM_SEED + 1] and set(runs["source"]) == {confirmed}
+    assert runs["test.auc"].notna().all() and set(runs["status"]) == {"COMPLETED"}
+    assert sum(f.startswith("inbucket/store/confirm/") for f in files) >= 1
     capsys.readouterr()
     assert main(["pareto", "inbucket", "--storage", s3_storage]) == 0
     assert "non-dominated trials" in capsys.readouterr().out
+    assert main(["report", "inbucket", "--storage", s3_storage]) == 0
+    with fs.open_input_stream(f"{root}/inbucket/report.html") as remote:
+        assert "Confirmation (test split)" in remote.readall().decode()  # the confirm rows, from the bucket
+    assert list(fresh.iterdir()) == []
 
 
 @pytest.mark.parametrize("ending", ["complete", "error"])
