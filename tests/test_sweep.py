@@ -442,7 +442,7 @@ def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_
     per_gpu = _most_at_once_per_gpu(trials)
     assert len(per_gpu) == 3  # every one of the three GPUs was used
     assert max(per_gpu.values()) <= 4  # never more than four 0.25-GPU trials on one GPU
-    assert _most_at_once(trials) > 4  # trials shared the GPUs of both nodes at once
+    assert _most_at_once(trials) == 12  # at the busiest moment every trial ran, on the GPUs of both nodes
 
     failed, _ = tables(tmp_path, "nocuda")
     error = failed["error"].item()
