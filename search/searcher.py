@@ -26,6 +26,7 @@ import pickle
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import optuna
@@ -404,6 +405,20 @@ class StudySearchGenerator(SearchGenerator):
             limiter.searcher.on_trial_complete(trial_id, result=result, error=error)
         else:
             super().on_trial_complete(trial_id, result=result, error=error)
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        """Restore from the study's own saved state. Tune stages it in a folder of Ray's session
+        named by the time the study's run first started, which it reuses on every restore; so a
+        copy of the study resumed earlier in the same Ray session has left its newer state files
+        there, which Tune would restore instead (and upload into this study with its next save).
+        Every file there that the study's experiment folder lacks goes first."""
+        fs, root, experiment = self._here
+        own = {info.base_name for info in fs.get_file_info(pafs.FileSelector(f"{root}/{experiment}"))}
+        for entry in Path(dirpath).iterdir():
+            if entry.is_file() and entry.name not in own:
+                entry.unlink()
+        if self.has_checkpoint(dirpath):
+            super().restore_from_dir(dirpath)
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
