@@ -38,6 +38,7 @@ from .schema import (
     epoch_row_of,
     param_column,
     short_label,
+    stopped_by_scheduler,
     violation_column,
 )
 from .searcher import StudySearcher
@@ -161,15 +162,13 @@ class StoreRecorder(Callback):
         row = self.trials.get(_row_id(trial))
         if row is None or _settled(row):
             return
-        # Completed when it ran every epoch asked or its trainer stopped it (patience), else the
-        # scheduler stopped it. Tune's `done` cannot tell: it marks a scheduler's stop done too,
-        # and may not mark a trial that continued from the checkpoint of its last epoch.
-        asked = row.get(f"{FIXED}epochs")
-        finished = bool(trial.last_result.get(STOPPED_ITSELF, False)) or (
-            int(row.get("epochs") or 0) >= int(asked)
-            if asked is not None
-            else bool(trial.last_result.get("done", False))  # a space that samples the epochs
-        )
+        # By the epochs it ran, not Tune's `done`, which may also miss a trial that continued from
+        # the checkpoint of its last epoch.
+        asked, last = row.get(f"{FIXED}epochs"), trial.last_result
+        if asked is not None:
+            finished = not stopped_by_scheduler(int(row.get("epochs") or 0), int(asked), last)
+        else:  # a space that samples the epochs
+            finished = bool(last.get(STOPPED_ITSELF, False) or last.get("done", False))
         status = TrialStatus.COMPLETED if finished else TrialStatus.STOPPED
         row.update(status=status.value, error=None, ended_at=now())
         self._put_trial_after_journal(row)

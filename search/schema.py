@@ -55,6 +55,14 @@ def epoch_row_of(result: Mapping[str, Any]) -> dict[str, Any]:
 # In a trial's Tune results: its trainer's patience ended it (so it completed; a scheduler's stop is STOPPED).
 STOPPED_ITSELF = "stopped_early"
 
+
+def stopped_by_scheduler(epochs_run: int, epochs_asked: int, last_result: Mapping[str, Any]) -> bool:
+    """Whether a trial that ended after `epochs_run` epochs was stopped by the scheduler: it ran
+    fewer than asked, and not because its trainer's patience ended it. (Tune's `done` cannot tell:
+    it marks a scheduler's stop done too.)"""
+    return not last_result.get(STOPPED_ITSELF, False) and epochs_run < epochs_asked
+
+
 # What a study's Optuna trials carry beside their values (optuna-dashboard shows them).
 TUNE_TRIAL_ATTR = "tune_trial_id"  # the store's trial id
 STATUS_ATTR = "status"  # the store's status

@@ -45,10 +45,10 @@ from .schema import (
     RESUME_FROM,
     SELECTED_EPOCH_ATTR,
     STATUS_ATTR,
-    STOPPED_ITSELF,
     TUNE_TRIAL_ATTR,
     TrialStatus,
     epoch_row_of,
+    stopped_by_scheduler,
 )
 from .spec import Constraint, SeedMode, SweepSpec
 from .store import Store
@@ -307,11 +307,10 @@ class StudySearcher(Searcher):
             self.study.tell(number, state=TrialState.FAIL)
 
     def _stopped_by_scheduler(self, result: Mapping[str, Any]) -> bool:
-        """Tune's `done` cannot tell: it marks a scheduler's stop done too (as `search/recorder.py`)."""
         epoch = epoch_row_of(result).get("epoch")
-        if self._epochs is None or epoch is None or result.get(STOPPED_ITSELF):
-            return False
-        return int(epoch) < self._epochs
+        if self._epochs is None or epoch is None:
+            return False  # a space that samples the epochs: told as completed
+        return stopped_by_scheduler(int(epoch), self._epochs, result)
 
     def get_state(self) -> dict[str, Any]:
         return {"numbers": dict(self._numbers), "sampler": self._sampler}
