@@ -26,12 +26,12 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from gainakt.schema import reported_figures, select_epoch
+from gainakt.schema import select_epoch
 
 from . import pareto
 from .recorder import open_optuna_study
-from .schedulers import make_scheduler
-from .schema import STOPPED_ITSELF, TrialStatus
+from .schedulers import make_scheduler, trial_result
+from .schema import TrialStatus
 from .searcher import StoppedAs, StudySearcher, TrialSpace, make_sampler
 from .spec import Scheduler, SweepSpec
 from .store import Store
@@ -79,20 +79,12 @@ class Curves:
 
     def final(self, trials: Iterable[str]) -> pd.DataFrame:
         """The trials' figures run to their full length, at the epoch each would deploy."""
-        frame = pd.DataFrame([select_epoch(self.rows[t]) for t in trials])
-        return frame.assign(status=TrialStatus.COMPLETED.value)
+        return deployed(self.rows[t] for t in trials)
 
 
-def trial_result(rows: Sequence[Mapping[str, Any]], stopped_itself: bool = False) -> dict[str, Any]:
-    """The result Tune hears from the trainable (`search/trainable.py`) after the last of `rows`;
-    `stopped_itself`: its trainer's patience ended it there."""
-    numbers = {k: v for k, v in reported_figures(rows).items() if isinstance(v, (int, float))}
-    return {
-        "training_iteration": len(rows),
-        **numbers,
-        STOPPED_ITSELF: stopped_itself,
-        "epoch_row": dict(rows[-1]),
-    }
+def deployed(curves: Iterable[Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
+    """One completed trial per curve (its epoch rows so far), at the epoch it would deploy."""
+    return pd.DataFrame([select_epoch(rows) for rows in curves]).assign(status=TrialStatus.COMPLETED.value)
 
 
 class Feed:
@@ -170,7 +162,8 @@ def replay(
         seen.append(curves.rows[trial][len(seen)])
         run.trial_epochs += 1
         run.seconds = now
-        if run.reached_at is None and hypervolume(run.observed, curves, reference) >= goal:
+        watching = run.reached_at is None and goal < math.inf  # no goal: no hypervolume per epoch
+        if watching and hypervolume(run.observed, curves, reference) >= goal:
             run.reached_at = (run.trial_epochs, now)
         curve = curves.rows[trial]
         result = trial_result(seen, stopped_itself=len(seen) == len(curve) < epochs)
@@ -193,8 +186,7 @@ def hypervolume(observed: Mapping[str, list[dict[str, Any]]], curves: Curves, re
     seen = [rows for rows in observed.values() if rows]
     if not seen:
         return 0.0
-    frame = pd.DataFrame([select_epoch(rows) for rows in seen]).assign(status=TrialStatus.COMPLETED.value)
-    return pareto.hypervolume(frame, curves.spec.objectives, reference)
+    return pareto.hypervolume(deployed(seen), curves.spec.objectives, reference)
 
 
 def ordered(order: Sequence[str]) -> Propose:

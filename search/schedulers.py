@@ -43,7 +43,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from gainakt.schema import reported_figures
 
 from .pareto import reference_of, total_violation
-from .schema import CONTINUES, TRIAL_KEY, epoch_row_of
+from .schema import CONTINUES, STOPPED_ITSELF, TRIAL_KEY, epoch_row_of
 from .spec import Constraint, Objective, SweepSpec
 
 
@@ -85,6 +85,18 @@ def rung_order(
     order += [int(i) for i in infeasible[np.argsort(violation[infeasible], kind="stable")]]
     order += [int(i) for i in np.flatnonzero(~finite)]
     return np.array(order, dtype=int)
+
+
+def trial_result(rows: Sequence[Mapping[str, Any]], stopped_itself: bool = False) -> dict[str, Any]:
+    """The result Tune hears from the trainable (`search/trainable.py`) after the last of `rows`
+    (the trial's epoch rows so far); `stopped_itself`: its trainer's patience ended it there."""
+    numbers = {k: v for k, v in reported_figures(rows).items() if isinstance(v, (int, float))}
+    return {
+        "training_iteration": len(rows),
+        **numbers,
+        STOPPED_ITSELF: stopped_itself,
+        "epoch_row": dict(rows[-1]),
+    }
 
 
 def make_scheduler(spec: SweepSpec, max_t: int, kind: str | None = None) -> TrialScheduler:
@@ -144,8 +156,7 @@ class MultiObjectiveASHA(FIFOScheduler):
             trial_id = str(row[TRIAL_KEY])
             epochs = seen.setdefault(trial_id, [])
             epochs.append(row)
-            result = {**reported_figures(epochs), "epoch_row": row}
-            if self.decide(trial_id, result) == TrialScheduler.STOP:
+            if self.decide(trial_id, trial_result(epochs)) == TrialScheduler.STOP:
                 self.stopped_before.add(trial_id)
 
     def decide(self, trial_id: str, result: Mapping[str, Any]) -> str:
