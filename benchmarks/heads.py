@@ -41,12 +41,15 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from gainakt.baselines import baseline_metrics
-from gainakt.data import BatchPlan, Dataset, load_dataset
+from gainakt.baselines import baseline_metrics, fold_baseline
+from gainakt.batching import BatchPlan
+from gainakt.data import load_dataset
 from gainakt.errors import UserError
 from gainakt.evaluate import observe, recovery_metrics
+from gainakt.run_folder import load_run
 from gainakt.schema import RECOVERY_METRICS, EvalMetrics
-from gainakt.train import Trainer, load_run, make_config
+from gainakt.sequences import Dataset
+from gainakt.train import Trainer, make_config
 
 HEADS = ("free", "mastery", "mixed")
 SIMULATOR = "synthetic:students_differ=1,forgetting=0.1"
@@ -132,7 +135,8 @@ def run_variant(variant: Variant, seed: int, dataset: Dataset, args: argparse.Na
         threads=args.threads,
     )
     start = time.perf_counter()
-    best = with_prediction_recovery(Trainer(config, dataset).run()["best"], out, dataset, args.fold)
+    trainer = Trainer(config, dataset, fold_baseline(dataset, config.fold))
+    best = with_prediction_recovery(trainer.run()["best"], out, dataset, args.fold)
     print(
         f"  {variant.name:<14} seed {seed}: auc {best['auc']:.4f} ({time.perf_counter() - start:.0f} s)",
         flush=True,

@@ -9,7 +9,7 @@ validates on fold 0, and prints in one run:
 2. the monitor's share of a training epoch's time (target < 5%): one `Trainer.train_epoch()`
    with the monitor's batch hook wrapped in a timer;
 3. peak memory: resident set size high-water mark (and CUDA peak allocation on a GPU);
-4. unless `--skip-full`: a full training run of the preset (`Trainer(config).run()`), its best
+4. unless `--skip-full`: a full training run of the preset (`Trainer.run()`), its best
    epoch's validation AUC and interpretability metrics, each judged by the sweep's `Constraint`
    (`auc >= 0.725`, `mastery_corr >= 0.4`, ...).
 
@@ -45,11 +45,14 @@ from typing import Any, TypeVar
 
 import torch
 
-from gainakt.data import Batch, Dataset, Padding, load_dataset
+from gainakt.baselines import fold_baseline
+from gainakt.batching import Batch, Padding
+from gainakt.data import load_dataset
 from gainakt.errors import UserError
 from gainakt.losses import warmup_factor
-from gainakt.model import States
 from gainakt.presets import PRESETS
+from gainakt.sequences import Dataset
+from gainakt.tracer import States
 from gainakt.train import BatchHook, EpochRow, TrainConfig, Trainer, make_config, resolve_device
 from search.spec import Constraint
 
@@ -244,7 +247,7 @@ def measure_throughput(
     config: TrainConfig, dataset: Dataset, padding: Padding, batches: int, warmup: int
 ) -> Throughput:
     """Real interactions per second over `batches` training steps after `warmup` untimed ones."""
-    trainer = Trainer(replace(config, padding=padding), dataset)
+    trainer = Trainer(replace(config, padding=padding), dataset, fold_baseline(dataset, config.fold))
     trainer.model.train()
     factor = warmup_factor(0, config.warmup_epochs) if config.warmup_epochs else 1.0
     stream = itertools.chain.from_iterable(trainer.train_plan.batches(epoch) for epoch in itertools.count())
@@ -320,7 +323,7 @@ class MonitorShare:
 
 def measure_monitor_share(config: TrainConfig, dataset: Dataset) -> MonitorShare:
     """One real training epoch (`Trainer.train_epoch()`), with the monitor's hook timed."""
-    trainer = Trainer(config, dataset)
+    trainer = Trainer(config, dataset, fold_baseline(dataset, config.fold))
     timer = time_monitor(trainer)
     log.info(
         "monitor share: one training epoch (%d batches, %s padding), monitor every %d batches",
@@ -358,7 +361,8 @@ class FullRun:
 
 def full_training(config: TrainConfig, dataset: Dataset) -> FullRun:
     rows: list[EpochRow] = []
-    trainer = Trainer(config, dataset, on_epoch=lambda row, _: rows.append(row))
+    baseline = fold_baseline(dataset, config.fold)
+    trainer = Trainer(config, dataset, baseline, on_epoch=lambda row, _: rows.append(row))
     timer = time_monitor(trainer)
     log.info(
         "full training: up to %d epochs (patience %d) of %d batches, %s padding, run folder %s",

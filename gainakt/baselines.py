@@ -22,10 +22,10 @@ from typing import Protocol
 import numpy as np
 
 from . import metrics
-from .data import Sequences
 from .errors import DataError
 from .evaluate import Observations, eval_metrics
 from .schema import EvalMetrics
+from .sequences import Dataset, Sequences
 
 BASELINES: tuple[str, ...] = ("base_rate", "running_accuracy", "last_response", "pfa")
 
@@ -295,3 +295,10 @@ def best_baseline(scores: Mapping[str, EvalMetrics]) -> tuple[str, EvalMetrics]:
     if not defined:
         raise ValueError("no baseline has a defined mastery_corr")
     return max(defined, key=lambda item: item[1].mastery_corr)
+
+
+def fold_baseline(dataset: Dataset, fold: int) -> float:
+    """The best lookup's `mastery_corr` on validation fold `fold`, fitted on the other folds: the
+    figure a run's `mastery_lift` is measured against."""
+    train, valid = dataset.split(fold)
+    return best_mastery_corr(baseline_metrics(train, valid, dataset.num_concepts))

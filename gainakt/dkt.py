@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import SENSITIVITY_STEP, ModelOptions, States, Tracer
+from .tracer import SENSITIVITY_STEP, ModelOptions, States, Tracer
 
 
 class DKT(Tracer):

@@ -3,21 +3,18 @@ gathered batch by batch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import metrics
-from .data import Batch, BatchPlan, Sequences
-from .model import SENSITIVITY_STEP, States, Tracer
+from .batching import Batch, BatchPlan
 from .schema import MONITOR_METRICS, EvalMetrics
-
-if TYPE_CHECKING:
-    from .bootstrap import Interval
+from .sequences import Sequences
+from .tracer import SENSITIVITY_STEP, States, Tracer
 
 
 @dataclass(frozen=True)
@@ -334,48 +331,3 @@ def evaluate(
     """All metrics of the model on every window of `plan`; `mastery_lift` against
     `baseline_mastery_corr`, the best baseline's on the same windows."""
     return eval_metrics(observe(model, plan, device), baseline_mastery_corr)
-
-
-@dataclass(frozen=True)
-class RunEvaluation:
-    """A run's best.pt on one split, beside the baselines fitted on its training folds, with
-    student-level bootstrap intervals of its metrics when asked for."""
-
-    epoch: int
-    source: str
-    metrics: EvalMetrics
-    baselines: dict[str, EvalMetrics]
-    intervals: dict[str, Interval] | None = None
-
-
-def evaluate_run(
-    run_dir: str,
-    split: str = "valid",
-    data: str | None = None,
-    bootstrap: int = 0,
-    progress: Callable[[int], None] | None = None,
-) -> RunEvaluation:
-    """Every metric of a run folder's best.pt on its validation fold or the test split, and of each
-    baseline on the same windows (`mastery_lift` against the best of them); with `bootstrap` N, the
-    model's intervals over N student resamples (`gainakt.bootstrap`)."""
-    from .baselines import baseline_observations, best_mastery_corr
-    from .bootstrap import bootstrap_intervals
-    from .data import load_dataset
-    from .errors import DataError
-    from .train import load_run  # the trainer imports this module
-
-    model, config, state = load_run(run_dir)
-    dataset = load_dataset(data or config.data, state["num_concepts"])
-    if dataset.num_concepts != state["num_concepts"]:
-        raise DataError(
-            f"{dataset.source}: {dataset.num_concepts} concepts, but the run was trained on "
-            f"{state['num_concepts']}"
-        )
-    train, valid = dataset.split(config.fold)
-    windows = valid if split == "valid" else dataset.test_windows()
-    lookups = baseline_observations(train, windows, dataset.num_concepts)
-    baselines = {name: eval_metrics(obs) for name, obs in lookups.items()}
-    observed = observe(model, BatchPlan(windows, 256, "bucketed", shuffle=False))
-    metrics = eval_metrics(observed, best_mastery_corr(baselines))
-    intervals = bootstrap_intervals(observed, lookups, bootstrap, progress=progress) if bootstrap else None
-    return RunEvaluation(int(state["epoch"]), dataset.source, metrics, baselines, intervals)

@@ -15,7 +15,7 @@ NON_NEGATIVE_GAINS = ("relu", "softplus")  # gain activations that are never bel
 
 
 class ModelModes(Protocol):
-    """The model options a guarantee depends on (`gainakt.model.ModelOptions` has them)."""
+    """The model options a guarantee depends on (`gainakt.tracer.ModelOptions` has them)."""
 
     @property
     def gains(self) -> str: ...

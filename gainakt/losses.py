@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import Batch
-from .model import States
+from .batching import Batch
 from .schema import PREDICTION_LOSS, LossWeights, loss_shares
+from .tracer import States
 
 GAIN_MARGIN = 0.1  # gains after a correct answer should exceed those after a wrong one by this much
 

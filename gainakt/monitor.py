@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .data import Batch
+from .batching import Batch
 from .evaluate import Observations
-from .model import States
 from .schema import MONITOR_METRICS
+from .tracer import States
 
 Sink = Callable[[int, dict[str, float]], None]  # (global batch step, metrics)
 log = logging.getLogger("gainakt.monitor")

@@ -69,7 +69,8 @@ def _devices(_: dict) -> str:
 
 
 def _data(context: dict) -> str:
-    from .data import BatchPlan, load_dataset
+    from .batching import BatchPlan
+    from .data import load_dataset
 
     dataset = load_dataset("synthetic:students=60,concepts=6,seed=0")
     train, valid = dataset.split(0)
@@ -82,7 +83,8 @@ def _data(context: dict) -> str:
 def _model_modes(context: dict) -> str:
     from .config import build
     from .losses import LossWeights, auxiliary_losses, compose, prediction_loss
-    from .model import Attention, GainActivation, MasteryMode, ModelOptions, build_model
+    from .model import build_model
+    from .tracer import Attention, GainActivation, MasteryMode, ModelOptions
 
     batch = context["batch"]
     weights = LossWeights(**{name: 0.1 for name, _ in LossWeights().items()})

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset, Sequences
 from .errors import DataError
+from .sequences import Dataset, Sequences
 
 FOLDS = 5
 RUN_STREAK = 3  # ASSISTments skill builders end after three correct answers in a row

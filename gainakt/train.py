@@ -11,7 +11,6 @@ and opens the wandb run, and closes that run however training ends.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import math
@@ -27,14 +26,15 @@ import torch
 from torch import nn
 
 from . import __version__
-from .baselines import baseline_metrics, best_mastery_corr
+from .baselines import fold_baseline
+from .batching import Batch, BatchPlan, Padding
 from .config import MAX_SEED, build, merge, read_toml, with_assignments
-from .data import Batch, BatchPlan, Dataset, Padding, load_dataset
+from .data import load_dataset
 from .errors import ConfigError
 from .evaluate import evaluate
 from .files import atomic_path
 from .losses import auxiliary_losses, compose, prediction_loss, warmup_factor
-from .model import ModelOptions, States, Tracer, build_model
+from .model import build_model
 from .monitor import Monitor, log_sink
 from .presets import PRESETS
 from .schema import (
@@ -46,6 +46,8 @@ from .schema import (
     improves,
     loss_shares,
 )
+from .sequences import Dataset
+from .tracer import ModelOptions, States
 from .wandb_sink import WandbMode, WandbSink
 
 Scheduler = Literal["step", "plateau", "none"]
@@ -198,21 +200,23 @@ class Trainer:
     def __init__(
         self,
         config: TrainConfig,
-        dataset: Dataset | None = None,
+        dataset: Dataset,
+        baseline_mastery_corr: float,
         on_epoch: EpochCallback | None = None,
         batch_hooks: Sequence[BatchHook] = (),
-        baseline_mastery_corr: float | None = None,
         run_info: Mapping[str, Any] | None = None,
     ) -> None:
-        """`run_info`: what the wandb run's config holds beside the settings (a sweep's trial id,
-        number and where the trial's folder is)."""
+        """`baseline_mastery_corr`: the best lookup's `mastery_corr` on the validation windows
+        (`gainakt.baselines.fold_baseline`), which `mastery_lift` is measured against; a sweep fits
+        the lookups once for all its trials. `run_info`: what the wandb run's config holds beside
+        the settings (a sweep's trial id, number and where the trial's folder is)."""
         if config.out is None:
             raise ConfigError("'out' (the run folder) is required")
         self.config = config
         self.run_info = dict(run_info or {})
         self.out = Path(config.out)
         self.on_epoch = on_epoch
-        self.dataset = dataset if dataset is not None else load_dataset(config.data, config.num_concepts)
+        self.dataset = dataset
         train_windows, valid_windows = self.dataset.split(config.fold)
         self.device = resolve_device(config.device)
         self.amp_dtype = autocast_dtype(config.precision, self.device)
@@ -238,11 +242,6 @@ class Trainer:
             self.valid_plan = self.valid_plan.on_device(self.device)
         # Every real position weighs the same: a batch's summed loss over a fixed expected count.
         self.positions_per_batch = config.batch_size * float((train_windows.lengths - 1).mean())
-        # mastery_lift compares the model with the best lookup on the same validation windows; a
-        # sweep fits the lookups once for all its trials and passes their figure in.
-        if baseline_mastery_corr is None:
-            scores = baseline_metrics(train_windows, valid_windows, self.dataset.num_concepts)
-            baseline_mastery_corr = best_mastery_corr(scores)
         self.baseline_mastery_corr = baseline_mastery_corr
         self.wandb = WandbSink()  # inactive until run() opens the run's
         # The monitor logs through `self.wandb` as it is at each call: the sink that run() opened.
@@ -485,24 +484,10 @@ def train(
     on_epoch: EpochCallback | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    return Trainer(config, dataset, on_epoch).run(resume=resume)
-
-
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Tracer, TrainConfig, dict[str, Any]]:
-    """The best model of a run folder, its configuration and the stored checkpoint."""
-    path = Path(run_dir) / "best.pt"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no best.pt (not a finished or started run folder)")
-    state = torch.load(path, map_location=device, weights_only=False)
-    config = build(TrainConfig, state["config"])
-    model = build_model(config.model, state["num_concepts"])
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), config, state
-
-
-def read_epoch_csv(text: str) -> list[dict[str, float]]:
-    """The rows of a run folder's `metrics_epoch.csv` (its text), one per epoch, as they were written."""
-    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+    """One run from its configuration: the dataset is read and the lookups fitted when not given."""
+    if dataset is None:
+        dataset = load_dataset(config.data, config.num_concepts)
+    return Trainer(config, dataset, fold_baseline(dataset, config.fold), on_epoch).run(resume=resume)
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:

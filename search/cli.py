@@ -238,7 +238,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from gainakt.evaluate import evaluate_run
+    from gainakt.run_folder import evaluate_run
     from search.views import metric_lines
 
     if args.bootstrap < 0 or args.bootstrap == 1:

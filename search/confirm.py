@@ -28,8 +28,9 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from gainakt.baselines import baseline_metrics, best_mastery_corr, fit_baselines
-from gainakt.data import BatchPlan, Dataset, Sequences
+from gainakt.batching import BatchPlan
 from gainakt.errors import ConfigError, DataError
+from gainakt.sequences import Dataset, Sequences
 
 from . import pareto
 from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
@@ -190,7 +191,8 @@ def run_confirmation_trial(
     from ray import tune
 
     from gainakt.evaluate import evaluate
-    from gainakt.train import Trainer, load_run
+    from gainakt.run_folder import load_run
+    from gainakt.train import Trainer
 
     began = time.perf_counter()
     run = config["run"]
@@ -200,7 +202,7 @@ def run_confirmation_trial(
         trial_config(setup, run["settings"], int(run["seed"]), str(out), device), fold=int(run["fold"])
     )
     shutil.rmtree(out, ignore_errors=True)  # a run stopped midway starts afresh
-    trainer = Trainer(train_config, dataset, baseline_mastery_corr=against[f"{run['fold']}/valid"])
+    trainer = Trainer(train_config, dataset, against[f"{run['fold']}/valid"])
     results = trainer.run()
     model, _, state = load_run(out, device)
     metrics: dict[str, Any] = {

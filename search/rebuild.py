@@ -24,8 +24,8 @@ import pyarrow.fs as pafs
 from optuna.trial import TrialState
 
 from gainakt.guarantees import guaranteed_metrics
+from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import select_epoch
-from gainakt.train import read_epoch_csv
 
 from .recorder import apply_result, new_trial_row
 from .schema import CHECKPOINT, CONTINUES, GUARANTEED, STATUS_ATTR, TRIAL_KEY, TUNE_TRIAL_ATTR, TrialStatus

@@ -16,10 +16,11 @@ from typing import Any
 from gainakt import __version__
 from gainakt.baselines import baseline_metrics, best_mastery_corr
 from gainakt.config import flatten
-from gainakt.data import Dataset, load_dataset
+from gainakt.data import load_dataset
 from gainakt.errors import ConfigError
 from gainakt.guarantees import guaranteed_metrics, guarantees_of
 from gainakt.schema import EvalMetrics
+from gainakt.sequences import Dataset
 
 from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
 from .journal import check_journal, drop_stale_lock, drop_torn_tail

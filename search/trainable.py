@@ -24,12 +24,14 @@ import ray
 import torch
 from ray import tune
 
+from gainakt.baselines import fold_baseline
 from gainakt.config import merge, nest
-from gainakt.data import Dataset
 from gainakt.errors import ConfigError
 from gainakt.guarantees import guaranteed_metrics
+from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import reported_figures
-from gainakt.train import EpochRow, TrainConfig, Trainer, make_config, read_epoch_csv
+from gainakt.sequences import Dataset
+from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
 
 from .schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, WANDB_RUN
 from .study import TUNE_DIR
@@ -167,13 +169,10 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         rows.append(row.flat())
         report_flat(rows[-1], folder)
 
-    trainer = Trainer(
-        train_config,
-        dataset,
-        on_epoch=report,
-        baseline_mastery_corr=setup.baseline_mastery_corr,
-        run_info=run_info,
-    )
+    baseline = setup.baseline_mastery_corr
+    if baseline is None:  # a setup made without the study's lookups fitted
+        baseline = fold_baseline(dataset, train_config.fold)
+    trainer = Trainer(train_config, dataset, baseline, on_epoch=report, run_info=run_info)
     trainer.run(resume=bool(rows))
     if not reported and rows:
         # Its checkpoint was its last epoch (the driver died before it heard the trial end): report

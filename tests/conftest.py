@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gainakt.data import Dataset, load_dataset
+from gainakt.data import load_dataset
+from gainakt.sequences import Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIST2015 = REPO.parent / "shared" / "data" / "assist2015"

@@ -25,9 +25,10 @@ from gainakt.baselines import (
     estimates,
     fit_baselines,
 )
-from gainakt.data import Dataset, Sequences, load_dataset
+from gainakt.data import load_dataset
 from gainakt.evaluate import Observations, eval_metrics
 from gainakt.schema import EvalMetrics
+from gainakt.sequences import Dataset, Sequences
 from search.cli import main
 
 SOURCE = "synthetic:students=300,concepts=10,seed=3"

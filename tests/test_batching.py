@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from gainakt.data import Batch, BatchPlan, Dataset, Sequences
+from gainakt.batching import Batch, BatchPlan
+from gainakt.sequences import Dataset, Sequences
 
 
 def real_positions(batches) -> Counter:

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from gainakt.baselines import baseline_observations
+from gainakt.batching import BatchPlan
 from gainakt.bootstrap import bootstrap_intervals
-from gainakt.data import BatchPlan, load_dataset
+from gainakt.data import load_dataset
 from gainakt.evaluate import Observations, eval_metrics, observe
 from gainakt.schema import EvalMetrics
-from gainakt.train import Trainer, make_config
+from gainakt.train import make_config, train
 from search.cli import main
 
 DATA = "synthetic:students=1000,concepts=10,seed=4"
@@ -33,13 +34,13 @@ def run(tmp_path_factory) -> Path:
     """A model trained for one epoch: fixed weights to evaluate."""
     out = tmp_path_factory.mktemp("boot") / "run"
     config = make_config(assignments=SETTINGS, data=DATA, out=str(out), epochs=1, threads=1)
-    Trainer(config).run()
+    train(config)
     return out
 
 
 @pytest.fixture(scope="module")
 def observed(run: Path) -> tuple[Observations, dict[str, Observations]]:
-    from gainakt.train import load_run
+    from gainakt.run_folder import load_run
 
     model, config, _ = load_run(run)
     dataset = load_dataset(DATA)

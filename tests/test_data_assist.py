@@ -7,7 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from gainakt.data import BatchPlan, Dataset
+from gainakt.batching import BatchPlan
+from gainakt.sequences import Dataset
 
 
 def pykt_window_count(length: int, maxlen: int = 200, min_len: int = 3) -> int:

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gainakt.data import BatchPlan, load_dataset
+from gainakt.batching import BatchPlan
+from gainakt.data import load_dataset
 from gainakt.evaluate import Observations, eval_metrics
-from gainakt.model import States
 from gainakt.schema import DEGENERACY_LIMITS
+from gainakt.tracer import States
 from search import pareto
 from search.schema import BELOW_BASELINE, DEGENERATE
 from search.spec import Objective

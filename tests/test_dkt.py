@@ -8,13 +8,16 @@ import math
 import pytest
 import torch
 
-from gainakt.data import BatchPlan, load_dataset
+from gainakt.batching import BatchPlan
+from gainakt.data import load_dataset
 from gainakt.dkt import DKT
 from gainakt.evaluate import evaluate
 from gainakt.guarantees import guarantees_of
 from gainakt.losses import auxiliary_losses
-from gainakt.model import ModelOptions, build_model
-from gainakt.train import Trainer, load_run, make_config
+from gainakt.model import build_model
+from gainakt.run_folder import load_run
+from gainakt.tracer import ModelOptions
+from gainakt.train import make_config, train
 
 DATA = "synthetic:students=300,concepts=10,seed=3"
 
@@ -71,7 +74,7 @@ def test_what_holds_by_construction(plan) -> None:
 def test_the_trainer_trains_it_and_a_run_folder_reloads_it(tmp_path) -> None:
     settings = ["model.kind=dkt", "model.d_model=32"]
     config = make_config(assignments=settings, data=DATA, out=str(tmp_path / "run"), epochs=3, threads=1)
-    results = Trainer(config).run()
+    results = train(config)
     assert results["best"]["auc"] > 0.6 and math.isfinite(results["best"]["mastery_lift"])
     model, loaded, _ = load_run(tmp_path / "run")
     assert isinstance(model, DKT) and loaded.model.kind == "dkt"

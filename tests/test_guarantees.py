@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from gainakt import schema
-from gainakt.data import BatchPlan, load_dataset
+from gainakt.batching import BatchPlan
+from gainakt.data import load_dataset
 from gainakt.evaluate import evaluate
 from gainakt.guarantees import guaranteed_metrics, guarantees, guarantees_of, zero_losses
 from gainakt.losses import auxiliary_losses
-from gainakt.model import GainAKT2Exp, ModelOptions
+from gainakt.model import GainAKT2Exp
+from gainakt.tracer import ModelOptions
 from search.cli import main
 from search.spec import Objective, SweepSpec
 from search.sweep import prepare

@@ -13,11 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gainakt.batching import Batch, BatchPlan
 from gainakt.config import build
-from gainakt.data import Batch, BatchPlan, load_dataset
+from gainakt.data import load_dataset
 from gainakt.errors import ConfigError
 from gainakt.evaluate import Observations, eval_metrics, evaluate
-from gainakt.model import MASTERY_EPS, GainAKT2Exp, ModelOptions, States
+from gainakt.model import MASTERY_EPS, GainAKT2Exp
+from gainakt.tracer import ModelOptions, States
 
 CONCEPTS = 6
 A_ONE = math.log(math.e - 1)  # readout_scale with a = softplus(readout_scale) = 1

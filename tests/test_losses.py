@@ -13,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gainakt.data import Batch, BatchPlan, load_dataset
+from gainakt.batching import Batch, BatchPlan
+from gainakt.data import load_dataset
 from gainakt.errors import ConfigError
 from gainakt.losses import LossWeights, auxiliary_losses, compose, prediction_loss, warmup_factor
-from gainakt.model import GainAKT2Exp, ModelOptions, States
+from gainakt.model import GainAKT2Exp
 from gainakt.schema import LOSS_NAMES
+from gainakt.tracer import ModelOptions, States
 
 # ---------------------------------------------------------------------------- properties on random states
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from gainakt import metrics
-from gainakt.data import Batch
+from gainakt.batching import Batch
 from gainakt.evaluate import Observations, eval_metrics, recovery_metrics
-from gainakt.model import States
 from gainakt.schema import EvalMetrics
+from gainakt.tracer import States
 
 
 def textbook_pearson(x: list[float], y: list[float]) -> float:
@@ -455,7 +455,7 @@ def test_faithfulness_and_residual_share_from_the_states_of_a_head_that_reads_th
 
 
 def test_a_lookup_has_no_residual_and_moves_its_prediction_with_its_mastery() -> None:
-    from gainakt.data import Sequences
+    from gainakt.sequences import Sequences
 
     # one window, 4 interactions: the estimates before 2nd-4th are the predictions
     windows = Sequences(

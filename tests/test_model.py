@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from gainakt import model as model_module
-from gainakt.data import Batch, BatchPlan, load_dataset
+from gainakt.batching import Batch, BatchPlan
+from gainakt.data import load_dataset
 from gainakt.errors import ConfigError
 from gainakt.evaluate import Observations
 from gainakt.losses import LossWeights, auxiliary_losses, compose, prediction_loss
-from gainakt.model import BLOCKS, FeedForward, GainAKT2Exp, ModelOptions
+from gainakt.model import BLOCKS, FeedForward, GainAKT2Exp
 from gainakt.monitor import Monitor
+from gainakt.tracer import ModelOptions
 
 CONCEPTS = 7
 

@@ -249,7 +249,7 @@ def test_common_seeds_give_trials_with_the_same_settings_the_same_initial_weight
     weights = []
     for config, folder in ((first, "a"), (second, "b")):
         train_config = trial_config(setup, config["settings"], config["seed"], str(tmp_path / folder))
-        trainer = Trainer(train_config, dataset, baseline_mastery_corr=float("nan"))
+        trainer = Trainer(train_config, dataset, float("nan"))
         weights.append(trainer.model.state_dict())
     same = all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     if seed_mode == "common":

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gainakt.data import REQUIRED_COLUMNS, Dataset, Sequences, load_dataset
+from gainakt.data import load_dataset
 from gainakt.errors import DataError
 from gainakt.metrics import roc_auc
+from gainakt.pykt import REQUIRED_COLUMNS
+from gainakt.sequences import Dataset, Sequences
 from gainakt.synthetic import SyntheticConfig
 from search.cli import main
 

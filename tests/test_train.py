@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from gainakt.baselines import fold_baseline
 from gainakt.data import load_dataset
 from gainakt.schema import LOSS_COMPONENTS, RECOVERY_METRICS
-from gainakt.train import EpochRow, Trainer, make_config, train
+from gainakt.sequences import Dataset
+from gainakt.train import EpochRow, TrainConfig, Trainer, make_config, train
 from search.cli import main
 
 DATA = "synthetic:students=150,concepts=8,seed=2"
@@ -47,6 +49,11 @@ def without_timing(table: list[dict[str, float]]) -> list[dict[str, float | str]
 
 def small_config(out: Path, **values):
     return make_config(assignments=SMALL, data=DATA, out=str(out), **{"epochs": 3, "patience": 0, **values})
+
+
+def make_trainer(config: TrainConfig, dataset: Dataset, **hooks) -> Trainer:
+    """A trainer measuring mastery_lift against the lookups of its own validation fold, as `train` does."""
+    return Trainer(config, dataset, fold_baseline(dataset, config.fold), **hooks)
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +140,11 @@ def test_stopped_and_resumed_run_ends_like_an_uninterrupted_one(
 
     out = tmp_path / "interrupted"
     with pytest.raises(Crash):
-        Trainer(small_config(out), dataset, on_epoch=crash_after_two).run()
+        make_trainer(small_config(out), dataset, on_epoch=crash_after_two).run()
     assert len(rows(out)) == 2
     seen = []
-    Trainer(small_config(out), dataset, on_epoch=lambda row, run_dir: seen.append(row.epoch)).run(resume=True)
+    resumed = make_trainer(small_config(out), dataset, on_epoch=lambda row, run_dir: seen.append(row.epoch))
+    resumed.run(resume=True)
     assert seen == [3]
     assert without_timing(rows(out)) == without_timing(rows(finished))
 
@@ -152,7 +160,7 @@ def test_constructing_a_trainer_leaves_torchs_rng_and_threads_alone_and_seeds_it
     tmp_path: Path, dataset
 ) -> None:
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
-    first = Trainer(small_config(tmp_path / "first", threads=threads + 1), dataset)
+    first = make_trainer(small_config(tmp_path / "first", threads=threads + 1), dataset)
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.get_rng_state(), rng)
     assert not (tmp_path / "first").exists()
@@ -160,8 +168,8 @@ def test_constructing_a_trainer_leaves_torchs_rng_and_threads_alone_and_seeds_it
     def same_weights(a: Trainer, b: Trainer) -> bool:
         return all(torch.equal(w, b.model.state_dict()[k]) for k, w in a.model.state_dict().items())
 
-    assert same_weights(first, Trainer(small_config(tmp_path / "same"), dataset))
-    assert not same_weights(first, Trainer(small_config(tmp_path / "other", seed=1), dataset))
+    assert same_weights(first, make_trainer(small_config(tmp_path / "same"), dataset))
+    assert not same_weights(first, make_trainer(small_config(tmp_path / "other", seed=1), dataset))
 
 
 def test_train_epoch_calls_each_batch_hook_once_per_step_and_writes_no_run_folder(
@@ -174,7 +182,7 @@ def test_train_epoch_calls_each_batch_hook_once_per_step_and_writes_no_run_folde
         assert states.logits.shape == batch.mask.shape
         seen.append((step, batch.num_real))
 
-    trainer = Trainer(small_config(out), dataset, batch_hooks=[hook])
+    trainer = make_trainer(small_config(out), dataset, batch_hooks=[hook])
     assert trainer.batch_hooks == [trainer.monitor.after_batch, hook]
     row = trainer.train_epoch()
     assert isinstance(row, EpochRow) and row.epoch == trainer.epoch == 1
@@ -199,7 +207,7 @@ def test_a_run_that_raises_closes_its_wandb_run(tmp_path: Path, dataset) -> None
     def hook(step: int, states, batch) -> None:
         seen.append((trainer.wandb, trainer.wandb.active))
 
-    trainer = Trainer(config, dataset, batch_hooks=[hook])
+    trainer = make_trainer(config, dataset, batch_hooks=[hook])
     with pytest.raises(FloatingPointError, match="loss is nan"):
         trainer.run()
     sink = trainer.wandb
@@ -268,7 +276,7 @@ def test_bf16_autocast_on_the_cpu_runs_in_bf16_and_ends_within_001_auc_of_fp32(
     """The mixed-precision code path, on the CPU (its speed waits for a GPU: benchmarks/README)."""
     seen: set[torch.dtype] = set()
     config = small_config(tmp_path / "bf16", precision="bf16")
-    trainer = Trainer(
+    trainer = make_trainer(
         config, dataset, batch_hooks=[lambda step, states, batch: seen.add(states.logits.dtype)]
     )
     bf16 = trainer.run()
@@ -281,4 +289,4 @@ def test_fp16_is_refused_on_the_cpu(tmp_path: Path, dataset) -> None:
     from gainakt.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        Trainer(small_config(tmp_path / "fp16", precision="fp16"), dataset)
+        make_trainer(small_config(tmp_path / "fp16", precision="fp16"), dataset)
