@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from search.demo import fake_study
+from fake_study import fake_study
 
 TARGETS = {"status": 1.5, "pareto": 1.5}
 

@@ -30,8 +30,8 @@ import pandas as pd
 import pyarrow as pa
 
 from search.schema import TrialStatus
-from search.store import SEGMENT_TRIALS, Store
-from search.study import Study
+from search.store.segments import SEGMENT_TRIALS, Store
+from search.store.study import Study
 
 EPOCHS = 5
 

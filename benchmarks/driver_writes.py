@@ -34,14 +34,14 @@ from optuna.storages.journal import JournalFileBackend
 from ray import tune
 
 from gainakt import schema as model_schema
-from search.recorder import StoreRecorder
+from search.run.recorder import StoreRecorder
 from search.spec import SweepSpec
-from search.store import Store
-from search.study import Study
+from search.store.segments import Store
+from search.store.study import Study
 
 
 def trivial_trial(config: dict[str, Any]) -> None:
-    """Reports `epochs` epochs of random metrics, shaped as `search.trainable.run_trial` reports them."""
+    """Reports `epochs` epochs of random metrics, shaped as `search.run.trainable.run_trial` reports them."""
     rng = np.random.default_rng(config["seed"])
     for epoch in range(1, config["epochs"] + 1):
         metrics = {name: float(rng.uniform(0.0, 1.0)) for name in model_schema.METRICS}

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     from search.cli import main as gainakt_search
-    from search.store import Store
-    from search.study import Study
+    from search.store.segments import Store
+    from search.store.study import Study
 
     storage = args.storage or tempfile.mkdtemp(prefix="gpu-trials-")
     cpus = max(1, (os.cpu_count() or 8) // 8)

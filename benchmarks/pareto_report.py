@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fake_study import fake_study
 
-from search import pareto
-from search.demo import fake_study
-from search.report import write_report
+from search.analysis import pareto
+from search.report.page import write_report
 from search.schema import TrialStatus
 from search.spec import Objective
-from search.store import Store
+from search.store.segments import Store
 
 OBJECTIVES = (Objective("auc", "max"), Objective("mastery_corr", "max"), Objective("neg_gain_rate", "min"))
 

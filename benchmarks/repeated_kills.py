@@ -26,10 +26,10 @@ from pathlib import Path
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.recorder import open_optuna_study
+from search.run.recorder import open_optuna_study
 from search.schema import TrialStatus
-from search.store import Store
-from search.study import Study
+from search.store.segments import Store
+from search.store.study import Study
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = "synthetic:students=300,concepts=10,seed=3"

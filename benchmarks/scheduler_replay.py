@@ -1,7 +1,7 @@
 """Early stopping measured by replaying recorded learning curves instead of training again.
 
 A finished study whose every trial ran all its epochs (scheduler fifo) is a table: each trial's
-figures and seconds at every epoch. `search/replay.py` runs `--workers` simulated workers over
+figures and seconds at every epoch. `benchmarks/replay.py` runs `--workers` simulated workers over
 it on a simulated clock, feeding each epoch's result to the sweep's own scheduler objects as
 the trainable reports it. Two measurements, each as the mean and a 95% t interval:
 
@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
+from replay import SCHEDULERS, Curves, Feed, Run, Sampled, ordered, replay
 
-from search import pareto
-from search.replay import SCHEDULERS, Curves, Feed, Run, Sampled, ordered, replay
+from search.analysis import pareto
+from search.analysis.statistics import Estimate
 from search.schema import TrialStatus
-from search.statistics import Estimate
 
 TARGET = 0.95  # of FIFO's final hypervolume
 RECORDED_DATA = "synthetic:students=600,seed=3"  # the simulator, small enough for minutes on two cores

@@ -23,10 +23,10 @@ import sys
 import tempfile
 import time
 
+from search.run.sweep import prepare, run_sweep
 from search.schema import TrialStatus
 from search.spec import SweepSpec
-from search.store import Store
-from search.sweep import prepare, run_sweep
+from search.store.segments import Store
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Writing local files atomically: a crash leaves the old file or the new one, never half of one.
 
-(A study folder, which may live in object storage, has its own `search.study.Study.write_atomic`.)
+(A study folder, which may live in object storage, has its own `search.store.study.Study.write_atomic`.)
 """
 
 from __future__ import annotations

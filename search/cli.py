@@ -1,5 +1,5 @@
 """`gainakt-search`: the command line. It parses arguments and calls; what is printed comes from
-`search.views`. Bad input ends with one line on stderr and exit code 2."""
+`search.report.terminal`. Bad input ends with one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
 
 def _data_check(args: argparse.Namespace) -> int:
     from gainakt.data import load_dataset
-    from search.views import data_summary_lines
+    from search.report.terminal import data_summary_lines
 
     dataset = load_dataset(args.source, num_concepts=args.num_concepts)
     dataset.split(args.fold)  # an absent validation fold is an error here too
@@ -141,7 +141,7 @@ def _add_baselines(commands: argparse._SubParsersAction) -> None:
 def _baselines(args: argparse.Namespace) -> int:
     from gainakt.baselines import baseline_metrics, best_baseline
     from gainakt.data import load_dataset
-    from search.views import baseline_lines
+    from search.report.terminal import baseline_lines
 
     dataset = load_dataset(args.source, num_concepts=args.num_concepts)
     train, valid = dataset.split(args.fold)
@@ -204,7 +204,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from gainakt.train import make_config, train
-    from search.views import training_lines
+    from search.report.terminal import training_lines
 
     values = {"out": args.out, "data": args.data, "wandb": args.wandb}
     config = make_config(
@@ -239,7 +239,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from gainakt.run_folder import evaluate_run
-    from search.views import metric_lines
+    from search.report.terminal import metric_lines
 
     if args.bootstrap < 0 or args.bootstrap == 1:
         raise UserError(f"--bootstrap {args.bootstrap}: give 0 (no intervals) or at least 2 resamples")
@@ -272,7 +272,7 @@ def _add_check(commands: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from gainakt.selfcheck import run_checks
-    from search.views import check_lines
+    from search.report.terminal import check_lines
 
     results = run_checks()
     _print(check_lines(results))
@@ -485,14 +485,14 @@ def _spec_from_args(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from search.sweep import prepare
+    from search.run.sweep import prepare
 
     return _sweep(prepare(_spec_from_args(args), wandb=args.wandb), args)
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from search.run.sweep import prepare
     from search.spec import SweepSpec
-    from search.sweep import prepare
 
     spec = SweepSpec(name=args.name, storage=args.storage)
     prepared = prepare(spec, wandb=args.wandb, must_exist=True, spec_given=False, trials=args.trials)
@@ -500,11 +500,11 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _sweep(prepared: Any, args: argparse.Namespace) -> int:
-    from search import views
-    from search.pareto import load_analysis
-    from search.report import write_report
-    from search.store import Store
-    from search.sweep import run_sweep
+    from search.analysis.pareto import load_analysis
+    from search.report import terminal as views
+    from search.report.page import write_report
+    from search.run.sweep import run_sweep
+    from search.store.segments import Store
 
     spec = prepared.spec
     _print(views.sweep_start_line(spec, prepared.dataset.source, prepared.resumed))
@@ -532,10 +532,10 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from search.lease import read_lease
-    from search.store import Store
-    from search.study import open_study
-    from search.views import status_columns, status_lines
+    from search.report.terminal import status_columns, status_lines
+    from search.run.lease import read_lease
+    from search.store.segments import Store
+    from search.store.study import open_study
 
     study = open_study(args.storage, args.name)
     lease = read_lease(study)
@@ -590,10 +590,10 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    from search.confirm import plan_confirmation, run_confirmation
-    from search.store import Store
-    from search.study import open_study
-    from search.views import confirmed_lines
+    from search.report.terminal import confirmed_lines
+    from search.run.confirm import plan_confirmation, run_confirmation
+    from search.store.segments import Store
+    from search.store.study import open_study
 
     study = open_study(args.storage, args.name)
     plan = plan_confirmation(study, args.trials, args.seeds, args.folds, args.split, dkt=not args.no_dkt)
@@ -645,16 +645,16 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from search.pareto import load_analysis
-    from search.study import open_study
-    from search.views import pareto_output
+    from search.analysis.pareto import load_analysis
+    from search.report.terminal import pareto_output
+    from search.store.study import open_study
 
     study = open_study(args.storage, args.name)
     objectives = study.read_spec().named_objectives(args.objectives)
     if args.confirmed:
-        from search.statistics import confirmed_split
-        from search.store import Store
-        from search.views import confirmed_lines
+        from search.analysis.statistics import confirmed_split
+        from search.report.terminal import confirmed_lines
+        from search.store.segments import Store
 
         table = Store(study).confirm()
         if not len(table):
@@ -687,8 +687,8 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from search.report import write_report
-    from search.study import open_study
+    from search.report.page import write_report
+    from search.store.study import open_study
 
     written = write_report(open_study(args.storage, args.name), args.output)
     _print([f"report: {written.html}", f"summary: {written.markdown}"])
@@ -713,8 +713,8 @@ def _add_doctor(commands: argparse._SubParsersAction) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from search.doctor import examine, repair
-    from search.study import open_study
+    from search.repair.doctor import examine, repair
+    from search.store.study import open_study
 
     study = open_study(args.storage, args.name)
     if args.repair:

@@ -69,7 +69,7 @@ STATUS_ATTR = "status"  # the store's status
 SELECTED_EPOCH_ATTR = "selected_epoch"
 EPOCHS_ATTR = "epoch_values"  # {epoch: {objective: value}}: the learning curve of each objective
 
-# Keys of a trial's config when it continues a trial the restored Tuner lost (search/recorder.py).
+# Keys of a trial's config when it continues a trial the restored Tuner lost (search/run/recorder.py).
 CONTINUES = "continues"  # the store's trial id it continues
 RESUME_FROM = "resume_from"  # the checkpoint it starts from
 
@@ -108,7 +108,7 @@ def violation_column(constraint: Any) -> str:
     return f"{VIOLATION}{constraint.metric}{constraint.op}{exact_number(constraint.threshold)}"
 
 
-# The confirm table (search/confirm.py): where a row comes from, and a metric on a split.
+# The confirm table (search/run/confirm.py): where a row comes from, and a metric on a split.
 BASELINE_PREFIX = "baseline:"  # the source of a baseline's rows, e.g. baseline:pfa
 DKT_SOURCE = "dkt"  # the source of the DKT runs a confirmation trains beside the trials
 

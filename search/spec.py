@@ -10,7 +10,7 @@ trials = 8                           # in total, including failed ones
 concurrent = 2                       # trials at a time
 sampler = "tpe"                      # tpe, nsga2, gp or random
 scheduler = "fifo"                   # fifo; asha (stops trials weak on AUC alone); mo-asha
-                                     # (stops trials weak on all the objectives, search/schedulers.py)
+                                     # (stops trials weak on all the objectives, search/run/schedulers.py)
 grace_period = 1                     # asha and mo-asha: the first epoch trials are compared at
 reduction_factor = 2                 # ... and the factor between rungs (top 1/factor continue)
 seed = 0
@@ -18,7 +18,7 @@ seed_mode = "common"                 # every trial trains with `seed`; "per-tria
 storage = "runs"                     # a folder or a URI pyarrow understands (s3://..., gs://...)
 keep_checkpoints = 0                 # epoch checkpoints kept per trial; 0 keeps all
 [reference]                          # optional: the hypervolume's reference point, per objective
-auc = 0.5                            # objectives left out get the worst observed value (search/pareto.py)
+auc = 0.5                            # objectives left out get the worst observed value (analysis/pareto.py)
 [[start]]                            # optional, repeatable: a trial to run first, given as the
 use_sparsity = false                 # space's Optuna parameters; those left out are sampled
 [resources]                          # per trial
@@ -45,8 +45,7 @@ from gainakt import schema
 from gainakt.config import MAX_SEED, build, merge, read_toml, with_assignments
 from gainakt.errors import ConfigError
 from gainakt.schema import Direction
-
-from .schema import exact_number
+from search.schema import exact_number
 
 Sampler = Literal["tpe", "nsga2", "gp", "random"]
 Scheduler = Literal["fifo", "asha", "mo-asha"]

@@ -8,8 +8,7 @@ import optuna
 
 from gainakt.guarantees import zero_losses
 from gainakt.schema import SEARCHED_LOSSES
-
-from . import register
+from spaces.registry import register
 
 WEIGHT_RANGE = (1e-3, 1.0)  # log-uniform; below 1e-3 a loss hardly moves the total, above 1 it drowns the BCE
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search.store import Store
+from search.store.segments import Store
 
 
 class Killed(BaseException):

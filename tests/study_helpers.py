@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from search.demo import fake_study
-from search.store import Store
-from search.study import Study
+from fake_study import fake_study
+
+from search.store.segments import Store
+from search.store.study import Study
 
 __all__ = ["fake_study", "put_trial_like"]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from search.recorder import open_optuna_study
-from search.store import Store
-from search.study import Study
+from search.run.recorder import open_optuna_study
+from search.store.segments import Store
+from search.store.study import Study
 
 # Small enough that a trial is a few seconds on one core, large enough to learn something.
 TINY_DATA = "synthetic:students=300,concepts=10,seed=3"

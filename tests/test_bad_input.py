@@ -15,7 +15,7 @@ import pytest
 from gainakt.data import load_dataset
 from search.cli import main
 from search.spec import SweepSpec
-from search.study import Study
+from search.store.study import Study
 
 DATA = "synthetic:students=100,concepts=5,seed=1"
 CSV_HEADER = "fold,uid,concepts,responses\n"

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from store_helpers import Cut, Killed
 
-from search import store as store_module
 from search.schema import TrialStatus
 from search.spec import SweepSpec
-from search.store import Store
-from search.study import Study
-from search.tables import epoch_schema, to_table
+from search.store import segments as store_module
+from search.store.segments import Store
+from search.store.study import Study
+from search.store.tables import epoch_schema, to_table
 
 EPOCHS = 3
 
@@ -266,8 +266,8 @@ def test_a_compaction_cut_at_any_step_reads_every_row_once_and_recovers(tmp_path
 
 KILLED_COMPACTION = """
 import sys, time
-from search.store import Store
-from search.study import Study
+from search.store.segments import Store
+from search.store.study import Study
 store = Store(Study(sys.argv[1], "compacted"))
 print("ready", flush=True)
 started = time.perf_counter()
@@ -322,7 +322,7 @@ def test_sigkill_during_a_compaction_never_shows_a_row_twice_or_loses_one(tmp_pa
 
 
 def test_doctor_names_a_cut_compaction_and_repair_finishes_it(tmp_path):
-    from search.doctor import examine, repair
+    from search.repair.doctor import examine, repair
 
     study = write_study(tmp_path, trials=CUT_TRIALS)
     study.write_spec(SweepSpec(name=study.name, storage=str(tmp_path), trials=CUT_TRIALS))
@@ -341,9 +341,10 @@ def test_doctor_names_a_cut_compaction_and_repair_finishes_it(tmp_path):
 
 
 def test_pareto_without_the_epoch_level_opens_no_epoch_file_and_prints_the_same_front(tmp_path):
-    from search.demo import fake_study
-    from search.pareto import load_analysis
-    from search.views import pareto_output
+    from fake_study import fake_study
+
+    from search.analysis.pareto import load_analysis
+    from search.report.terminal import pareto_output
 
     study = fake_study(tmp_path, "front", 150, segments=True)
     full = load_analysis(study)[1]
@@ -362,8 +363,9 @@ def test_pareto_without_the_epoch_level_opens_no_epoch_file_and_prints_the_same_
 def test_status_and_pareto_never_open_the_epoch_table(tmp_path, capsys, caplog):
     """Every epoch file replaced by junk: `status` and `pareto` answer without a word about them,
     `pareto --epoch-level`, which needs them, names them."""
+    from fake_study import fake_study
+
     from search.cli import main
-    from search.demo import fake_study
 
     study = fake_study(tmp_path, "junk", 80, segments=True)
     for path in Path(study.epochs_dir).glob("*.parquet"):

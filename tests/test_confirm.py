@@ -16,9 +16,9 @@ from study_helpers import fake_study
 from sweep_helpers import kill_group, sweep_argv
 
 from search.cli import main
-from search.confirm import CONFIRM_SEED
-from search.store import Store
-from search.study import Study
+from search.run.confirm import CONFIRM_SEED
+from search.store.segments import Store
+from search.store.study import Study
 
 REPO = Path(__file__).parents[1]
 

@@ -13,8 +13,8 @@ from optuna.storages.journal import JournalFileBackend
 from study_helpers import fake_study
 
 from search.cli import main
-from search.journal import check_journal
-from search.store import Store
+from search.store.journal import check_journal
+from search.store.segments import Store
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -98,7 +98,7 @@ def test_doctor_repair_quarantines_unreadable_files_and_drops_a_torn_journal_lin
 def test_a_journal_lock_left_by_a_killed_driver_is_removed_even_when_it_points_at_a_moved_journal(tmp_path):
     """Optuna's lock is a link to the journal's path when it was taken: after a move it dangles,
     and Optuna's own stale-lock check (os.stat through the link) would fail on it."""
-    from search.journal import drop_stale_lock
+    from search.store.journal import drop_stale_lock
 
     study = fake_study(tmp_path, "locked", 3)
     journal = _with_journal(study)

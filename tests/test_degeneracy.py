@@ -14,10 +14,10 @@ from gainakt.data import load_dataset
 from gainakt.evaluate import Observations, eval_metrics
 from gainakt.schema import DEGENERACY_LIMITS
 from gainakt.tracer import States
-from search import pareto
+from search.analysis import pareto
+from search.report.terminal import pareto_output
 from search.schema import BELOW_BASELINE, DEGENERATE
 from search.spec import Objective
-from search.views import pareto_output
 
 OBJECTIVES = (Objective("auc", "max"), Objective("mastery_corr", "max"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gainakt.errors import ConfigError
-from search.trainable import trial_device
+from search.run.trainable import trial_device
 
 
 def test_cpu_is_kept_even_when_ray_assigned_a_gpu():

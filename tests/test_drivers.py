@@ -15,8 +15,8 @@ from pandas.testing import assert_frame_equal
 from sweep_helpers import interrupt_when, kill_group, optuna_trials, sweep_argv, tables
 
 from search.cli import main
-from search.lease import read_lease
-from search.study import Study
+from search.run.lease import read_lease
+from search.store.study import Study
 
 pytestmark = pytest.mark.slow  # real local Ray clusters: run by .ci/run, skipped by `pytest -m "not slow"`
 

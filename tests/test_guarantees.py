@@ -16,8 +16,8 @@ from gainakt.losses import auxiliary_losses
 from gainakt.model import GainAKT2Exp
 from gainakt.tracer import ModelOptions
 from search.cli import main
+from search.run.sweep import prepare
 from search.spec import Objective, SweepSpec
-from search.sweep import prepare
 
 MODES = list(
     itertools.product(

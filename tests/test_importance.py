@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from study_helpers import fake_study
 
-from search.importance import param_importances, target_quantile
-from search.pareto import load_analysis
-from search.report import write_report
+from search.analysis.importance import param_importances, target_quantile
+from search.analysis.pareto import load_analysis
+from search.report.page import write_report
 from search.spec import Objective
 
 

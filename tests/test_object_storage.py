@@ -12,11 +12,11 @@ from study_helpers import fake_study
 from sweep_helpers import interrupt_when, sweep_argv, tune_trial
 
 from search.cli import main
-from search.confirm import CONFIRM_SEED
-from search.lease import read_lease
-from search.recorder import open_optuna_study
-from search.store import Store
-from search.study import Study
+from search.run.confirm import CONFIRM_SEED
+from search.run.lease import read_lease
+from search.run.recorder import open_optuna_study
+from search.store.segments import Store
+from search.store.study import Study
 
 
 def _bucket_files(storage: str) -> list[str]:
@@ -165,7 +165,7 @@ def test_a_trial_ending_reaches_the_bucket_journal_before_the_store(
     that journal before it writes the ending to the store, so a driver killed right after the store
     row never leaves a bucket whose store knows a trial that its journal does not."""
 
-    from search.recorder import StoreRecorder
+    from search.run.recorder import StoreRecorder
 
     monkeypatch.setenv("HOME", str(tmp_path))  # the remote study's local journal copy lives under it
     study = fake_study(s3_storage, "ending", 2)
@@ -188,7 +188,7 @@ def test_a_trial_ending_reaches_the_bucket_journal_before_the_store(
     if ending == "complete":
         recorder.on_trial_complete(0, [trial], trial)
     else:  # the traceback's last line is read from the trial's folder in Ray's session, absent here
-        monkeypatch.setattr("search.recorder.error_line", lambda _: "RuntimeError: boom")
+        monkeypatch.setattr("search.run.recorder.error_line", lambda _: "RuntimeError: boom")
         recorder.on_trial_error(0, [trial], trial)
     assert stored == [told]  # the store's row was written with the told journal already in the bucket
 
@@ -221,7 +221,7 @@ def test_drivers_racing_for_a_study_in_a_bucket_leave_exactly_one_holder(s3_stor
     import time
 
     from gainakt.errors import ConfigError
-    from search import lease as leases
+    from search.run import lease as leases
 
     monkeypatch.setattr(leases, "SETTLE_SECONDS", 0.5)  # far above a local server's write time
     fake_study(s3_storage, "leased", 1)

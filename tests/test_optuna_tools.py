@@ -15,7 +15,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.visualization import plot_pareto_front
 
-from search.searcher import StudySearcher, TrialSpace
+from search.run.searcher import StudySearcher, TrialSpace
 from search.spec import Constraint
 
 METRICS = ["auc", "mastery_lift"]

@@ -1,4 +1,4 @@
-"""Pareto analysis (search/pareto.py): dominance, feasibility, hypervolume and its history, epoch fronts."""
+"""search/analysis/pareto.py: dominance, feasibility, hypervolume and its history, epoch fronts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gainakt.errors import ConfigError
-from search import pareto
+from search.analysis import pareto
 from search.spec import Constraint, Objective, SweepSpec
 
 METRICS = ("auc", "mastery_corr", "neg_gain_rate")

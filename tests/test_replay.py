@@ -1,4 +1,4 @@
-"""The replay engine (`search/replay.py`) on small constructed learning curves: what it runs, what
+"""The replay engine (`benchmarks/replay.py`) on small constructed learning curves: what it runs, what
 it feeds the scheduler and the searcher, and how it maps proposals onto recorded trials."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
+from replay import Curves, Feed, Sampled, nearest, ordered, replay, trial_result
 
-from search import pareto
-from search.replay import Curves, Feed, Sampled, nearest, ordered, replay, trial_result
+from search.analysis import pareto
 from search.spec import SweepSpec
 
 SPEC = SweepSpec(name="replay", trials=8, scheduler="fifo", sampler="random", constraints=())

@@ -1,4 +1,4 @@
-"""The study report (search/report.py) and the `pareto` and `report` commands."""
+"""The study report (search/report/page.py) and the `pareto` and `report` commands."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from chromium import CHROMIUM, PageVisit, png_pixels, visit
 from study_helpers import fake_study
 from sweep_helpers import sweep_argv, tables
 
-from search import pareto, report
+from search.analysis import pareto
+from search.analysis.pareto import load_analysis
 from search.cli import main
-from search.pareto import load_analysis
-from search.report import write_report
+from search.report import page as report
+from search.report.page import write_report
 from search.schema import TrialStatus, param_column
 from search.spec import SweepSpec
-from search.study import Study
+from search.store.study import Study
 
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None,
@@ -218,7 +219,7 @@ def test_a_real_sweep_ends_with_a_report_that_agrees_with_the_terminal(tmp_path,
 def put_confirmation(study: Study, sources: dict[str, float], seeds: int = 3) -> None:
     """Confirm rows as `confirm` writes them: per source a test AUC around `sources[source]`, and a
     baseline; the other objectives fixed by the source so that the front is known."""
-    from search.store import Store
+    from search.store.segments import Store
 
     store, rng = Store(study), np.random.default_rng(0)
     for k, (source, auc) in enumerate(sources.items()):
@@ -355,7 +356,7 @@ def in_memory_study(
     trials: int, epochs: int = 3, missing: int = 0, seed: int = 1
 ) -> tuple[SweepSpec, pd.DataFrame, pd.DataFrame]:
     """The spec, trial and epoch tables of a study of `trials` completed trials with made-up values
-    (the columns search/demo.py writes, built in memory: through the store this size takes minutes);
+    (the columns benchmarks/fake_study.py writes, built in memory: through the store this size takes minutes);
     the last `missing` trials without a mastery_corr."""
     rng = np.random.default_rng(seed)
     ids = np.array([f"t{i:05d}" for i in range(trials)])

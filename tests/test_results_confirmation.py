@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from study_helpers import fake_study
 
-from search.store import Store
+from search.store.segments import Store
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "confirmation.py"
 

@@ -11,7 +11,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from sweep_helpers import tune_trial
 
 from gainakt.errors import ConfigError
-from search.schedulers import MultiObjectiveASHA, rung_order, rungs
+from search.run.schedulers import MultiObjectiveASHA, rung_order, rungs
 from search.spec import Constraint, Objective, SweepSpec
 
 OBJECTIVES = (Objective("auc", "max"), Objective("mastery_corr", "max"))
@@ -127,9 +127,9 @@ def test_a_trial_the_scheduler_ends_early_is_stopped_whatever_tune_says(
     """Tune marks a scheduler's stop `done`, and may not mark a trial continued from its last
     epoch's checkpoint: the store's status follows the epochs the trial ran against those asked,
     and a trial its own trainer stopped (patience) is completed."""
-    from search.recorder import StoreRecorder
-    from search.store import Store
-    from search.study import Study
+    from search.run.recorder import StoreRecorder
+    from search.store.segments import Store
+    from search.store.study import Study
 
     study = Study(str(tmp_path), "ending")
     spec = SweepSpec(name="ending", storage=str(tmp_path), trials=1, scheduler="mo-asha")

@@ -17,7 +17,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.search_generator import SearchGenerator
 from study_helpers import fake_study, put_trial_like
 
-from search.searcher import NAN_VIOLATION, StudySearcher, TrialBudget, TrialSpace, violations
+from search.run.searcher import NAN_VIOLATION, StudySearcher, TrialBudget, TrialSpace, violations
 from search.spec import Constraint
 
 METRICS = ["auc", "mastery_corr", "neg_gain_rate"]
@@ -181,7 +181,7 @@ def test_the_searcher_methods_tune_calls_keep_their_signatures():
         "restore_from_dir",
     ):
         ours, theirs = getattr(StudySearcher, name), getattr(Searcher, name, None)
-        assert theirs is not None, f"ray.tune.search.Searcher.{name} is gone: check search/searcher.py"
+        assert theirs is not None, f"ray.tune.search.Searcher.{name} is gone: check search/run/searcher.py"
         assert list(inspect.signature(ours).parameters) == list(inspect.signature(theirs).parameters), (
             f"Searcher.{name}{inspect.signature(theirs)} changed: update StudySearcher.{name}"
         )
@@ -235,7 +235,7 @@ def test_common_seeds_give_trials_with_the_same_settings_the_same_initial_weight
 
     from gainakt.data import load_dataset
     from gainakt.train import Trainer
-    from search.trainable import TrialSetup, trial_config
+    from search.run.trainable import TrialSetup, trial_config
 
     space = TrialSpace("aux_weights", 7, seed_mode)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -262,7 +262,7 @@ def test_a_study_saved_before_seed_modes_keeps_seeding_each_trial(tmp_path):
     import json
 
     from search.spec import SweepSpec
-    from search.study import Study
+    from search.store.study import Study
 
     study = Study(str(tmp_path), "old")
     study.write_spec(SweepSpec(name="old", storage=str(tmp_path)))

@@ -14,8 +14,8 @@ from gainakt.errors import ConfigError
 from gainakt.guarantees import zero_losses
 from gainakt.schema import SEARCHED_LOSSES
 from search.cli import main
+from search.run.trainable import TrialSetup, trial_config
 from search.spec import Constraint, Objective, SweepSpec, load_spec
-from search.trainable import TrialSetup, trial_config
 
 
 @pytest.mark.parametrize("name", spaces.names())
@@ -175,7 +175,7 @@ def test_resume_and_status_of_an_unknown_study_are_one_line_errors(tmp_path, cap
 
 
 def test_an_existing_study_with_other_settings_is_refused(tmp_path, capsys):
-    from search.study import Study
+    from search.store.study import Study
 
     Study(str(tmp_path), "taken").write_spec(SweepSpec(name="taken", storage=str(tmp_path)))
     assert main(["run", "--name", "taken", "--storage", str(tmp_path), "--trials", "99"]) == 2
@@ -197,7 +197,7 @@ STUDY_FILES = sorted((REPO / "studies").glob("*.toml"))
 def test_every_study_file_in_studies_is_a_valid_sweep(path, tmp_path, monkeypatch):
     """The shipped study files load, their start points lie in the space, and no objective holds by
     construction (what `run` checks before Ray starts); nothing is written outside tmp_path."""
-    from search.sweep import prepare
+    from search.run.sweep import prepare
 
     monkeypatch.chdir(REPO)  # their data paths are relative to the repository root
     spec = load_spec(str(path))
@@ -222,7 +222,7 @@ def test_the_faithful_study_requires_a_mastery_the_prediction_reads():
 
 def test_a_constraint_threshold_is_kept_to_the_last_digit_through_spec_json(tmp_path):
     from search.schema import violation_column
-    from search.study import Study
+    from search.store.study import Study
 
     spec = SweepSpec(
         name="exact", storage=str(tmp_path), constraints=(Constraint.parse("auc >= 0.61234567"),)

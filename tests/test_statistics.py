@@ -1,4 +1,4 @@
-"""Statistics of repeated runs (search/statistics.py) against hand computations and scipy."""
+"""Statistics of repeated runs (search/analysis/statistics.py) against hand computations and scipy."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from search.analysis.statistics import INDISTINGUISHABLE, Estimate, paired_difference, robust_front, summarize
 from search.spec import Objective
-from search.statistics import INDISTINGUISHABLE, Estimate, paired_difference, robust_front, summarize
 
 T_975_4 = 2.7764451052  # Student's t, 97.5% quantile, 4 degrees of freedom (a table's value)
 

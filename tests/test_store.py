@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 from study_helpers import fake_study, put_trial_like
 
 from search.cli import main
-from search.lease import STALE_SECONDS, LeaseInfo, held, lease_path, read_lease
-from search.store import Store
-from search.views import status_lines
+from search.report.terminal import status_lines
+from search.run.lease import STALE_SECONDS, LeaseInfo, held, lease_path, read_lease
+from search.store.segments import Store
 
 
 def _start_running_trial(study, trial_id: str) -> None:

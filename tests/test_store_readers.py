@@ -13,9 +13,9 @@ import pytest
 from study_helpers import fake_study, put_trial_like
 
 from search.schema import violation_column
-from search.store import Schemas, Store
-from search.study import Study
-from search.tables import trial_schema
+from search.store.segments import Schemas, Store
+from search.store.study import Study
+from search.store.tables import trial_schema
 
 
 def _mixed_study(tmp_path, compacted: bool = False) -> Study:

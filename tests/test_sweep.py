@@ -12,6 +12,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
+from replay import Feed, trial_result
 from store_helpers import Cut, Killed
 from sweep_helpers import (
     TINY_DATA,
@@ -24,10 +25,9 @@ from sweep_helpers import (
 )
 
 from search.cli import main
-from search.replay import Feed, trial_result
 from search.spec import SweepSpec
-from search.store import Store
-from search.study import Study
+from search.store.segments import Store
+from search.store.study import Study
 
 # Real local Ray clusters: run by .ci/run, skipped by `pytest -m "not slow"`; the in-process sweeps
 # share one local Ray (the GPU-scheduling test, last, stops it to use a cluster of its own).
@@ -138,7 +138,7 @@ def space(trial):
 
 
 def replayed_stops(epochs: pd.DataFrame, spec: SweepSpec, max_epochs: int) -> dict[str, int]:
-    """The stops the replay (`search/replay.py`) decides, fed the store's epoch rows in the order
+    """The stops the replay (`benchmarks/replay.py`) decides, fed the store's epoch rows in the order
     the driver heard them: trial -> the epoch it was stopped at."""
     feed, heard, stops = Feed("mo-asha", spec, max_epochs), {}, {}
     for row in epochs.sort_values(["reported_at", "epoch"], kind="stable").to_dict("records"):
@@ -295,8 +295,8 @@ def test_a_trial_continued_from_the_checkpoint_of_its_last_epoch_reports_that_ep
     from gainakt.config import nest
     from gainakt.data import load_dataset
     from gainakt.train import train
+    from search.run.trainable import TrialSetup, run_trial, trial_config
     from search.schema import CONTINUES, RESUME_FROM
-    from search.trainable import TrialSetup, run_trial, trial_config
 
     settings = {key: int(value) for key, value in (a.split("=") for a in TINY_TRAIN)}
     setup = TrialSetup("continued", TINY_DATA, "cpu-small", fixed=nest(settings | {"epochs": 2}))

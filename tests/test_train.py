@@ -114,7 +114,7 @@ def test_best_checkpoint_holds_the_best_epochs_weights(finished: Path, capsys) -
 
 
 def test_eval_text_leaves_out_recovery_figures_only_where_there_is_no_truth() -> None:
-    from search.views import metric_lines
+    from search.report.terminal import metric_lines
 
     nan = float("nan")
     real = metric_lines("t", {"auc": 0.7, **{name: nan for name in RECOVERY_METRICS}})

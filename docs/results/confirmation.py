@@ -20,9 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after matplotlib.use above)
 import pandas as pd  # noqa: E402  (after matplotlib.use above)
 
-from search.report import markdown_table  # noqa: E402  (after matplotlib.use above)
-from search.schema import BASELINE_PREFIX, DKT_SOURCE  # noqa: E402  (after matplotlib.use above)
-from search.statistics import (  # noqa: E402  (after matplotlib.use above)
+from search.analysis.statistics import (
     SOURCE,
     confirmed_runs,
     confirmed_split,
@@ -31,8 +29,10 @@ from search.statistics import (  # noqa: E402  (after matplotlib.use above)
     shown_column,
     summarize,
 )
-from search.store import Store  # noqa: E402  (after matplotlib.use above)
-from search.study import Study  # noqa: E402  (after matplotlib.use above)
+from search.report.page import markdown_table  # noqa: E402  (after matplotlib.use above)
+from search.schema import BASELINE_PREFIX, DKT_SOURCE  # noqa: E402  (after matplotlib.use above)
+from search.store.segments import Store  # noqa: E402  (after matplotlib.use above)
+from search.store.study import Study  # noqa: E402  (after matplotlib.use above)
 
 METRICS = (
     "auc",

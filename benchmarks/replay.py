@@ -27,15 +27,14 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from gainakt.schema import select_epoch
-
-from . import pareto
-from .recorder import open_optuna_study
-from .schedulers import make_scheduler, trial_result
-from .schema import TrialStatus
-from .searcher import StoppedAs, StudySearcher, TrialSpace, make_sampler
-from .spec import Scheduler, SweepSpec
-from .store import Store
-from .study import Study
+from search.analysis import pareto
+from search.run.recorder import open_optuna_study
+from search.run.schedulers import make_scheduler, trial_result
+from search.run.searcher import StoppedAs, StudySearcher, TrialSpace, make_sampler
+from search.schema import TrialStatus
+from search.spec import Scheduler, SweepSpec
+from search.store.segments import Store
+from search.store.study import Study
 
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 
@@ -88,7 +87,7 @@ def deployed(curves: Iterable[Sequence[Mapping[str, Any]]]) -> pd.DataFrame:
 
 
 class Feed:
-    """One scheduler of the sweep (`search/sweep.py` makes the same), fed as Tune feeds it."""
+    """One scheduler of the sweep (`search/run/sweep.py` makes the same), fed as Tune feeds it."""
 
     def __init__(self, kind: str, spec: SweepSpec, epochs: int) -> None:
         if kind not in SCHEDULERS:

@@ -32,7 +32,7 @@ every added file is there (removing the rest of what it replaces) and back other
 what it added); the readers here apply a pending intent the same way and drop duplicate keys,
 so they never show a row twice or lose one. Only the driver that holds the study's lease writes.
 
-Every file of a table has the table's one schema (`search/tables.py`). A store written before the
+Every file of a table has the table's one schema (`search/store/tables.py`). A store written before the
 schemas is read as well, and its files are rewritten in the schema by the next driver
 (`conform_files`). The columns are documented in the README; the paths in them (`checkpoint`,
 `trial_dir`) are relative to the study folder, which the readers here put in front.
@@ -57,11 +57,11 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY, TrialStatus
-from .study import Study, first_line
-from .tables import conform, epoch_schema, to_table, widen
+from search.schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY, TrialStatus
+from search.store.study import Study, first_line
+from search.store.tables import conform, epoch_schema, to_table, widen
 
-log = logging.getLogger("search.store")
+log = logging.getLogger("search.store.segments")
 _warned: set[str] = set()  # unreadable files already named in this process
 
 SEGMENT_TRIALS = 64  # settled trials that wait in live files before they become a segment
@@ -84,7 +84,7 @@ class Unreadable:
 
 @dataclass(frozen=True)
 class Schemas:
-    """The declared schema of each table (`search/tables.py`); a writer of the trial or confirm
+    """The declared schema of each table (`search/store/tables.py`); a writer of the trial or confirm
     table gives its own, which depend on the study's settings and constraints."""
 
     trials: pa.Schema = field(default_factory=lambda: pa.schema([]))
@@ -236,7 +236,7 @@ class Store:
             written.pop(epoch, None)
 
     def put_confirm(self, row: Mapping[str, Any]) -> None:
-        """Replace a confirmation run's row (`search/confirm.py`), keyed by its `key`."""
+        """Replace a confirmation run's row (`search/run/confirm.py`), keyed by its `key`."""
         self._write("confirm", f"{row['key']}.parquet", [row])
 
     def schema(self, table: str) -> pa.Schema:

@@ -1,6 +1,6 @@
 """The Ray Tune trainable: one GainAKT2Exp training per trial, reported to Tune every epoch.
 
-The trial's config comes from the searcher (see `search.searcher.TrialSpace`):
+The trial's config comes from the searcher (see `search.run.searcher.TrialSpace`):
 `settings` (the training settings the space chose), `seed` and `number` (the Optuna
 trial number), beside the raw Optuna parameters. Each epoch is reported with its
 checkpoint (the whole run folder); the figures reported at the top level are those of the
@@ -32,9 +32,8 @@ from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import reported_figures
 from gainakt.sequences import Dataset
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
-
-from .schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, WANDB_RUN
-from .study import TUNE_DIR
+from search.schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, WANDB_RUN
+from search.store.study import TUNE_DIR
 
 RUN_DIR = "run"
 
@@ -154,7 +153,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         reported.append(int(flat["epoch"]))
         metrics = {
             **reported_figures(rows),  # the driver, the searcher and the scheduler read these
-            STOPPED_ITSELF: bool(trainer.stopped_early),  # patience, not the scheduler (search/recorder.py)
+            STOPPED_ITSELF: bool(trainer.stopped_early),  # patience, not the scheduler (run/recorder.py)
             GUARANTEED: ",".join(guaranteed),
             "epoch_row": flat,
             "trial_seconds": time.perf_counter() - began,  # training and validation in this process

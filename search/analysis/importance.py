@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .schema import PARAM, short_label
-from .spec import Objective
+from search.schema import PARAM, short_label
+from search.spec import Objective
 
 MAX_TRIALS = 2000  # beyond this, a fixed-seed sample of them: the picture does not change
 MIN_TOP = 5  # trials in the top quantile, at least (PED-ANOVA's advice for a stable estimate)

@@ -32,8 +32,7 @@ from dataclasses import asdict, dataclass, replace
 import pyarrow.fs as pafs
 
 from gainakt.errors import ConfigError
-
-from .study import Study
+from search.store.study import Study
 
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 30.0  # six missed heartbeats: the holder is gone

@@ -23,8 +23,8 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from gainakt import schema as model_schema
-
-from .schema import (
+from search.run.searcher import StudySearcher
+from search.schema import (
     CHECKPOINT,
     CONTINUES,
     FEASIBLE,
@@ -41,9 +41,8 @@ from .schema import (
     stopped_by_scheduler,
     violation_column,
 )
-from .searcher import StudySearcher
-from .spec import SweepSpec
-from .store import Store
+from search.spec import SweepSpec
+from search.store.segments import Store
 
 LOST_MESSAGE = (
     "unknown to the restored Tuner (started after its last saved state) with no checkpoint left to "
@@ -289,7 +288,7 @@ def new_trial_row(
 def apply_result(
     row: dict[str, Any], spec: SweepSpec, result: Mapping[str, Any], epochs: Mapping[int, Mapping[str, Any]]
 ) -> None:
-    """Update a running trial's row with a result the trainable reported (`search/trainable.py`):
+    """Update a running trial's row with a result the trainable reported (`search/run/trainable.py`):
     the figures of its selected epoch, its constraints, where it ran; `epochs` are its epoch rows."""
     selected_epoch = int(result["selected_epoch"])
     row.update({name: float(result[name]) for name in model_schema.METRICS if name in result})

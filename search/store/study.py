@@ -4,9 +4,9 @@ STORAGE/NAME/
   spec.json              the sweep as it was started (a resume reads it back)
   data.json              the data's source and fingerprint (a resume on other data is refused)
   optuna.journal         the Optuna study (optuna-dashboard opens it)
-  store/trials/*.parquet a row per trial: live trials' files and segments of settled ones (search/store.py)
+  store/trials/*.parquet a row per trial: live trials' files and segments of settled ones (store/segments.py)
   store/epochs/*.parquet a row per trial and epoch, laid out the same way
-  store/confirm/*.parquet one file per confirmation run (`confirm`, search/confirm.py)
+  store/confirm/*.parquet one file per confirmation run (`confirm`, search/run/confirm.py)
   tune/                  Ray Tune's experiment: trial folders and checkpoints
 """
 
@@ -23,8 +23,7 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 from gainakt.errors import ConfigError
-
-from .spec import SweepSpec, check_name
+from search.spec import SweepSpec, check_name
 
 TUNE_DIR = "tune"
 HISTORY = "history"  # spec.json's record of the totals a grown study was asked for

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import pareto
-from .schema import TrialStatus, split_column
-from .spec import Objective
+from search.analysis import pareto
+from search.schema import TrialStatus, split_column
+from search.spec import Objective
 
 CONFIDENCE = 0.95
 SOURCE, SEED, FOLD = "source", "seed", "fold"
@@ -84,7 +84,7 @@ def confirmed_split(table: pd.DataFrame) -> str:
 
 
 def confirmed_runs(table: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
-    """The completed rows of a confirm table (`search/confirm.py`), `split.METRIC` renamed `METRIC`."""
+    """The completed rows of a confirm table (`search/run/confirm.py`), `split.METRIC` renamed `METRIC`."""
     done = table[table["status"] == TrialStatus.COMPLETED.value]
     return done.rename(columns={split_column(split, m): m for m in metrics})
 

@@ -31,19 +31,26 @@ from gainakt.baselines import baseline_metrics, best_mastery_corr, fit_baselines
 from gainakt.batching import BatchPlan
 from gainakt.errors import ConfigError, DataError
 from gainakt.sequences import Dataset, Sequences
-
-from . import pareto
-from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
-from .lease import held, refuse_if_held
-from .recorder import error_line, open_optuna_study
-from .schema import BASELINE_PREFIX, DKT_SOURCE, PARAM, TRIAL_KEY, TrialStatus, param_column, split_column
-from .spec import SweepSpec
-from .statistics import FOLD, SEED, SOURCE
-from .store import Schemas, Store
-from .study import Study
-from .sweep import prepare
-from .tables import confirm_schema, settings_of
-from .trainable import TrialSetup, trial_config
+from search.analysis import pareto
+from search.analysis.statistics import FOLD, SEED, SOURCE
+from search.run.cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
+from search.run.lease import held, refuse_if_held
+from search.run.recorder import error_line, open_optuna_study
+from search.run.sweep import prepare
+from search.run.trainable import TrialSetup, trial_config
+from search.schema import (
+    BASELINE_PREFIX,
+    DKT_SOURCE,
+    PARAM,
+    TRIAL_KEY,
+    TrialStatus,
+    param_column,
+    split_column,
+)
+from search.spec import SweepSpec
+from search.store.segments import Schemas, Store
+from search.store.study import Study
+from search.store.tables import confirm_schema, settings_of
 
 CONFIRM_SEED = 1000  # the first confirmation seed: far from the sweep's seed and its trial numbers
 BASELINE_SEED = -1

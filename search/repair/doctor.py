@@ -11,13 +11,12 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from gainakt.errors import ConfigError, UserError
-
-from .journal import JournalCheck, check_journal, drop_torn_tail
-from .lease import read_lease
-from .rebuild import missing, rebuild
-from .schema import CHECKPOINT, TrialStatus
-from .store import INTENT, Store, Unreadable, unreadable_files
-from .study import Study
+from search.repair.rebuild import missing, rebuild
+from search.run.lease import read_lease
+from search.schema import CHECKPOINT, TrialStatus
+from search.store.journal import JournalCheck, check_journal, drop_torn_tail
+from search.store.segments import INTENT, Store, Unreadable, unreadable_files
+from search.store.study import Study
 
 QUARANTINE = "quarantine"
 

@@ -15,9 +15,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from .schema import BASELINE_PREFIX, DKT_SOURCE, split_column
-from .spec import Objective, SweepSpec
-from .statistics import (
+from search.analysis.statistics import (
     INDISTINGUISHABLE,
     SOURCE,
     confirmed_runs,
@@ -26,6 +24,8 @@ from .statistics import (
     shown_column,
     summarize,
 )
+from search.schema import BASELINE_PREFIX, DKT_SOURCE, split_column
+from search.spec import Objective, SweepSpec
 
 
 def _metrics(table: pd.DataFrame, spec: SweepSpec, split: str) -> list[str]:

@@ -5,7 +5,7 @@ A trial's Tune folder (`tune/TRIAL/`) holds `params.json`, its Tune config (numb
 settings), and a checkpoint per kept epoch, each with the run's `metrics_epoch.csv` up to that
 epoch. The epoch rows are those of the trial's latest checkpoint, each pointing at its own
 checkpoint where that was kept; the trial row is made from them as the driver makes it from the
-trial's results (`search/recorder.py`). How a trial ended is what the Optuna journal says (the
+trial's results (`search/run/recorder.py`). How a trial ended is what the Optuna journal says (the
 `status` the searcher set); a trial the journal does not know as ended stays RUNNING, for
 `resume` to continue from its checkpoint. What no file keeps stays empty: an errored trial's
 error text, the node, device and timings; the rows carry this version of the package.
@@ -26,14 +26,21 @@ from optuna.trial import TrialState
 from gainakt.guarantees import guaranteed_metrics
 from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import select_epoch
-
-from .recorder import apply_result, new_trial_row
-from .schema import CHECKPOINT, CONTINUES, GUARANTEED, STATUS_ATTR, TRIAL_KEY, TUNE_TRIAL_ATTR, TrialStatus
-from .spec import SweepSpec
-from .store import Store
-from .study import Study
-from .sweep import row_layout, space_points, trial_setup
-from .trainable import TrialSetup, trial_config
+from search.run.recorder import apply_result, new_trial_row
+from search.run.sweep import row_layout, space_points, trial_setup
+from search.run.trainable import TrialSetup, trial_config
+from search.schema import (
+    CHECKPOINT,
+    CONTINUES,
+    GUARANTEED,
+    STATUS_ATTR,
+    TRIAL_KEY,
+    TUNE_TRIAL_ATTR,
+    TrialStatus,
+)
+from search.spec import SweepSpec
+from search.store.segments import Store
+from search.store.study import Study
 
 REBUILT_ERROR = "rebuilt by doctor --repair: the error text was in a quarantined store file"
 

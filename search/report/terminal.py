@@ -15,11 +15,10 @@ from typing import Any
 import pandas as pd
 
 from gainakt.schema import CEILINGS, CONTEXT_METRICS, RECOVERY_METRICS
-
-from . import pareto
-from .lease import LeaseInfo
-from .pareto import Analysis
-from .schema import (
+from search.analysis import pareto
+from search.analysis.pareto import Analysis
+from search.run.lease import LeaseInfo
+from search.schema import (
     BASELINE_PREFIX,
     BELOW_BASELINE,
     CHECKPOINT,
@@ -32,7 +31,7 @@ from .schema import (
     TrialStatus,
     short_label,
 )
-from .spec import Constraint, Objective, SweepSpec
+from search.spec import Constraint, Objective, SweepSpec
 
 # ---------------------------------------------------------------------------- tables
 
@@ -209,7 +208,7 @@ def status_lines(
     spec: SweepSpec, trials: pd.DataFrame, where: str, lease: LeaseInfo | None = None
 ) -> list[str]:
     """How a study stands: counts, the best value per objective, feasibility, elapsed and left time.
-    `lease` (search/lease.py) says whether a driver is at work; trials "running" without one were
+    `lease` (search/run/lease.py) says whether a driver is at work; trials "running" without one were
     interrupted."""
     header = (
         f"study {spec.name} in {where}: {spec.trials} trials asked, {spec.concurrent} at a time, "
@@ -344,7 +343,13 @@ def baseline_lines(title: str, scores: Mapping[str, Mapping[str, Any]], best: st
 def confirmed_lines(table: pd.DataFrame, objectives: Sequence[Objective], split: str) -> list[str]:
     """The robust front of a study's confirmation runs on `split` (means and 95% t intervals over
     seeds x folds, and which trials no paired interval tells apart), then the baselines there."""
-    from .statistics import INDISTINGUISHABLE, SOURCE, confirmed_runs, robust_front, shown_column
+    from search.analysis.statistics import (
+        INDISTINGUISHABLE,
+        SOURCE,
+        confirmed_runs,
+        robust_front,
+        shown_column,
+    )
 
     done = confirmed_runs(table, [o.metric for o in objectives], split)
     runs = done[~done[SOURCE].str.startswith(BASELINE_PREFIX)]

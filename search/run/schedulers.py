@@ -6,7 +6,7 @@ trial that reaches a rung (epochs r, r*eta, r*eta^2, ... below its last) continu
 ranks in the top 1/eta (rounded up) of the trials recorded at that rung, ranked on all the
 study's objectives at that epoch:
 
-1. constraint domination, as in `search/pareto.py`: trials meeting every constraint first;
+1. constraint domination, as in `search/analysis/pareto.py`: trials meeting every constraint first;
    among the others, the smaller total normalised violation first;
 2. among the feasible, non-dominated sorting (moocore's `pareto_rank`): front 0, then 1, ...;
 3. within a front, the larger hypervolume contribution first (moocore's `hv_contributions`,
@@ -18,7 +18,7 @@ study's objectives at that epoch:
 
 Like ASHA, the decision is made once per trial and rung, against whoever has been recorded
 there so far, so no trial waits for others. `rung_order` holds the ranking alone, and
-`search/replay.py` feeds this same class, so the replay benchmark measures what a sweep does.
+`benchmarks/replay.py` feeds this same class, so the replay benchmark measures what a sweep does.
 
 Trials are known by the store's trial id (a trial continued after a resume keeps its own) and
 reach a rung at the epoch of their epoch row, not Tune's iteration count, which a continued
@@ -41,10 +41,9 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from gainakt.schema import reported_figures
-
-from .pareto import reference_of, total_violation
-from .schema import CONTINUES, STOPPED_ITSELF, TRIAL_KEY, epoch_row_of
-from .spec import Constraint, Objective, SweepSpec
+from search.analysis.pareto import reference_of, total_violation
+from search.schema import CONTINUES, STOPPED_ITSELF, TRIAL_KEY, epoch_row_of
+from search.spec import Constraint, Objective, SweepSpec
 
 
 def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
@@ -88,7 +87,7 @@ def rung_order(
 
 
 def trial_result(rows: Sequence[Mapping[str, Any]], stopped_itself: bool = False) -> dict[str, Any]:
-    """The result Tune hears from the trainable (`search/trainable.py`) after the last of `rows`
+    """The result Tune hears from the trainable (`search/run/trainable.py`) after the last of `rows`
     (the trial's epoch rows so far); `stopped_itself`: its trainer's patience ended it there."""
     numbers = {k: v for k, v in reported_figures(rows).items() if isinstance(v, (int, float))}
     return {

@@ -40,12 +40,13 @@ from plotly.subplots import make_subplots
 
 from gainakt.errors import ConfigError
 from gainakt.schema import CEILINGS
-
-from . import pareto
-from .confirm_report import confirmation_html, confirmation_markdown
-from .importance import MAX_TRIALS, param_importances, target_quantile
-from .pareto import load_analysis
-from .schema import (
+from search.analysis import pareto
+from search.analysis.importance import MAX_TRIALS, param_importances, target_quantile
+from search.analysis.pareto import load_analysis
+from search.analysis.statistics import confirmed_split
+from search.report.confirmation import confirmation_html, confirmation_markdown
+from search.report.terminal import front_columns, status_counts
+from search.schema import (
     BELOW_BASELINE,
     CHECKPOINT,
     DEGENERATE,
@@ -59,11 +60,9 @@ from .schema import (
     param_column,
     short_label,
 )
-from .spec import SweepSpec
-from .statistics import confirmed_split
-from .store import Store
-from .study import Study
-from .views import front_columns, status_counts
+from search.spec import SweepSpec
+from search.store.segments import Store
+from search.store.study import Study
 
 FEASIBLE_COLOUR, INFEASIBLE_COLOUR, BASELINE_COLOUR = "#1b9e77", "#9e9e9e", "#1f4e9e"
 WEIGHTS = param_column("weights.")  # the loss weights: log axes, 0 shown as "off"
@@ -581,7 +580,7 @@ def _arrow(metric: str, direction: str) -> str:
 
 
 def importance_html(analysis: pareto.Analysis) -> str:
-    """A bar per searched parameter and objective: Optuna's PED-ANOVA importance (search/importance.py)."""
+    """A bar per searched parameter and objective: Optuna's PED-ANOVA importance (analysis/importance.py)."""
     scores = param_importances(analysis.candidates, analysis.objectives)
     if not len(scores):
         return "<p>Fewer than two completed trials, or no searched parameter that varies among them.</p>"

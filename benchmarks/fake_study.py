@@ -16,12 +16,11 @@ import pandas as pd
 from gainakt import schema
 from gainakt.data import load_dataset
 from gainakt.schema import LOSS_NAMES
-
-from .schema import FEASIBLE, TrialStatus, param_column, violation_column
-from .spec import SweepSpec
-from .store import SEGMENT_TRIALS, Schemas, Store
-from .study import Study
-from .tables import trial_schema
+from search.schema import FEASIBLE, TrialStatus, param_column, violation_column
+from search.spec import SweepSpec
+from search.store.segments import SEGMENT_TRIALS, Schemas, Store
+from search.store.study import Study
+from search.store.tables import trial_schema
 
 
 def fake_study(

@@ -41,11 +41,10 @@ import pandas as pd
 
 from gainakt import schema as model_schema
 from gainakt.errors import ConfigError
-
-from .schema import BELOW_BASELINE, DEGENERATE, FEASIBLE, PARAM, TRIAL_KEY, TrialStatus
-from .spec import Constraint, Objective, SweepSpec
-from .store import Store
-from .study import Study
+from search.schema import BELOW_BASELINE, DEGENERATE, FEASIBLE, PARAM, TRIAL_KEY, TrialStatus
+from search.spec import Constraint, Objective, SweepSpec
+from search.store.segments import Store
+from search.store.study import Study
 
 REFERENCE_MARGIN = 0.1  # of the observed range, beyond the worst observed value
 SPREAD_EPSILON = 1e-12  # relative: a smaller range of an objective counts as all values equal

@@ -36,9 +36,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
-from spaces import get_space
-
-from .schema import (
+from search.schema import (
     CONTINUES,
     EPOCHS_ATTR,
     FEASIBLE,
@@ -50,9 +48,10 @@ from .schema import (
     epoch_row_of,
     stopped_by_scheduler,
 )
-from .spec import Constraint, SeedMode, SweepSpec
-from .store import Store
-from .study import Study
+from search.spec import Constraint, SeedMode, SweepSpec
+from search.store.segments import Store
+from search.store.study import Study
+from spaces import get_space
 
 # What Optuna is told of a trial the scheduler stopped: its values at the epoch it selected among
 # those it ran, as a completed trial, or nothing but that it was pruned (the README says which is

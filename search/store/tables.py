@@ -29,8 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from gainakt import schema as model_schema
-
-from .schema import CHECKPOINT, FEASIBLE, GUARANTEED, TRIAL_KEY, WANDB_RUN, split_column
+from search.schema import CHECKPOINT, FEASIBLE, GUARANTEED, TRIAL_KEY, WANDB_RUN, split_column
 
 STRING = pa.string()
 INT = pa.int64()
@@ -73,7 +72,7 @@ def trial_schema(
     settings: Mapping[str, pa.DataType],
     constants: Mapping[str, pa.DataType],
 ) -> pa.Schema:
-    """The trial table: one row per trial (`search/recorder.py` writes it; the README lists it)."""
+    """The trial table: one row per trial (`search/run/recorder.py` writes it; the README lists it)."""
     metrics = {f.name: f for f in _metric_fields()}
     return pa.schema(
         [
@@ -131,7 +130,7 @@ def epoch_schema() -> pa.Schema:
 def confirm_schema(
     settings: Mapping[str, pa.DataType], splits: Sequence[str] = ("valid", "test")
 ) -> pa.Schema:
-    """The confirm table: one row per confirmation run and per (baseline, fold) (`search/confirm.py`)."""
+    """The confirm table: one row per confirmation run and per (baseline, fold) (`search/run/confirm.py`)."""
     return pa.schema(
         [
             ("key", STRING),

@@ -21,18 +21,17 @@ from gainakt.errors import ConfigError
 from gainakt.guarantees import guaranteed_metrics, guarantees_of
 from gainakt.schema import EvalMetrics
 from gainakt.sequences import Dataset
+from search.run.cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
+from search.run.lease import held, refuse_if_held
+from search.run.trainable import TrialSetup, trial_config
+from search.schema import FIXED, TrialStatus, param_column, violation_column
+from search.spec import SweepSpec
+from search.store.journal import check_journal, drop_stale_lock, drop_torn_tail
+from search.store.segments import Schemas, Store, unreadable_files
+from search.store.study import TUNE_DIR, Study
+from search.store.tables import STRING, arrow_type, setting_hints, trial_schema
 
-from .cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
-from .journal import check_journal, drop_stale_lock, drop_torn_tail
-from .lease import held, refuse_if_held
-from .schema import FIXED, TrialStatus, param_column, violation_column
-from .spec import SweepSpec
-from .store import Schemas, Store, unreadable_files
-from .study import TUNE_DIR, Study
-from .tables import STRING, arrow_type, setting_hints, trial_schema
-from .trainable import TrialSetup, trial_config
-
-log = logging.getLogger("search.sweep")
+log = logging.getLogger("search.run.sweep")
 # Trial settings that differ per trial or only say where to write: not "fixed settings".
 _NOT_FIXED = {
     "out",
@@ -61,7 +60,7 @@ class Prepared:
     resumed: bool
     fold: int = 0  # the validation fold every trial is scored on
     baselines: Mapping[str, EvalMetrics] = field(default_factory=dict)  # on that fold, fitted on the others
-    schemas: Schemas = field(default_factory=Schemas)  # of the store's tables (search/tables.py)
+    schemas: Schemas = field(default_factory=Schemas)  # of the store's tables (search/store/tables.py)
     grown_from: int | None = None  # the total the study asked for before `resume --trials`
 
 
@@ -331,10 +330,10 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     from optuna.storages.journal import JournalFileBackend
     from ray import tune
 
-    from .recorder import StoreRecorder
-    from .schedulers import MultiObjectiveASHA, make_scheduler
-    from .searcher import StudySearcher, StudySearchGenerator, TrialBudget, TrialSpace, make_sampler
-    from .trainable import run_trial
+    from search.run.recorder import StoreRecorder
+    from search.run.schedulers import MultiObjectiveASHA, make_scheduler
+    from search.run.searcher import StudySearcher, StudySearchGenerator, TrialBudget, TrialSpace, make_sampler
+    from search.run.trainable import run_trial
 
     spec, study = prepared.spec, prepared.study
     trainable = tune.with_resources(
@@ -351,7 +350,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     # A study restarted before Tune first saved its state already holds its start points.
     fresh = finished == 0 and not _journal_written(journal)
     epochs = trial_config(prepared.setup, {}, seed=0).epochs
-    searcher = StudySearcher(  # the project's own Searcher over the Optuna study (see search/searcher.py)
+    searcher = StudySearcher(  # the project's own Searcher over the Optuna study (see search/run/searcher.py)
         space=TrialSpace(spec.space, spec.seed, spec.seed_mode),
         metric=spec.metric_names,
         mode=spec.modes,

@@ -1,0 +1,1 @@
+"""What a study's figures say: Pareto fronts and hypervolume, intervals over seeds, parameter importances."""
