@@ -13,14 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from chromium import CHROMIUM, PageVisit, png_pixels, visit
+from plotly.offline import get_plotlyjs
 from study_helpers import fake_study
 from sweep_helpers import sweep_argv, tables
 
 from search.analysis import pareto
 from search.analysis.pareto import load_analysis
 from search.cli import main
-from search.report import page as report
-from search.report.page import write_report
+from search.report import figures as drawn
+from search.report.page import render_html, write_report
+from search.report.sections import MAX_LISTED
 from search.schema import TrialStatus, param_column
 from search.spec import SweepSpec
 from search.store.study import Study
@@ -316,7 +318,7 @@ def test_the_label_check_sees_overlapping_labels(tmp_path):
     """The same measurement on labels drawn flat and crowded into a narrow figure finds overlaps."""
     study = fake_study(tmp_path, "crowded", 40)
     _, analysis = load_analysis(study)
-    crowded = report.parallel_figure(analysis).update_traces(labelangle=0).update_layout(width=500)
+    crowded = drawn.parallel_figure(analysis).update_traces(labelangle=0).update_layout(width=500)
     path = tmp_path / "crowded.html"
     body = crowded.to_html(full_html=False, include_plotlyjs=True)
     path.write_text(f"<html><body>{body}<table id=front-table></table></body></html>")
@@ -327,19 +329,19 @@ def test_the_label_check_sees_overlapping_labels(tmp_path):
 def test_figures_say_directions_use_integer_epochs_and_log_weights(tmp_path):
     study = fake_study(tmp_path, "figs", 30)
     _, analysis = load_analysis(study)
-    curves = report.learning_curves_figure(analysis)
+    curves = drawn.learning_curves_figure(analysis)
     assert curves.layout.xaxis.dtick == 1 and curves.layout.xaxis.tickformat == "d"
-    assert curves.layout.yaxis.title.text == "validation AUC" and curves.layout.yaxis2.title.text
-    scene = report.front_3d_figure(analysis).layout.scene
+    assert curves.layout.yaxis.title.text == "validation auc" and curves.layout.yaxis2.title.text
+    scene = drawn.front_3d_figure(analysis).layout.scene
     assert scene.xaxis.title.text == "auc ↑ (max)" and scene.zaxis.title.text == "neg_gain_rate ↓ (min)"
-    dims = {d.label: d for d in report.parallel_figure(analysis).data[0].dimensions}
+    dims = {d.label: d for d in drawn.parallel_figure(analysis).data[0].dimensions}
     for weight in ("sparsity", "monotonicity", "residual"):  # every loss weight on a log axis, 0 at "off"
         assert dims[weight].ticktext[0] == "off" and list(dims[weight].range) == [
             dims[weight].tickvals[0],
             dims[weight].tickvals[-1],
         ]
     # The ceiling marks are drawn before the trials, so the trials' points lie on top of them.
-    names = [t.name for t in report.pairs_figure(analysis).data]
+    names = [t.name for t in drawn.pairs_figure(analysis).data]
     assert names.index("pred_corr (mastery_corr ceiling)") < names.index("front, infeasible")
 
 
@@ -422,14 +424,14 @@ def test_a_large_studys_report_stays_small_and_says_what_it_samples():
     usable = pareto.usable(trials, spec.objectives)
     others = len(usable) - len(front)
     assert (
-        len(usable) > report.WEBGL_ABOVE and others > report.SAMPLE_OFF_FRONT and missing > report.MAX_LISTED
+        len(usable) > drawn.WEBGL_ABOVE and others > drawn.SAMPLE_OFF_FRONT and missing > MAX_LISTED
     )
-    page = report.render_html(spec, analysis)
+    page = render_html(spec, analysis)
 
     # At this many bytes a trial past plotly.js, 10,000 trials fit in 10 MB (the sampled charts are a
     # fixed size, so the rate only falls with more trials); embedding every hover text and line takes
     # about 1,300.
-    plotly_js = len(report.get_plotlyjs().encode())
+    plotly_js = len(get_plotlyjs().encode())
     per_trial = (len(page.encode()) - plotly_js) / trials_count
     assert per_trial < (10_000_000 - plotly_js) / 10_000, per_trial
 
@@ -437,17 +439,17 @@ def test_a_large_studys_report_stays_small_and_says_what_it_samples():
     # Parallel coordinates: the front and the sample, and a caption that says so.
     (parcoords,) = figure_with(figures, lambda t: t["type"] == "parcoords")["data"]
     lines = {len(array(d["values"])) for d in parcoords["dimensions"]}
-    assert lines == {len(front) + report.SAMPLE_OFF_FRONT}
+    assert lines == {len(front) + drawn.SAMPLE_OFF_FRONT}
     auc = next(d for d in parcoords["dimensions"] if d["label"].startswith("auc"))
     assert set(usable.loc[usable["trial_id"].isin(front), "auc"]) <= set(array(auc["values"]))
     caption = (
         f"Showing the {len(front):,} front trials and a random sample (fixed seed) of "
-        f"{report.SAMPLE_OFF_FRONT:,} of the {others:,} others"
+        f"{drawn.SAMPLE_OFF_FRONT:,} of the {others:,} others"
     )
     assert page.count(caption) == 2  # the parallel coordinates and the 3-D chart
     # 3-D: the front and the same sample.
     scene = figure_with(figures, lambda t: t["type"] == "scatter3d")["data"]
-    assert sum(len(array(t["x"])) for t in scene) == len(front) + report.SAMPLE_OFF_FRONT
+    assert sum(len(array(t["x"])) for t in scene) == len(front) + drawn.SAMPLE_OFF_FRONT
     # The pairs: every usable trial, in WebGL; off the front a hover of its trial id alone.
     pairs = figure_with(figures, lambda t: "ceiling" in t.get("name", ""))["data"]
     first = [
@@ -466,8 +468,8 @@ def test_a_large_studys_report_stays_small_and_says_what_it_samples():
     assert {t["legendgroup"] for t in curves} == set(front)
     # Tables: exactly the front; the excluded trials cut to MAX_LISTED rows, with their count.
     assert table_ids(page) == front
-    assert len(table_ids(page, "excluded-table")) == report.MAX_LISTED
-    assert f"the first {report.MAX_LISTED} of {missing}" in page
+    assert len(table_ids(page, "excluded-table")) == MAX_LISTED
+    assert f"the first {MAX_LISTED} of {missing}" in page
     # The summary's counts are of every trial.
     assert f"front: {len(front)} of {len(usable)} usable trials" in page
     assert f"excluded for a missing objective: {missing}" in page
@@ -477,7 +479,7 @@ def test_a_large_studys_report_stays_small_and_says_what_it_samples():
 def test_a_large_studys_hypervolume_is_drawn_at_its_steps_the_same_line():
     spec, trials, epochs = in_memory_study(3_000)
     analysis = analysed(spec, trials, epochs)
-    figure = report.hypervolume_figure(analysis)
+    figure = drawn.hypervolume_figure(analysis)
     history = analysis.history
     for trace, column in zip(figure.data, ("hypervolume", "feasible_hypervolume")):
         x, y = np.asarray(trace.x), np.asarray(trace.y)
@@ -491,26 +493,26 @@ def test_a_large_studys_hypervolume_is_drawn_at_its_steps_the_same_line():
 def test_the_sample_is_fixed_by_the_trials_not_their_order_and_the_curves_need_only_the_fronts_epochs():
     spec, trials, epochs = in_memory_study(3_000)
     analysis = analysed(spec, trials, epochs)
-    shown = report.shown_candidates(analysis)
+    shown = drawn.shown_candidates(analysis)
     front = set(analysis.front["trial_id"])
-    assert front <= set(shown["trial_id"]) and len(shown) == len(front) + report.SAMPLE_OFF_FRONT
-    assert shown["trial_id"].tolist() == report.shown_candidates(analysis)["trial_id"].tolist()
+    assert front <= set(shown["trial_id"]) and len(shown) == len(front) + drawn.SAMPLE_OFF_FRONT
+    assert shown["trial_id"].tolist() == drawn.shown_candidates(analysis)["trial_id"].tolist()
     shuffled = analysed(spec, trials.sample(frac=1.0, random_state=5), epochs)
-    assert set(report.shown_candidates(shuffled)["trial_id"]) == set(shown["trial_id"])
+    assert set(drawn.shown_candidates(shuffled)["trial_id"]) == set(shown["trial_id"])
     # Analysis.epochs may hold the front's epoch rows alone: the same curves.
     only_front = dataclasses.replace(analysis, epochs=epochs[epochs["trial_id"].isin(front)])
-    assert report.learning_curves_figure(only_front) == report.learning_curves_figure(analysis)
+    assert drawn.learning_curves_figure(only_front) == drawn.learning_curves_figure(analysis)
 
 
 def test_a_small_study_is_drawn_in_full_without_webgl_or_samples():
     spec, trials, epochs = in_memory_study(300, missing=3)
     analysis = analysed(spec, trials, epochs)
-    page = report.render_html(spec, analysis)
+    page = render_html(spec, analysis)
     kinds = {t["type"] for figure in page_figures(page) for t in figure["data"]}
     assert "scatter" in kinds and "scattergl" not in kinds
     body = page[page.index("<body>") :]  # past plotly.js
     assert "random sample" not in body and "Listed:" not in body and "fixed-seed sample" not in body
-    assert len(report.shown_candidates(analysis)) == len(analysis.candidates)
-    pairs = report.pairs_figure(analysis)
+    assert len(drawn.shown_candidates(analysis)) == len(analysis.candidates)
+    pairs = drawn.pairs_figure(analysis)
     hovers = [t for t in pairs.data if t.name and t.name.startswith("dominated")]
     assert hovers and all(t.hoverinfo == "text" and "<br>" in t.text[0] for t in hovers)

@@ -29,7 +29,7 @@ from search.analysis.statistics import (
     shown_column,
     summarize,
 )
-from search.report.page import markdown_table  # noqa: E402  (after matplotlib.use above)
+from search.report.markdown import markdown_table  # noqa: E402  (after matplotlib.use above)
 from search.schema import BASELINE_PREFIX, DKT_SOURCE  # noqa: E402  (after matplotlib.use above)
 from search.store.segments import Store  # noqa: E402  (after matplotlib.use above)
 from search.store.study import Study  # noqa: E402  (after matplotlib.use above)

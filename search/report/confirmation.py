@@ -10,7 +10,7 @@ split it shows.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -24,6 +24,8 @@ from search.analysis.statistics import (
     shown_column,
     summarize,
 )
+from search.report.figures import embed
+from search.report.html import html_table
 from search.schema import BASELINE_PREFIX, DKT_SOURCE, split_column
 from search.spec import Objective, SweepSpec
 
@@ -93,11 +95,8 @@ def error_bar_figure(table: pd.DataFrame, objectives: Sequence[Objective], split
 def confirmation_html(
     table: pd.DataFrame,
     spec: SweepSpec,
-    figure_html: Callable[[go.Figure], str],
-    table_html: Callable[[pd.DataFrame, Sequence[str], str], str],
 ) -> str:
-    """The section's HTML; `figure_html` renders a figure and `table_html(frame, columns, id)` a table,
-    as the rest of the report does."""
+    """The section's HTML, its figure and tables drawn as the rest of the page's."""
     split = confirmed_split(table)
     objectives = spec.objectives
     metrics = _metrics(table, spec, split)
@@ -113,7 +112,7 @@ def confirmation_html(
     )
     parts = [note]
     if len(objectives) >= 2 and len(trials):
-        parts.append(figure_html(error_bar_figure(table, objectives, split)))
+        parts.append(embed(error_bar_figure(table, objectives, split)))
     front = robust_front(trials, objectives) if len(trials) else pd.DataFrame()
     if len(front):
         front = front.assign(
@@ -122,13 +121,13 @@ def confirmation_html(
         )
         parts.append("<h3>Robust front (on the means; trials no paired interval tells apart)</h3>")
         parts.append(
-            table_html(
+            html_table(
                 front, [SOURCE, "runs", *(o.metric for o in objectives), INDISTINGUISHABLE], "robust-front"
             )
         )
     parts.append(f"<h3>Every confirmed source on {html.escape(which)}</h3>")
     summary = summary_table(table, metrics, split)
-    parts.append(table_html(summary, list(summary.columns), "confirmed"))
+    parts.append(html_table(summary, list(summary.columns), "confirmed"))
     return "\n".join(parts)
 
 
