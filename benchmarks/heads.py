@@ -46,6 +46,7 @@ from gainakt.batching import BatchPlan
 from gainakt.data import load_dataset
 from gainakt.errors import UserError
 from gainakt.evaluate import observe, recovery_metrics
+from gainakt.presets import DEFAULT_PRESET
 from gainakt.run_folder import load_run
 from gainakt.schema import RECOVERY_METRICS, EvalMetrics
 from gainakt.sequences import Dataset
@@ -225,7 +226,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", default=SIMULATOR, help=f"dataset (default {SIMULATOR})")
     parser.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
-    parser.add_argument("--preset", default="cpu-small", help="training preset (default cpu-small)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help="training preset (default %(default)s)")
     parser.add_argument(
         "--mastery-loss",
         type=float,

@@ -50,7 +50,7 @@ from gainakt.batching import Batch, Padding
 from gainakt.data import load_dataset
 from gainakt.errors import UserError
 from gainakt.losses import warmup_factor
-from gainakt.presets import PRESETS
+from gainakt.presets import DEFAULT_PRESET, PRESETS
 from gainakt.sequences import Dataset
 from gainakt.tracer import States
 from gainakt.train import BatchHook, EpochRow, TrainConfig, Trainer, make_config, resolve_device
@@ -58,7 +58,7 @@ from search.spec import Constraint
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "assist2015"
-PRESET = "cpu-small"
+PRESET = DEFAULT_PRESET
 VALID_FOLD = 0
 TARGET_RATIO = 4.0
 TARGET_MONITOR_SHARE = 0.05

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+DEFAULT_PRESET = "cpu-small"  # what a run and a sweep start from unless told otherwise
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Sized for a two-core CPU. Batches of 32 give twice the optimiser steps per epoch (and less
     # padding); halving the learning rate every epoch lets the best epoch settle instead of

@@ -36,7 +36,7 @@ from .files import atomic_path
 from .losses import auxiliary_losses, compose, prediction_loss, warmup_factor
 from .model import build_model
 from .monitor import Monitor, log_sink
-from .presets import PRESETS
+from .presets import DEFAULT_PRESET, PRESETS
 from .schema import (
     LOSS_COMPONENTS,
     SELECTION_METRIC,
@@ -120,7 +120,10 @@ class TrainConfig:
 
 
 def make_config(
-    preset: str = "cpu-small", file: str | Path | None = None, assignments: Sequence[str] = (), **values: Any
+    preset: str = DEFAULT_PRESET,
+    file: str | Path | None = None,
+    assignments: Sequence[str] = (),
+    **values: Any,
 ) -> TrainConfig:
     """A preset, then a TOML file, then `key=value` assignments, then keyword values; later wins."""
     if preset not in PRESETS:

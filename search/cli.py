@@ -90,7 +90,7 @@ def _add_data(commands: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--num-concepts", type=int, help="number of concepts; inferred from the data when omitted"
     )
-    check.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
+    check.add_argument("--fold", type=int, default=0, help="validation fold (default %(default)s)")
     check.add_argument("--json", action="store_true", help="print the summary as JSON, for scripts")
     check.set_defaults(handler=_data_check)
     data.set_defaults(handler=lambda _: data.print_help() or 2)
@@ -128,9 +128,9 @@ def _add_baselines(commands: argparse._SubParsersAction) -> None:
     baselines.add_argument(
         "--num-concepts", type=int, help="number of concepts; inferred from the data when omitted"
     )
-    baselines.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
+    baselines.add_argument("--fold", type=int, default=0, help="validation fold (default %(default)s)")
     baselines.add_argument(
-        "--split", choices=["valid", "test"], default="valid", help="split to score (default valid)"
+        "--split", choices=["valid", "test"], default="valid", help="split to score (default %(default)s)"
     )
     baselines.add_argument(
         "--json", action="store_true", help="print {baseline: metrics} as JSON, for scripts"
@@ -164,7 +164,7 @@ def _baselines(args: argparse.Namespace) -> int:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    from gainakt.presets import PRESETS
+    from gainakt.presets import DEFAULT_PRESET, PRESETS
 
     train = commands.add_parser(
         "train",
@@ -177,7 +177,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "--data", help="dataset folder, CSV file or synthetic[:key=value,...] (default: synthetic)"
     )
     train.add_argument(
-        "--preset", default="cpu-small", choices=list(PRESETS), help="starting settings (default cpu-small)"
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help="starting settings (default %(default)s)",
     )
     train.add_argument(
         "--config", metavar="FILE.toml", help="TOML file of settings (tables [model] and [weights])"
@@ -283,7 +286,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
-    from search.spec import SAMPLERS, SCHEDULERS, SEED_MODES
+    from search.spec import SAMPLERS, SCHEDULERS, SEED_MODES, SweepSpec
+
+    default = SweepSpec()  # every "(default ...)" below is read from it
+    listed = ", ".join
 
     run = commands.add_parser(
         "run",
@@ -291,21 +297,22 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         description="Run a multi-objective search over the auxiliary-loss weights: Ray Tune runs the trials, "
         "Optuna proposes them, every epoch and trial goes into the study's Parquet store, and the "
         "non-dominated trials are printed at the end with the path of the study report (report.html). "
-        "Settings come from the defaults, then SPEC.toml, then the flags. With no arguments: 8 short trials, "
-        "2 at a time, on the simulator (a few minutes on two cores). A study that already exists under the "
+        "Settings come from the defaults, then SPEC.toml, then the flags. With no arguments: "
+        f"{default.trials} short trials, {default.concurrent} at a time, on the simulator (a few minutes on "
+        "two cores). A study that already exists under the "
         "same name is continued where it stopped.",
     )
     run.add_argument(
         "spec", nargs="?", metavar="SPEC.toml", help="sweep spec (see search/spec.py or the README)"
     )
-    run.add_argument("--name", help="study name; the study folder is STORAGE/NAME (default quickstart)")
+    run.add_argument("--name", help=f"study name; the study folder is STORAGE/NAME (default {default.name})")
     run.add_argument(
-        "--data", help="dataset folder, CSV file or synthetic[:key=value,...] (default synthetic)"
+        "--data", help=f"dataset folder, CSV file or synthetic[:key=value,...] (default {default.data})"
     )
     run.add_argument(
-        "--space", help="search space: aux_weights (default), aux_weights_lr, or module:function"
+        "--space", help=f"search space: a registered name or module:function (default {default.space})"
     )
-    run.add_argument("--preset", help="training preset the trials start from (default cpu-small)")
+    run.add_argument("--preset", help=f"training preset the trials start from (default {default.preset})")
     run.add_argument(
         "--set",
         dest="assignments",
@@ -319,41 +326,52 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         dest="objectives",
         action="append",
         metavar="METRIC:max|min",
-        help="an objective (repeat for several; replaces the default auc:max, mastery_corr:max, "
-        "neg_gain_rate:min; every metric is defined in docs/metrics.md)",
+        help="an objective (repeat for several; replaces the default "
+        f"{listed(map(str, default.objectives))}; every metric is defined in docs/metrics.md)",
     )
     run.add_argument(
         "--constraint",
         dest="constraints",
         action="append",
         metavar="'METRIC >= VALUE'",
-        help="a target (repeat for several; replaces the defaults mastery_pred_corr >= 0.4, "
-        "neg_gain_rate < 0.10, copy_corr < 0.9, mastery_saturation < 0.5; metrics in docs/metrics.md)",
+        help="a target (repeat for several; replaces the defaults "
+        f"{listed(map(str, default.constraints))}; metrics in docs/metrics.md)",
     )
     run.add_argument("--no-constraints", action="store_true", help="search without targets")
-    run.add_argument("--trials", type=int, help="trials in total (default 8)")
-    run.add_argument("--concurrent", type=int, help="trials at a time (default 2)")
-    run.add_argument("--cpus", type=float, help="CPUs per trial; also its torch threads (default 1)")
-    run.add_argument("--gpus", type=float, help="GPUs per trial; a fraction shares one GPU (default 0)")
-    run.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (default tpe)")
+    run.add_argument("--trials", type=int, help=f"trials in total (default {default.trials})")
+    run.add_argument("--concurrent", type=int, help=f"trials at a time (default {default.concurrent})")
+    run.add_argument(
+        "--cpus", type=float, help=f"CPUs per trial; also its torch threads (default {default.cpus:g})"
+    )
+    run.add_argument(
+        "--gpus", type=float, help=f"GPUs per trial; a fraction shares one GPU (default {default.gpus:g})"
+    )
+    run.add_argument("--sampler", choices=SAMPLERS, help=f"Optuna sampler (default {default.sampler})")
     run.add_argument(
         "--scheduler",
         choices=SCHEDULERS,
-        help="fifo (default); asha: stop trials weak on AUC alone; mo-asha: stop trials weak on all "
-        "the objectives, with the constraints (spec: grace_period, reduction_factor)",
+        help="fifo: run every trial to its end; asha: stop trials weak on AUC alone; mo-asha: stop trials "
+        "weak on all the objectives, with the constraints (spec: grace_period, reduction_factor) "
+        f"(default {default.scheduler})",
     )
-    run.add_argument("--seed", type=int, help="seed of the sampler and of every trial's training (default 0)")
+    run.add_argument(
+        "--seed", type=int, help=f"seed of the sampler and of every trial's training (default {default.seed})"
+    )
     run.add_argument(
         "--seed-mode",
         choices=SEED_MODES,
-        help="common (default): every trial trains with --seed, so trials differ by their settings "
-        "only; per-trial: trial n trains with seed + n",
+        help="common: every trial trains with --seed, so trials differ by their settings only; "
+        f"per-trial: trial n trains with seed + n (default {default.seed_mode})",
     )
     run.add_argument(
-        "--storage", help="folder or URI (s3://..., gs://...) holding study folders (default runs)"
+        "--storage",
+        help=f"folder or URI (s3://..., gs://...) holding study folders (default {default.storage})",
     )
     run.add_argument(
-        "--keep-checkpoints", type=int, help="epoch checkpoints kept per trial, best AUC first; 0 keeps all"
+        "--keep-checkpoints",
+        type=int,
+        help="epoch checkpoints kept per trial, best AUC first; 0 keeps all "
+        f"(default {default.keep_checkpoints})",
     )
     _add_cluster_flags(run)
     run.set_defaults(handler=_run)
@@ -401,7 +419,7 @@ def _add_cluster_flags(parser: argparse.ArgumentParser, wandb: bool = True) -> N
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="how long to wait for the cluster at --address before giving up (default 10)",
+        help="how long to wait for the cluster at --address before giving up (default %(default)g)",
     )
     parser.add_argument(
         "--num-cpus", type=_positive_int, help="CPUs of the local Ray (default: all of this machine)"
@@ -412,14 +430,18 @@ def _add_cluster_flags(parser: argparse.ArgumentParser, wandb: bool = True) -> N
         "--wandb",
         choices=["off", "offline", "online"],
         default="off",
-        help="log every trial to Weights & Biases, grouped by study (default off)",
+        help="log every trial to Weights & Biases, grouped by study (default %(default)s)",
     )
 
 
 def _add_study_args(parser: argparse.ArgumentParser) -> None:
     """NAME and --storage: which study a command reads."""
     parser.add_argument("name", metavar="NAME", help="study name")
-    parser.add_argument("--storage", default="runs", help="folder or URI holding the study (default runs)")
+    from search.spec import SweepSpec
+
+    parser.add_argument(
+        "--storage", default=SweepSpec.storage, help="folder or URI holding the study (default %(default)s)"
+    )
 
 
 def _add_resume(commands: argparse._SubParsersAction) -> None:
@@ -566,7 +588,9 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
         help="which trials, comma-separated or the flag repeated: front (the non-dominated ones, default), "
         "feasible (those meeting the targets among them) or trial ids",
     )
-    confirm.add_argument("--seeds", type=int, default=5, help="new seeds per trial and fold (default 5)")
+    confirm.add_argument(
+        "--seeds", type=int, default=5, help="new seeds per trial and fold (default %(default)s)"
+    )
     _add_list_flag(
         confirm,
         "--folds",
@@ -634,7 +658,10 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
         "--feasible", action="store_true", help="only the candidates that meet every constraint"
     )
     pareto.add_argument(
-        "--format", choices=["table", "csv", "json"], default="table", help="output format (default table)"
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="output format (default %(default)s)",
     )
     pareto.add_argument(
         "--confirmed",

@@ -3,9 +3,8 @@
 name = "quickstart"                  # the study folder is STORAGE/NAME
 data = "synthetic"                   # dataset folder, CSV or synthetic[:key=value,...]
 space = "aux_weights"                # a registered space or module:function
-objectives = ["auc:max", "mastery_corr:max", "neg_gain_rate:min"]
-constraints = ["mastery_pred_corr >= 0.4", "neg_gain_rate < 0.10",  # default: also the
-                   "copy_corr < 0.9", "mastery_saturation < 0.5"]  # degeneracy guards
+objectives = ["auc:max", "mastery_corr:max"]  # default: DEFAULT_OBJECTIVES below
+constraints = ["mastery_pred_corr >= 0.4"]  # default: DEFAULT_CONSTRAINTS below
 trials = 8                           # in total, including failed ones
 concurrent = 2                       # trials at a time
 sampler = "tpe"                      # tpe, nsga2, gp or random
@@ -25,10 +24,8 @@ use_sparsity = false                 # space's Optuna parameters; those left out
 cpus = 1
 gpus = 0                             # a fraction shares one GPU between trials
 [train]                              # fixed training settings: a preset, then overrides
-preset = "cpu-small"
+preset = "paper"                     # default: gainakt.presets.DEFAULT_PRESET
 epochs = 4
-[train.model]
-d_model = 64
 """
 
 from __future__ import annotations
@@ -44,6 +41,7 @@ from typing import Any, Literal
 from gainakt import schema
 from gainakt.config import MAX_SEED, build, merge, read_toml, with_assignments
 from gainakt.errors import ConfigError
+from gainakt.presets import DEFAULT_PRESET
 from gainakt.schema import Direction
 from search.schema import exact_number
 
@@ -69,6 +67,10 @@ SWEEP_SETTINGS = {
     "out": "the study folder: every trial writes into its own",
     "wandb": "--wandb",
 }
+# Settings a spec may give that say where a trial runs or logs, not what it learns: with the sweep's
+# own, they stay out of the trial table's `fixed.*` columns (a resume elsewhere changes none of them).
+RUN_SETTINGS = ("device", "wandb_group", "wandb_project", "wandb_dir", "wandb_name", "wandb_tags")
+NOT_FIXED = frozenset(SWEEP_SETTINGS) | frozenset(RUN_SETTINGS)
 
 
 def check_name(name: str) -> str:
@@ -159,7 +161,7 @@ DEFAULT_CONSTRAINTS = (
     *(Constraint(metric, "<", limit) for metric, limit in schema.DEGENERACY_LIMITS.items()),
 )
 # The quick-start sweep: a few short epochs of a narrow model, so 8 trials fit in minutes on two cores.
-DEFAULT_TRAIN: dict[str, Any] = {"preset": "cpu-small", "epochs": 4, "model": {"d_model": 64, "d_ff": 128}}
+DEFAULT_TRAIN: dict[str, Any] = {"preset": DEFAULT_PRESET, "epochs": 4, "model": {"d_model": 64, "d_ff": 128}}
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ class SweepSpec:
             raise ConfigError(f"objectives name a metric twice: {', '.join(metrics)}")
         if not str(self.storage).strip():
             raise ConfigError("storage must name a folder or a URI")
-        if not isinstance(self.train.get("preset", "cpu-small"), str):
+        if not isinstance(self.train.get("preset", DEFAULT_PRESET), str):
             raise ConfigError("train.preset must be a preset name")
         for metric, value in self.reference.items():
             _known_metric(metric, f"reference.{metric}")
@@ -238,7 +240,7 @@ class SweepSpec:
 
     @property
     def preset(self) -> str:
-        return str(self.train.get("preset", "cpu-small"))
+        return str(self.train.get("preset", DEFAULT_PRESET))
 
     @property
     def train_settings(self) -> dict[str, Any]:
@@ -319,5 +321,5 @@ def load_spec(path: str | None) -> SweepSpec:
             raise ConfigError(
                 f"{path}: [train] must be a table of training settings, got {values['train']!r}"
             )
-        values["train"] = merge({"preset": "cpu-small"}, values["train"])
+        values["train"] = merge({"preset": DEFAULT_PRESET}, values["train"])
     return SweepSpec.from_dict(values, where=path)

@@ -14,11 +14,12 @@ from gainakt.errors import ConfigError, UserError
 from search.repair.rebuild import missing, rebuild
 from search.run.lease import read_lease
 from search.schema import CHECKPOINT, TrialStatus
+from search.store import layout
 from search.store.journal import JournalCheck, check_journal, drop_torn_tail
-from search.store.segments import INTENT, Store, Unreadable, unreadable_files
+from search.store.segments import Store, Unreadable, unreadable_files
 from search.store.study import Study
 
-QUARANTINE = "quarantine"
+QUARANTINE = layout.QUARANTINE
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
         echo(f"moved {bad.path} to {target} ({bad.reason})")
         done += 1
     if outcome := Store(study).recover():
-        echo(f"{outcome} the compaction a killed driver left ({study.store_dir}/{INTENT})")
+        echo(f"{outcome} the compaction a killed driver left ({study.root}/{layout.COMPACTION_INTENT})")
         done += 1
     journal_readable = True
     if study.local:
@@ -87,8 +88,8 @@ def _compaction(study: Study) -> Finding:
     return Finding(
         "compaction",
         False,
-        f"{study.store_dir}/{INTENT}: a move into segments a killed driver left; until it is finished "
-        "plain Parquet readers may see some rows twice",
+        f"{study.root}/{layout.COMPACTION_INTENT}: a move into segments a killed driver left; until it is "
+        "finished plain Parquet readers may see some rows twice",
         repairable=True,
     )
 

@@ -53,6 +53,7 @@ from search.report.html import (
 )
 from search.report.markdown import render_markdown
 from search.spec import SweepSpec
+from search.store import layout
 from search.store.segments import Store
 from search.store.study import Study
 
@@ -72,10 +73,10 @@ def write_report(study: Study, out: str | None = None) -> Written:
     confirmed = Store(study).confirm()
     page, summary = render_html(spec, analysis, confirmed), render_markdown(spec, analysis, confirmed)
     if out is None or not study.local:  # a remote study's report always goes into its folder too
-        study.write_atomic(f"{study.root}/report.html", page.encode())
-        study.write_atomic(f"{study.root}/report.md", summary.encode())
+        study.write_atomic(f"{study.root}/{layout.REPORT_HTML}", page.encode())
+        study.write_atomic(f"{study.root}/{layout.REPORT_MD}", summary.encode())
         if out is None:
-            return Written(f"{study.display()}/report.html", f"{study.display()}/report.md")
+            return Written(f"{study.display()}/{layout.REPORT_HTML}", f"{study.display()}/{layout.REPORT_MD}")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     md = path.with_suffix(".md")

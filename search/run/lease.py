@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 import pyarrow.fs as pafs
 
 from gainakt.errors import ConfigError
+from search.store import layout
 from search.store.study import Study
 
 HEARTBEAT_SECONDS = 5.0
@@ -78,7 +79,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def lease_path(study: Study) -> str:
-    return f"{study.root}/lease.json"
+    return f"{study.root}/{layout.LEASE}"
 
 
 def read_lease(study: Study) -> LeaseInfo | None:
@@ -150,7 +151,7 @@ class DriverLease:
 
     def _lock_local(self, previous: LeaseInfo | None) -> None:
         os.makedirs(self.study.root, exist_ok=True)
-        fd = os.open(f"{self.study.root}/driver.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(f"{self.study.root}/{layout.DRIVER_LOCK}", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -180,8 +181,8 @@ def refuse_if_held(study: Study) -> None:
     """Refuse now, before Ray starts, when a live driver holds `study`; takes nothing."""
     if not study.exists():
         return
-    if study.local and os.path.exists(f"{study.root}/driver.lock"):
-        fd = os.open(f"{study.root}/driver.lock", os.O_RDWR)
+    if study.local and os.path.exists(f"{study.root}/{layout.DRIVER_LOCK}"):
+        fd = os.open(f"{study.root}/{layout.DRIVER_LOCK}", os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -25,27 +25,14 @@ from search.run.cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
 from search.run.lease import held, refuse_if_held
 from search.run.trainable import TrialSetup, trial_config
 from search.schema import FIXED, TrialStatus, param_column, violation_column
-from search.spec import SweepSpec
+from search.spec import NOT_FIXED, SweepSpec
+from search.store import layout
 from search.store.journal import check_journal, drop_stale_lock, drop_torn_tail
 from search.store.segments import Schemas, Store, unreadable_files
 from search.store.study import TUNE_DIR, Study
 from search.store.tables import STRING, arrow_type, setting_hints, trial_schema
 
 log = logging.getLogger("search.run.sweep")
-# Trial settings that differ per trial or only say where to write: not "fixed settings".
-_NOT_FIXED = {
-    "out",
-    "data",
-    "seed",
-    "threads",
-    "device",
-    "wandb",
-    "wandb_group",
-    "wandb_project",
-    "wandb_dir",
-    "wandb_name",
-    "wandb_tags",
-}
 
 
 @dataclass(frozen=True)
@@ -156,7 +143,7 @@ def trial_setup(spec: SweepSpec, study: Study, wandb: str = "off") -> TrialSetup
         fixed=spec.train_settings,
         cpus=spec.cpus,
         wandb=wandb,
-        wandb_dir=f"{study.root}/wandb" if study.local else None,
+        wandb_dir=f"{study.root}/{layout.WANDB}" if study.local else None,
         wandb_tags=(f"space:{spec.space}", f"sampler:{spec.sampler}"),
         study_dir=study.display(),
     )
@@ -192,7 +179,7 @@ def row_layout(
     fixed = {
         f"{FIXED}{k}": v
         for k, v in flatten(base.to_dict()).items()
-        if k.split(".")[0] not in _NOT_FIXED and k not in points.sampled
+        if k.split(".")[0] not in NOT_FIXED and k not in points.sampled
     }
     constants = {"space": spec.space, "data": source, "data_fingerprint": fingerprint, "version": __version__}
     constants.update(fixed)

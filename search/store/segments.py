@@ -58,6 +58,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from search.schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY, TrialStatus
+from search.store import layout
 from search.store.study import Study, first_line
 from search.store.tables import conform, epoch_schema, to_table, widen
 
@@ -67,7 +68,6 @@ _warned: set[str] = set()  # unreadable files already named in this process
 SEGMENT_TRIALS = 64  # settled trials that wait in live files before they become a segment
 FAN_IN = 8  # segments of one level merged into one of the next
 SEGMENTED = ("trials", "epochs")  # the tables compaction moves into segments (confirm stays per run)
-INTENT = "_compaction.json"
 SEGMENT = re.compile(r"^segment-L(?P<level>\d+)-[0-9a-f]+\.parquet$")
 EPOCH_FILE = re.compile(r"^(?P<trial>.+)\.e(?P<epoch>\d{4,})\.parquet$")
 READ_ERRORS = (pa.ArrowException, OSError, ValueError)
@@ -202,7 +202,7 @@ class Store:
 
     @property
     def intent_path(self) -> str:
-        return f"{self.study.store_dir}/{INTENT}"
+        return f"{self.study.root}/{layout.COMPACTION_INTENT}"
 
     # ------------------------------------------------------------------ writing
 

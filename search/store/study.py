@@ -1,14 +1,5 @@
-"""Where a study lives: its folder on local disk or behind a URI, and the files in it.
-
-STORAGE/NAME/
-  spec.json              the sweep as it was started (a resume reads it back)
-  data.json              the data's source and fingerprint (a resume on other data is refused)
-  optuna.journal         the Optuna study (optuna-dashboard opens it)
-  store/trials/*.parquet a row per trial: live trials' files and segments of settled ones (store/segments.py)
-  store/epochs/*.parquet a row per trial and epoch, laid out the same way
-  store/confirm/*.parquet one file per confirmation run (`confirm`, search/run/confirm.py)
-  tune/                  Ray Tune's experiment: trial folders and checkpoints
-"""
+"""Where a study lives: its folder on local disk or behind a URI, and atomic access to the files
+in it (their names and what each holds: `search.store.layout`)."""
 
 from __future__ import annotations
 
@@ -24,8 +15,9 @@ import pyarrow.fs as pafs
 
 from gainakt.errors import ConfigError
 from search.spec import SweepSpec, check_name
+from search.store import layout
 
-TUNE_DIR = "tune"
+TUNE_DIR = layout.TUNE
 HISTORY = "history"  # spec.json's record of the totals a grown study was asked for
 
 
@@ -82,23 +74,23 @@ class Study:
 
     @property
     def spec_path(self) -> str:
-        return f"{self.root}/spec.json"
+        return f"{self.root}/{layout.SPEC}"
 
     @property
     def store_dir(self) -> str:
-        return f"{self.root}/store"
+        return f"{self.root}/{layout.STORE}"
 
     @property
     def trials_dir(self) -> str:
-        return f"{self.store_dir}/trials"
+        return f"{self.root}/{layout.TRIALS}"
 
     @property
     def epochs_dir(self) -> str:
-        return f"{self.store_dir}/epochs"
+        return f"{self.root}/{layout.EPOCHS}"
 
     @property
     def confirm_dir(self) -> str:
-        return f"{self.store_dir}/confirm"
+        return f"{self.root}/{layout.CONFIRM}"
 
     @property
     def tune_path(self) -> str:
@@ -109,9 +101,9 @@ class Study:
         """A local file: Optuna's journal needs one. For a remote study it is a cache, uploaded by
         `sync_journal`."""
         if self.local:
-            return f"{self.root}/optuna.journal"
+            return f"{self.root}/{layout.JOURNAL}"
         key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
-        return str(Path.home() / ".cache" / "gainakt-search" / key / "optuna.journal")
+        return str(Path.home() / ".cache" / "gainakt-search" / key / layout.JOURNAL)
 
     def display(self) -> str:
         return self.root if self.local else self.location
@@ -169,7 +161,7 @@ class Study:
 
     @property
     def baselines_path(self) -> str:
-        return f"{self.root}/baselines.json"
+        return f"{self.root}/{layout.BASELINES}"
 
     def write_baselines(self, baselines: dict[str, dict[str, float]]) -> None:
         """Each baseline's metrics on the study's validation split (`gainakt.baselines`)."""
@@ -183,7 +175,7 @@ class Study:
 
     @property
     def data_path(self) -> str:
-        return f"{self.root}/data.json"
+        return f"{self.root}/{layout.DATA_PIN}"
 
     def write_data_pin(self, source: str, fingerprint: str) -> None:
         """The data the study trains on, so that a resume on changed data is refused."""
@@ -255,7 +247,7 @@ class Study:
 
     @property
     def _remote_journal(self) -> str:
-        return f"{self.root}/optuna.journal"
+        return f"{self.root}/{layout.JOURNAL}"
 
 
 def open_study(storage: str, name: str) -> Study:

@@ -1,0 +1,60 @@
+"""The study folder, STORAGE/NAME/: every file and folder in it, named once.
+
+The code builds its paths from these names, and docs/study-folder.md shows `layout_markdown()`
+(a test keeps the two the same): `python -m search.store.layout` prints it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+SPEC = "spec.json"
+DATA_PIN = "data.json"
+BASELINES = "baselines.json"
+JOURNAL = "optuna.journal"
+STORE = "store"
+TRIALS = f"{STORE}/trials"
+EPOCHS = f"{STORE}/epochs"
+CONFIRM = f"{STORE}/confirm"
+COMPACTION_INTENT = f"{STORE}/_compaction.json"
+TUNE = "tune"
+LEASE = "lease.json"
+DRIVER_LOCK = "driver.lock"
+QUARANTINE = "quarantine"
+WANDB = "wandb"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+
+
+class Entry(NamedTuple):
+    path: str
+    what: str
+
+
+LAYOUT: tuple[Entry, ...] = (
+    Entry(SPEC, "the sweep as it was started, and the totals a grown study asked for (a resume reads it)"),
+    Entry(DATA_PIN, "the data's source and fingerprint (a resume on other data is refused)"),
+    Entry(BASELINES, "the lookups' figures on the validation fold, fitted once for every trial"),
+    Entry(JOURNAL, "the Optuna study (optuna-dashboard opens it)"),
+    Entry(f"{TRIALS}/*.parquet", "a row per trial: live trials' files, and segments of settled ones"),
+    Entry(f"{EPOCHS}/*.parquet", "a row per trial and epoch, laid out the same way"),
+    Entry(f"{CONFIRM}/*.parquet", "a row per confirmation run (`confirm`)"),
+    Entry(COMPACTION_INTENT, "only while a compaction runs: the files it writes and removes"),
+    Entry(f"{TUNE}/", "Ray Tune's experiment: a folder per trial with its epoch checkpoints"),
+    Entry(LEASE, "the driver at work on the study: host, pid, command, heartbeat"),
+    Entry(DRIVER_LOCK, "the lock a local driver holds while it runs (released by the kernel when it dies)"),
+    Entry(f"{QUARANTINE}/", "store files `doctor --repair` found unreadable, moved aside"),
+    Entry(f"{WANDB}/", "the trials' wandb runs, with `--wandb offline` or `online`"),
+    Entry(REPORT_HTML, "the report (`report`, and the end of `run`): figures and tables, opens offline"),
+    Entry(REPORT_MD, "the same report's text as Markdown"),
+)
+
+
+def layout_markdown() -> str:
+    """The layout as the Markdown table docs/study-folder.md shows."""
+    rows = [f"| `{entry.path}` | {entry.what} |" for entry in LAYOUT]
+    return "\n".join(["| path in STORAGE/NAME/ | what it holds |", "| --- | --- |", *rows]) + "\n"
+
+
+if __name__ == "__main__":
+    print(layout_markdown(), end="")
