@@ -30,6 +30,7 @@ epochs = 4
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import re
@@ -323,3 +324,21 @@ def load_spec(path: str | None) -> SweepSpec:
             )
         values["train"] = merge({"preset": DEFAULT_PRESET}, values["train"])
     return SweepSpec.from_dict(values, where=path)
+
+
+def defaults_markdown() -> str:
+    """Every field of a sweep with its default, as the Markdown table docs/sweeps.md shows."""
+    rows = []
+    for key, value in SweepSpec().to_dict().items():
+        if isinstance(value, list):
+            shown = ", ".join(f"`{item}`" for item in value) or "none"
+        elif isinstance(value, Mapping):
+            shown = f"`{json.dumps(value)}`" if value else "none"
+        else:
+            shown = f"`{value}`"
+        rows.append(f"| `{key}` | {shown} |")
+    return "\n".join(["| field | default |", "| --- | --- |", *rows]) + "\n"
+
+
+if __name__ == "__main__":
+    print(defaults_markdown(), end="")

@@ -35,7 +35,7 @@ LAYOUTS = pytest.mark.parametrize("compacted", [False, True], ids=["live files",
 
 
 def _readers(folder) -> dict[str, pd.DataFrame]:
-    """The folder as each tool reads it, as the README writes the lines, sorted by trial."""
+    """The folder as each tool reads it, as docs/study-folder.md writes the lines, sorted by trial."""
     frames = {
         "pandas": pd.read_parquet(folder),
         "polars": pl.read_parquet(f"{folder}/*.parquet").to_pandas(),
@@ -123,14 +123,14 @@ def test_a_column_only_a_later_trial_has_reaches_every_file(tmp_path):
 
 
 @LAYOUTS
-def test_the_readmes_lines_read_a_mixed_store_as_written(tmp_path, monkeypatch, compacted):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_the_docs_lines_read_a_mixed_store_as_written(tmp_path, monkeypatch, compacted):
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "study-folder.md").read_text()
     block = readme.split("<!-- store-readers -->\n```python\n", 1)[1].split("```", 1)[0]
     _mixed_study(tmp_path / "runs", compacted)
     (tmp_path / "runs" / "quickstart").symlink_to(tmp_path / "runs" / "mixed")
     monkeypatch.chdir(tmp_path)
     names: dict = {}
-    exec(compile(block, "README.md", "exec"), names)
+    exec(compile(block, "docs/study-folder.md", "exec"), names)
     assert len(names["trials"]) == 7 and set(names["trials"]["status"]) >= {"ERROR", "RUNNING", "LOST"}
     assert names["epochs"].height == len(Store(Study(str(tmp_path / "runs"), "mixed")).epochs())
     assert list(names["best"]["auc"]) == sorted(names["trials"]["auc"].dropna(), reverse=True)[:3]

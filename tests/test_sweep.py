@@ -81,15 +81,15 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
         own = epochs[epochs["trial_id"] == row["trial_id"]]
         assert row["auc"] == own["auc"].max()
         assert row["selected_epoch"] == int(own.loc[own["auc"].idxmax(), "epoch"])
-    # The README's Ray Tune lines open the study's tune/ folder and find the store's trials.
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    # The Ray Tune lines of docs/study-folder.md open the study's tune/ folder and find the store's trials.
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "study-folder.md").read_text()
     block = readme.split("<!-- tune-readers -->\n```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "quickstart").symlink_to(tmp_path / "basic")
     names: dict = {}
     cwd = os.getcwd()
     os.chdir(tmp_path.parent)
     try:
-        exec(compile(block.replace("runs/", f"{tmp_path.name}/"), "README.md", "exec"), names)
+        exec(compile(block.replace("runs/", f"{tmp_path.name}/"), "docs/study-folder.md", "exec"), names)
     finally:
         os.chdir(cwd)
     assert {t.trial_id for t in names["analysis"].trials} == set(trials["trial_id"])
@@ -118,7 +118,7 @@ def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, caps
     failed = trials[trials["status"] == "ERROR"]
     assert len(failed) == 1 and failed["number"].item() == 1
     assert "loss is nan" in failed["error"].item()
-    # The README's line reads a store with an errored trial (a null error beside text used to stop it).
+    # docs/study-folder.md's line reads a store with an errored trial (a null error beside text stopped it).
     assert len(pd.read_parquet(tmp_path / "failing" / "store" / "trials")) == 3
     assert (trials["status"] == "COMPLETED").sum() == 2
     assert "1 error" in out and f"trial {failed['trial_id'].item()} failed: " in out

@@ -273,7 +273,7 @@ def test_check_command_reports_every_component_ok(capsys) -> None:
 def test_bf16_autocast_on_the_cpu_runs_in_bf16_and_ends_within_001_auc_of_fp32(
     tmp_path: Path, dataset, finished: Path
 ) -> None:
-    """The mixed-precision code path, on the CPU (its speed waits for a GPU: benchmarks/README)."""
+    """The mixed-precision code path, on the CPU (its speed waits for a GPU: docs/benchmarks.md)."""
     seen: set[torch.dtype] = set()
     config = small_config(tmp_path / "bf16", precision="bf16")
     trainer = make_trainer(

@@ -89,7 +89,7 @@ def _check_output(path: Path) -> None:
     for target in (path, path.with_suffix(".md")):
         if target.is_dir():
             raise ConfigError(
-                f"--output {path}: {target} is a folder; give a file name such as {path}/report.html"
+                f"--output {path}: {target} is a folder; give a file name such as {path}/{layout.REPORT_HTML}"
             )
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
