@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from conftest import REPO
 
 from search.run.recorder import open_optuna_study
 from search.store.segments import Store
@@ -74,7 +75,7 @@ def interrupt_when(argv: list[str], ready, env: dict | None = None, timeout: flo
             [sys.executable, "-m", "search.cli", *argv],
             stdout=subprocess.DEVNULL,
             stderr=errors,
-            cwd=Path(__file__).parents[1],
+            cwd=REPO,
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )

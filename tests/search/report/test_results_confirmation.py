@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from study_helpers import fake_study
 
 from search.store.segments import Store
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "confirmation.py"
+SCRIPT = REPO / "docs" / "results" / "confirmation.py"
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO
 from study_helpers import fake_study, put_trial_like
 
 from search.schema import violation_column
@@ -124,7 +125,7 @@ def test_a_column_only_a_later_trial_has_reaches_every_file(tmp_path):
 
 @LAYOUTS
 def test_the_docs_lines_read_a_mixed_store_as_written(tmp_path, monkeypatch, compacted):
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "study-folder.md").read_text()
+    readme = (REPO / "docs" / "study-folder.md").read_text()
     block = readme.split("<!-- store-readers -->\n```python\n", 1)[1].split("```", 1)[0]
     _mixed_study(tmp_path / "runs", compacted)
     (tmp_path / "runs" / "quickstart").symlink_to(tmp_path / "runs" / "mixed")

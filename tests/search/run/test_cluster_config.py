@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import copy
 import shlex
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from conftest import REPO
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from search.cli import build_parser
 from search.spec import load_spec
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cluster"
-REPO = EXAMPLES.parents[1]
+EXAMPLES = REPO / "examples" / "cluster"
 
 
 def _launcher() -> dict:

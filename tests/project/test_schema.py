@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from gainakt import schema
 from gainakt.presets import PRESETS
@@ -14,7 +14,6 @@ from gainakt.schema import LOSS_NAMES, EvalMetrics, LossWeights, improves, loss_
 from gainakt.train import make_config
 from search.schema import FIXED, PARAM, VIOLATION, TrialStatus, short_label
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("gainakt", "spaces", "search", "benchmarks")
 
 

@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("gainakt", "spaces", "search")
 
 # Lower rank first: a module may import its own rank's modules or lower ones, except where two

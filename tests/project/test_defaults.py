@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from gainakt.presets import DEFAULT_PRESET, PRESETS
 from search.cli import build_parser
 from search.spec import NOT_FIXED, SWEEP_SETTINGS, SweepSpec, defaults_markdown
 from search.store.layout import LAYOUT, layout_markdown
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("gainakt", "spaces", "search")
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO
 from store_helpers import Cut, Killed
 
 from search.schema import TrialStatus
@@ -283,7 +284,7 @@ def compact_in_process(root: Path, kill_after: float | None) -> float | None:
         [sys.executable, "-c", KILLED_COMPACTION, str(root)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO,
     )
     assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     try:

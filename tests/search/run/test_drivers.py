@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO
 from pandas.testing import assert_frame_equal
 from sweep_helpers import interrupt_when, kill_group, optuna_trials, sweep_argv, tables
 
@@ -20,7 +21,6 @@ from search.store.study import Study
 
 pytestmark = pytest.mark.slow  # real local Ray clusters: run by .ci/run, skipped by `pytest -m "not slow"`
 
-REPO = Path(__file__).parents[1]
 GUARD_SECONDS = 240  # far beyond any of these; a hang fails the test instead of the suite
 
 

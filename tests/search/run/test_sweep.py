@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 from replay import Feed, trial_result
@@ -82,7 +83,7 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
         assert row["auc"] == own["auc"].max()
         assert row["selected_epoch"] == int(own.loc[own["auc"].idxmax(), "epoch"])
     # The Ray Tune lines of docs/study-folder.md open the study's tune/ folder and find the store's trials.
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "study-folder.md").read_text()
+    readme = (REPO / "docs" / "study-folder.md").read_text()
     block = readme.split("<!-- tune-readers -->\n```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "quickstart").symlink_to(tmp_path / "basic")
     names: dict = {}

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from study_helpers import fake_study
 from sweep_helpers import kill_group, sweep_argv
 
@@ -19,8 +20,6 @@ from search.cli import main
 from search.run.confirm import CONFIRM_SEED
 from search.store.segments import Store
 from search.store.study import Study
-
-REPO = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
