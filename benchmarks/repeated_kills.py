@@ -8,7 +8,7 @@ them; at the end, how many kills the study survived.
 
     .venv/bin/python benchmarks/repeated_kills.py [--kills 12] [--trials 6] [--seed 0] [--keep]
 
-tests/test_drivers.py runs the same loop with a fixed seed and fewer kills.
+tests/search_tests/run_tests/test_drivers.py runs the same loop with a fixed seed and fewer kills.
 """
 
 from __future__ import annotations

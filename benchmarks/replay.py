@@ -8,7 +8,7 @@ the trial would deploy so far) and says whether the trial goes on. The next tria
 fixed order (`ordered`), or from the study's own searcher and sampler told of every result
 (`sampled`), which runs the recorded trial nearest to each proposal. The scheduler objects are
 those the sweep uses (`Feed`), so what is measured here is what a sweep would do, and
-`tests/test_sweep.py` checks that a real sweep's decisions replay the same.
+`tests/search_tests/run_tests/test_sweep.py` checks that a real sweep's decisions replay the same.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ storage there are no locks; the lease is written, then read back after `SETTLE_S
 driver whose write did not survive (a later writer overwrote it) gives way. S3 and GCS read their
 own writes at once, so two drivers both proceed only where a driver's lease write takes longer
 than `SETTLE_SECONDS` to land after it found the study free (tested with two drivers racing,
-tests/test_object_storage.py).
+tests/search_tests/store_tests/test_object_storage.py).
 """
 
 from __future__ import annotations

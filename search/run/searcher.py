@@ -11,9 +11,10 @@ public Optuna API only (`create_study`/`load_study`, `ask`, `enqueue_trial`, `te
 `BaseStorage` lookups and the documented `optuna.Trial(study, trial_id)`).
 
 So pyproject.toml bounds `ray[tune]` by its major version only. Ray marks `Searcher` a
-DeveloperAPI, so `tests/test_searcher.py` checks that the methods Tune calls keep the signatures
-used here (failing with the method's name), and `tests/test_sweep.py` runs the searcher under
-real Tune, kill and resume included.
+DeveloperAPI, so `tests/search_tests/run_tests/test_searcher.py` checks that the methods Tune
+calls keep the signatures used here (failing with the method's name), and
+`tests/search_tests/run_tests/test_sweep.py` runs the searcher under real Tune, kill and resume
+included.
 
 The saved state (Tune's experiment checkpoint) is the map from Tune trial id to Optuna trial
 number, plus the sampler so a resumed sweep does not draw its first samples again.

@@ -206,7 +206,7 @@ def _rows(store: Store, trial_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFram
 # Tune saves its state once, at the start, so three trials end after its last save: the restored
 # Tuner has never heard of them, as when a kill falls between two saves, and the store alone knows
 # they count. (The default saving, where the restored Tuner knows the ended trials, is what the
-# copy-and-move and random-kill tests of tests/test_drivers.py resume.)
+# copy-and-move and random-kill tests of tests/search_tests/run_tests/test_drivers.py resume.)
 @pytest.mark.parametrize("tune_save_seconds, ended_at_kill", [("100000", 3)], ids=["stale"])
 def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
     tmp_path, tune_save_seconds, ended_at_kill, capsys

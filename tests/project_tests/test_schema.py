@@ -33,8 +33,8 @@ def string_literals(exempt: set[str]) -> list[tuple[str, int, str]]:
 
 def test_loss_names_are_written_only_where_losses_are_defined_and_computed():
     # losses.py computes each loss under its name, guarantees.py names the losses a model makes zero
-    # (tests/test_guarantees.py checks they are losses) and presets.py sets weights as a settings file
-    # would (checked below); every other module derives the names from LossWeights.
+    # (gainakt_tests/test_guarantees.py checks they are losses) and presets.py sets weights as a settings
+    # file would (checked below); every other module derives the names from LossWeights.
     exempt = {"gainakt/schema.py", "gainakt/losses.py", "gainakt/guarantees.py", "gainakt/presets.py"}
     stray = [hit for hit in string_literals(exempt) if hit[2] in LOSS_NAMES]
     assert not stray, f"loss names written outside gainakt/schema.py: {stray}"
