@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy import stats
 
 from . import metrics
 from .evaluate import Observations, eval_metrics
@@ -62,6 +61,8 @@ def bootstrap_intervals(
         if progress is not None:
             progress(done)
         return np.array([float(values[name]) for name in names])
+
+    from scipy import stats  # here: half a second of every import of a run folder's reader otherwise
 
     students = np.unique(model.student)
     with warnings.catch_warnings():  # a metric fixed by construction has a degenerate distribution

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,18 +41,48 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def shared_ray():
-    """One local Ray for a module's in-process sweeps: the CLI uses an initialised Ray as it is, so
-    each sweep saves Ray's start and stop (seconds on two cores). Drivers run as subprocesses start
-    their own; a test that needs another cluster shuts this one down first."""
+@pytest.fixture(scope="session")
+def ray_head():
+    """One local Ray for the whole test run, of 2 CPUs like the machine: a head node in processes of
+    its own (`ray.cluster_utils.Cluster`), so that this process only connects to it and a test that
+    needs another cluster can disconnect without stopping it. Stopped by its handle at the end."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def shared_ray(ray_head) -> str:
+    """This process connected to the session's Ray, and its address for drivers in subprocesses
+    (`--address`). The CLI uses a connected Ray as it is, so an in-process sweep starts none; the
+    connection stays open for the next test that asks for it."""
+    return connected(ray_head)
+
+
+def connected(ray_head) -> str:
+    """Connect this process to `ray_head` unless it is connected; the head's address."""
     import logging
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(address=ray_head.address, logging_level=logging.ERROR, log_to_driver=False)
+    return ray_head.address
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_ray_connection(request):
+    """A test that does not ask for the shared Ray finds this process connected to none, as a user's
+    process would be: the CLI then starts a local Ray or connects to the test's own cluster."""
+    if "shared_ray" not in request.fixturenames:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
     yield
-    ray.shutdown()
 
 
 def moto_server(env: dict[str, str] | None = None):

@@ -137,7 +137,15 @@ def ray_session(
         check_reachable(address, connect_timeout)
         _connect(address, connect_timeout)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        # "local": a Ray of its own even where another runs on this machine, which ray.init() would
+        # otherwise join (and refuse, when num_cpus is given)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
     try:
         if per_trial:
             check_placeable(per_trial)

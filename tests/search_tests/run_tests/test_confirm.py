@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, connected
 from study_helpers import fake_study
 from sweep_helpers import kill_group, sweep_argv
 
@@ -23,10 +23,12 @@ from search.store.study import Study
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory) -> Path:
-    """A finished three-trial sweep of one epoch each on the simulator (which has a test split)."""
+def swept(tmp_path_factory, ray_head) -> Path:
+    """A finished three-trial sweep of one epoch each on the simulator (which has a test split), run
+    on the session's Ray."""
     storage = tmp_path_factory.mktemp("confirm")
-    assert main(sweep_argv(storage, "src", 3, 1, "--num-cpus", "2")) == 0
+    connected(ray_head)
+    assert main(sweep_argv(storage, "src", 3, 1)) == 0
     return storage
 
 
@@ -35,7 +37,7 @@ def _confirm_argv(storage: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("shared_ray")  # one local Ray for the module's in-process runs
+@pytest.mark.usefixtures("shared_ray")  # the session's Ray for the in-process runs
 def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_front(swept, capsys):
     store = Store(Study(str(swept), "src"))
     trial = str(store.trials()["trial_id"].iloc[0])
@@ -67,11 +69,11 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("shared_ray")  # one local Ray for the module's in-process runs
-def test_a_killed_confirmation_continues_with_no_duplicate_and_no_missing_row(swept):
+def test_a_killed_confirmation_continues_with_no_duplicate_and_no_missing_row(swept, shared_ray):
     store = Store(Study(str(swept), "src"))
     trial = str(store.trials()["trial_id"].iloc[-1])
-    argv = _confirm_argv(swept, "--trials", trial, "--seeds", "3", "--concurrent", "1", "--no-dkt")
+    argv = ["confirm", "src", "--storage", str(swept), "--address", shared_ray, "--concurrent", "1"]
+    argv += ["--trials", trial, "--seeds", "3", "--no-dkt"]
     driver = subprocess.Popen(
         [sys.executable, "-m", "search.cli", *argv],
         stdout=subprocess.DEVNULL,

@@ -43,8 +43,10 @@ def _finish(driver: subprocess.Popen) -> tuple[int, str, str]:
     return driver.returncode, out, err
 
 
-def test_two_drivers_started_together_and_one_started_later_leave_exactly_the_trials_asked(tmp_path):
-    argv = sweep_argv(tmp_path, "shared", 2, 2, "--num-cpus", "1", "--concurrent", "1")
+def test_two_drivers_started_together_and_one_started_later_leave_exactly_the_trials_asked(
+    tmp_path, shared_ray
+):
+    argv = sweep_argv(tmp_path, "shared", 2, 2, "--address", shared_ray, "--concurrent", "1")
     first, second = _driver(argv), _driver(argv)
     study = Study(str(tmp_path), "shared")
     deadline = time.monotonic() + GUARD_SECONDS
@@ -77,7 +79,9 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 # must restore its own state, not the one the copy's resume left there (it did, and ran a trial
 # short: StudySearchGenerator.restore_from_dir).
 @pytest.mark.usefixtures("shared_ray")
-def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_touches_the_old(tmp_path):
+def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_touches_the_old(
+    tmp_path, shared_ray
+):
     origin = tmp_path / "origin"
     study = Study(str(origin), "roaming")
 
@@ -89,7 +93,7 @@ def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_tou
             and (trials["status"] == "RUNNING").any()
         )
 
-    interrupt_when(sweep_argv(origin, "roaming", 3, 2, "--num-cpus", "2"), one_done_one_running)
+    interrupt_when(sweep_argv(origin, "roaming", 3, 2, "--address", shared_ray), one_done_one_running)
     assert study.exists()
     copied, moved = tmp_path / "copied", tmp_path / "moved"
     copied.mkdir()
@@ -154,17 +158,19 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available() or bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
-def _trial_workers(session: int) -> list[int]:
-    """The Ray actor processes that train trials in a driver's session (each in its own process group)."""
+def _trial_workers(ray_head) -> list[int]:
+    """The Ray actor processes that train trials on the session's Ray: children of its raylet."""
+    (raylet,) = ray_head.head_node.all_processes["raylet"]
     found = subprocess.run(
-        ["pgrep", "-s", str(session), "-f", "ray::ImplicitFunc"], capture_output=True, text=True
+        ["pgrep", "-P", str(raylet.process.pid), "-f", "ray::ImplicitFunc"], capture_output=True, text=True
     )
     return [int(pid) for pid in found.stdout.split()]
 
 
-@pytest.mark.usefixtures("shared_ray")  # its in-process resumes
-def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_records_the_retry(tmp_path):
-    argv = sweep_argv(tmp_path, "crashy", 2, 2, "--num-cpus", "2", "--concurrent", "1")
+def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_records_the_retry(
+    tmp_path, shared_ray, ray_head
+):
+    argv = sweep_argv(tmp_path, "crashy", 2, 2, "--address", shared_ray, "--concurrent", "1")
     driver = _driver(argv)
     deadline = time.monotonic() + GUARD_SECONDS
     killed = False
@@ -172,7 +178,7 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
         while time.monotonic() < deadline and driver.poll() is None and not killed:
             trials, epochs = tables(tmp_path, "crashy")
             running = set(trials.loc[trials["status"] == "RUNNING", "trial_id"]) if len(trials) else set()
-            workers = _trial_workers(driver.pid)
+            workers = _trial_workers(ray_head)
             # A running trial has reported its first epoch (so it has a checkpoint): kill its worker
             # in the middle of its second.
             if len(epochs) and running & set(epochs["trial_id"]) and workers:
@@ -266,13 +272,15 @@ def test_random_kills_over_run_and_resumes_keep_every_invariant(tmp_path):
 
 
 @pytest.mark.usefixtures("shared_ray")  # its in-process resumes
-def test_a_trial_unknown_to_the_restored_tuner_continues_from_its_checkpoint_and_counts_once(tmp_path):
+def test_a_trial_unknown_to_the_restored_tuner_continues_from_its_checkpoint_and_counts_once(
+    tmp_path, shared_ray
+):
     def later_trial_with_two_epochs() -> bool:
         trials, epochs = tables(tmp_path, "unsaved")
         later = trials[(trials["number"] >= 1) & (trials["status"] == "RUNNING")] if len(trials) else trials
         return bool(len(later)) and (epochs["trial_id"] == later["trial_id"].iloc[0]).sum() >= 2
 
-    argv = sweep_argv(tmp_path, "unsaved", 3, 4, "--num-cpus", "2", "--concurrent", "1")
+    argv = sweep_argv(tmp_path, "unsaved", 3, 4, "--address", shared_ray, "--concurrent", "1")
     # Tune saves its state once, at the start: every later trial is unknown to the restored Tuner.
     interrupt_when(argv, later_trial_with_two_epochs, env={"TUNE_GLOBAL_CHECKPOINT_S": "100000"})
     trials, epochs = tables(tmp_path, "unsaved")
@@ -288,3 +296,12 @@ def test_a_trial_unknown_to_the_restored_tuner_continues_from_its_checkpoint_and
     assert kept.equals(before.drop(columns=["checkpoint"])), "the epochs before the kill were changed"
     states = [t.state.name for t in optuna_trials(tmp_path, "unsaved")]
     assert states.count("COMPLETE") == 3 and "FAIL" not in states, states
+
+
+def test_a_sweep_without_an_address_starts_its_own_ray_beside_a_running_one(tmp_path, ray_head):
+    """`run` with no --address starts a local Ray even where another runs on the machine (the
+    session's, which ray.init() with no address would join, and refuse when given --num-cpus)."""
+    assert main(sweep_argv(tmp_path, "apart", 1, 1, "--num-cpus", "1")) == 0
+    trials, _ = tables(tmp_path, "apart")
+    assert trials["status"].item() == "COMPLETED"
+    assert trials["node_id"].item() != ray_head.head_node.node_id

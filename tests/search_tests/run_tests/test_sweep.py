@@ -153,7 +153,7 @@ def replayed_stops(epochs: pd.DataFrame, spec: SweepSpec, max_epochs: int) -> di
 
 
 def test_mo_asha_stops_trials_at_a_rung_keeps_its_records_over_a_kill_and_the_replay_agrees(
-    tmp_path, capsys, monkeypatch
+    tmp_path, capsys, monkeypatch, shared_ray
 ):
     """Five trials one after another, rungs at epochs 1 and 2 of 3 (`grace_period` 1, factor 2);
     the later four cannot learn and report identical figures, so they compete for the places kept
@@ -162,7 +162,7 @@ def test_mo_asha_stops_trials_at_a_rung_keeps_its_records_over_a_kill_and_the_re
     so the whole sweep's decisions are those the replay makes of its results in the order heard."""
     (tmp_path / "stalled_space.py").write_text(STALLED_SPACE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    extra = ["--num-cpus", "2", "--concurrent", "1", "--scheduler", "mo-asha"]
+    extra = ["--address", shared_ray, "--concurrent", "1", "--scheduler", "mo-asha"]
     argv = sweep_argv(tmp_path, "halved", 5, 3, *extra, "--space", "stalled_space:space", "--no-constraints")
     store = Store(Study(str(tmp_path), "halved"))
 
@@ -209,7 +209,7 @@ def _rows(store: Store, trial_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFram
 # copy-and-move and random-kill tests of tests/search_tests/run_tests/test_drivers.py resume.)
 @pytest.mark.parametrize("tune_save_seconds, ended_at_kill", [("100000", 3)], ids=["stale"])
 def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
-    tmp_path, tune_save_seconds, ended_at_kill, capsys
+    tmp_path, tune_save_seconds, ended_at_kill, capsys, shared_ray
 ):
     store = Store(Study(str(tmp_path), "killed"))
 
@@ -218,7 +218,7 @@ def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
         done = (trials["status"] == "COMPLETED").sum() if len(trials) else 0
         return done >= ended_at_kill and (trials["status"] == "RUNNING").any()
 
-    argv = sweep_argv(tmp_path, "killed", 6, 3, "--num-cpus", "2")
+    argv = sweep_argv(tmp_path, "killed", 6, 3, "--address", shared_ray)
     pid = interrupt_when(argv, some_done_one_running, env={"TUNE_GLOBAL_CHECKPOINT_S": tune_save_seconds})
     before_trials = store.trials()
     done_before = list(before_trials[before_trials["status"] == "COMPLETED"]["trial_id"])
@@ -419,7 +419,7 @@ def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_
     import ray
     from ray.cluster_utils import Cluster
 
-    ray.shutdown()  # the module's shared local Ray: this test's sweeps run on the cluster below
+    ray.shutdown()  # disconnected from the session's Ray: this test's sweeps run on the cluster below
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1})
     try:
         cluster.add_node(num_cpus=8, num_gpus=2)
