@@ -15,6 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 ASSIST2015 = REPO.parent / "shared" / "data" / "assist2015"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With workers (pytest-xdist, `--dist loadgroup`), a slow module's tests stay together on one
+    worker, in order: they share module fixtures (a sweep, a Ray) and start drivers of their own."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session")
 def assist_dir() -> Path:
     if not (ASSIST2015 / "train_valid.csv").is_file():

@@ -137,3 +137,17 @@ def tune_trial(folder: Path, trial_id: str, number: int):
     storage.trial_dir_name = trial_id
     config = {"number": number, "seed": 0, "settings": {}}
     return Trial("run_trial", config=config, trial_id=trial_id, stub=True, storage=storage)
+
+
+def wait_until_idle(address: str, cpus: float, timeout: float = 60) -> None:
+    """Connect this process to the cluster at `address` and wait until `cpus` CPUs are free there
+    (a killed driver's trials gone); the CLI then runs on this connection."""
+    import logging
+
+    import ray
+
+    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0.0) < cpus:
+        assert time.monotonic() < deadline, f"the cluster's CPUs stayed busy: {ray.available_resources()}"
+        time.sleep(0.2)

@@ -97,6 +97,7 @@ def test_short_labels_drop_prefixes_and_setting_sections():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_a_metric_added_to_the_schema_alone_reaches_the_trial_table_pareto_and_report(
     tmp_path, monkeypatch, capsys
 ):

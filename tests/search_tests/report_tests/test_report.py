@@ -198,6 +198,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_a_real_sweep_ends_with_a_report_that_agrees_with_the_terminal(tmp_path, capsys):
     assert main(sweep_argv(tmp_path, "reported", 4, 2, "--num-cpus", "2")) == 0
     out = capsys.readouterr().out

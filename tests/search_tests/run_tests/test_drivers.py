@@ -301,7 +301,8 @@ def test_a_trial_unknown_to_the_restored_tuner_continues_from_its_checkpoint_and
 def test_a_sweep_without_an_address_starts_its_own_ray_beside_a_running_one(tmp_path, ray_head):
     """`run` with no --address starts a local Ray even where another runs on the machine (the
     session's, which ray.init() with no address would join, and refuse when given --num-cpus)."""
-    assert main(sweep_argv(tmp_path, "apart", 1, 1, "--num-cpus", "1")) == 0
+    code, _, err = _finish(_driver(sweep_argv(tmp_path, "apart", 1, 1, "--num-cpus", "1")))
+    assert code == 0, err
     trials, _ = tables(tmp_path, "apart")
     assert trials["status"].item() == "COMPLETED"
     assert trials["node_id"].item() != ray_head.head_node.node_id

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 from study_helpers import fake_study
-from sweep_helpers import interrupt_when, sweep_argv, tune_trial
+from sweep_helpers import interrupt_when, sweep_argv, tune_trial, wait_until_idle
 
 from search.cli import main
 from search.run.confirm import CONFIRM_SEED
@@ -82,6 +82,7 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
     """Every node writes to the bucket (Ray Tune persists checkpoints from the workers); the driver
     uploads the Optuna journal as it changes, so a driver killed mid-sweep loses none of it; a
     resume with a fresh home and working folder continues from the bucket alone."""
+    import ray
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -125,12 +126,16 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
         monkeypatch.setenv("HOME", str(tmp_path / "home2"))
         for key, value in ray_token.items():
             monkeypatch.setenv(key, value)
+        # Ray ends the killed driver's trial once it notices its owner died (seconds, on a busy machine):
+        # the resume starts when the cluster's CPUs are free again, as it would on another machine.
+        wait_until_idle(cluster.address, cpus=2)
         assert main(["resume", "inbucket", "--storage", s3_storage, "--address", cluster.address]) == 0
         # A confirmation of one trial, from the bucket alone, on the same cluster.
         confirmed = store.trials().query("status == 'COMPLETED'")["trial_id"].iloc[0]
         confirm = ["confirm", "inbucket", "--storage", s3_storage, "--address", cluster.address]
         assert main([*confirm, "--trials", confirmed, "--seeds", "2", "--no-dkt"]) == 0
     finally:
+        ray.shutdown()  # this process's connection, before the cluster goes
         cluster.shutdown()
     trials, epochs = store.trials(), store.epochs()
     assert (trials["status"] == "COMPLETED").sum() == 3 and set(trials["status"]) <= {"COMPLETED", "LOST"}
