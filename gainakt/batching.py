@@ -14,6 +14,7 @@ from .sequences import MAX_WINDOW, Sequences
 
 Padding = Literal["bucketed", "fixed"]
 PADDINGS: tuple[Padding, ...] = ("bucketed", "fixed")
+LENGTH_STEPS = 4  # the fixed lengths of `few_lengths`: max_len / 4, 2 max_len / 4, ... max_len
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class BatchPlan:
     # Where batches are built: "cpu" (from the numpy arrays, then copied to the model's device),
     # or a device holding the whole encoded split (`on_device`), which builds them there.
     device: str = "cpu"
+    # With `few_lengths`, a bucketed batch pads to the next of LENGTH_STEPS fixed lengths instead of
+    # its own longest window: a compiled step then meets a few shapes, each compiled once.
+    few_lengths: bool = False
 
     def __post_init__(self) -> None:
         if self.padding not in PADDINGS:
@@ -89,15 +93,25 @@ class BatchPlan:
             groups = [groups[k] for k in rng.permutation(len(groups))]
         return groups
 
+    @property
+    def real_positions(self) -> int:
+        """Prediction positions of real interactions in one epoch (every window visited once)."""
+        return int((self.windows.lengths - 1).sum())
+
     def padded_length(self, group: np.ndarray) -> int:
-        return self.max_len if self.padding == "fixed" else int(self.windows.lengths[group].max())
+        if self.padding == "fixed":
+            return self.max_len
+        longest = int(self.windows.lengths[group].max())
+        if not self.few_lengths:
+            return longest
+        step = -(-self.max_len // LENGTH_STEPS)
+        return min(self.max_len, -(-longest // step) * step)
 
     def padding_share(self, epoch: int = 0) -> float:
         """Padded prediction positions over all prediction positions in an epoch."""
         groups = self.groups(epoch)
         total = sum(len(g) * (self.padded_length(g) - 1) for g in groups)
-        real = int((self.windows.lengths - 1).sum())
-        return 1.0 - real / total
+        return 1.0 - self.real_positions / total
 
     def batches(self, epoch: int = 0) -> Iterator[Batch]:
         for group in self.groups(epoch):

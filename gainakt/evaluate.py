@@ -54,6 +54,17 @@ class Observations:
 
     @classmethod
     def of(cls, states: States, batch: Batch) -> Observations:
+        return cls.from_tensors(cls.tensors_of(states, batch))
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor | None]) -> Observations:
+        """The observations of `tensors_of`'s tensors (of one batch, or several concatenated)."""
+        arrays: dict[str, Any] = {k: None if v is None else v.cpu().numpy() for k, v in tensors.items()}
+        return cls(**arrays)
+
+    @staticmethod
+    def tensors_of(states: States, batch: Batch) -> dict[str, torch.Tensor | None]:
+        """The fields of the observations of one batch, as tensors on the batch's device."""
         with torch.no_grad():
             mask = batch.mask
             gains, mastery = states.gains.detach().float(), states.mastery.detach().float()
@@ -62,44 +73,41 @@ class Observations:
             answered = batch.concepts[:, 1:]
             students = batch.students.unsqueeze(1).expand_as(mask)
             windows = batch.windows.unsqueeze(1).expand_as(mask)
-            numpy = lambda x: x.cpu().numpy()  # noqa: E731  (local helper)
             logits = states.logits.detach().float()
             residual = logits if states.residual is None else states.residual.detach().float()
             sensitivity = states.mastery_sensitivity
             sensitivity = torch.zeros_like(logits) if sensitivity is None else sensitivity.detach().float()
-            unpractised = {}
+            unpractised: dict[str, torch.Tensor] = {}
             if batch.next_true_mastery_all is not None:
                 concepts = mastery.shape[-1]
                 seen = F.one_hot(batch.concepts, concepts).cummax(dim=1).values.bool()  # [B, T, C]
                 keep = mask.unsqueeze(-1) & ~seen
                 unpractised = {
-                    "unpractised_mastery": numpy(mastery[keep]),
-                    "unpractised_truth": numpy(batch.next_true_mastery_all[keep]),
-                    "unpractised_window": numpy(windows.unsqueeze(-1).expand_as(keep)[keep]),
+                    "unpractised_mastery": mastery[keep],
+                    "unpractised_truth": batch.next_true_mastery_all[keep],
+                    "unpractised_window": windows.unsqueeze(-1).expand_as(keep)[keep],
                 }
-            return cls(
-                prob=numpy(torch.sigmoid(logits)[mask]),
-                next_response=numpy(batch.next_responses[mask]),
-                next_mastery=numpy(at(mastery, batch.next_concepts)[mask]),
-                next_concept=numpy(batch.next_concepts[mask]),
-                student=numpy(students[mask]),
-                window=numpy(windows[mask]),
-                practised_gain=numpy(at(gains, batch.concepts)[mask]),
-                response=numpy(batch.responses[mask]),
-                current_mastery=numpy(at(mastery, batch.concepts)[mask]),
-                mastery_before=numpy(at(mastery[:, :-1], answered)[pairs]),
-                mastery_after=numpy(at(mastery[:, 1:], answered)[pairs]),
-                correct_after=numpy(batch.responses[:, 1:][pairs]),
-                pair_window=numpy(windows[:, 1:][pairs]),
-                negative_gains=numpy((gains < -metrics.NEG_GAIN_TOLERANCE).sum(-1)[mask]),
-                gain_entries=np.full(int(mask.sum()), gains.shape[-1]),
-                logit=numpy(logits[mask]),
-                residual=numpy(residual[mask]),
-                sensitivity=numpy(sensitivity[mask]),
-                next_true_mastery=None
-                if batch.next_true_mastery is None
-                else numpy(batch.next_true_mastery[mask]),
-                true_gain=None if batch.true_gain is None else numpy(batch.true_gain[mask]),
+            return dict(
+                prob=torch.sigmoid(logits)[mask],
+                next_response=batch.next_responses[mask],
+                next_mastery=at(mastery, batch.next_concepts)[mask],
+                next_concept=batch.next_concepts[mask],
+                student=students[mask],
+                window=windows[mask],
+                practised_gain=at(gains, batch.concepts)[mask],
+                response=batch.responses[mask],
+                current_mastery=at(mastery, batch.concepts)[mask],
+                mastery_before=at(mastery[:, :-1], answered)[pairs],
+                mastery_after=at(mastery[:, 1:], answered)[pairs],
+                correct_after=batch.responses[:, 1:][pairs],
+                pair_window=windows[:, 1:][pairs],
+                negative_gains=(gains < -metrics.NEG_GAIN_TOLERANCE).sum(-1)[mask],
+                gain_entries=torch.full_like(mask[mask], gains.shape[-1], dtype=torch.long),
+                logit=logits[mask],
+                residual=residual[mask],
+                sensitivity=sensitivity[mask],
+                next_true_mastery=None if batch.next_true_mastery is None else batch.next_true_mastery[mask],
+                true_gain=None if batch.true_gain is None else batch.true_gain[mask],
                 **unpractised,
             )
 
@@ -314,12 +322,16 @@ def observe(model: Tracer, plan: BatchPlan, device: torch.device | str = "cpu") 
     """The model's observations on every window of `plan` (in eval mode, no gradients)."""
     was_training = model.training
     model.eval()
-    parts = []
+    parts = []  # kept on the device, concatenated there and copied to the host once
     for batch in plan.batches(0):
         batch = batch.to(device)
-        parts.append(Observations.of(model.forward_with_states(batch), batch))
+        parts.append(Observations.tensors_of(model.forward_with_states(batch), batch))
     model.train(was_training)
-    return Observations.concat(parts)
+    merged = {
+        name: None if any(p[name] is None for p in parts) else torch.cat([p[name] for p in parts])  # type: ignore[misc]
+        for name in parts[0]
+    }
+    return Observations.from_tensors(merged)
 
 
 def evaluate(

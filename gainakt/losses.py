@@ -27,9 +27,10 @@ def prediction_loss(states: States, batch: Batch, positions_per_batch: float | N
     position weighs the same whatever the batch's length; otherwise the mean.
     """
     mask = batch.mask
-    total = F.binary_cross_entropy_with_logits(
-        states.logits[mask], batch.next_responses[mask].float(), reduction="sum"
+    each = F.binary_cross_entropy_with_logits(
+        states.logits.float(), batch.next_responses.float(), reduction="none"
     )
+    total = torch.where(mask, each, 0.0).sum()
     return total / (positions_per_batch if positions_per_batch else mask.sum().clamp(min=1))
 
 
@@ -42,50 +43,60 @@ def auxiliary_losses(states: States, batch: Batch, mastery_step: float) -> dict[
     copyable (r[t] is an input), the pooled mean of |r[t] - m[t, c[t]]|. `residual` is the mean
     |residual logit| of a `mixed` head; a constant 0 (no parameter reaches it) for a `mastery` head,
     whose residual is 0, and a `free` one, which has none (`states.residual` is None).
+
+    Every mean is a masked sum over a count, with no boolean index: the selection's size would have
+    to be read back from the device at every step.
     """
     mask = batch.mask  # [B, T]
-    gains, mastery = states.gains, states.mastery  # [B, T, C]
-    practised = F.one_hot(batch.concepts, gains.shape[-1]).bool()  # [B, T, C], concept of interaction t
+    gains, mastery = states.gains.float(), states.mastery.float()  # [B, T, C]
     correct = batch.responses.bool()  # [B, T], r[t]
     next_correct = batch.next_responses.bool()  # [B, T], r[t+1]
     gain_here = gains.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T]
     mastery_here = mastery.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T], m[t, c[t]]
     mastery_next = mastery.gather(-1, batch.next_concepts.unsqueeze(-1)).squeeze(-1)  # [B, T], m[t, c[t+1]]
-    pairs = mask[:, 1:] & mask[:, :-1]  # consecutive real positions (t-1, t)
+    pairs = (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1)  # consecutive real positions (t-1, t), [B, T-1, 1]
     change = mastery[:, 1:] - mastery[:, :-1]  # [B, T-1, C]
+    # the gains of the concepts not practised at t: all of them but the practised one's
+    unpractised_gains = gains.abs().sum(-1) - gain_here.abs()  # [B, T]
+    concepts = gains.shape[-1]
 
     return {
-        "non_negative": _mean(F.relu(-gains)[mask]),
-        "monotonicity": _mean(F.relu(-change)[pairs]),
-        "mastery_performance": _balanced_miss(mastery_next[mask], next_correct[mask]),
-        "mastery_performance_current": _mean(torch.where(correct, 1 - mastery_here, mastery_here)[mask]),
-        "gain_performance": _gain_order_hinge(gain_here[mask], correct[mask]),
-        "sparsity": _mean(gains.abs()[mask.unsqueeze(-1) & ~practised]),  # concepts not practised at t
-        "consistency": _mean((change - mastery_step * gains[:, 1:]).abs()[pairs]),
-        "residual": _mean(states.residual.abs()[mask]) if states.residual is not None else _zero(mask),
+        "non_negative": _masked_mean(F.relu(-gains), mask.unsqueeze(-1)),
+        "monotonicity": _masked_mean(F.relu(-change), pairs),
+        "mastery_performance": _balanced_miss(mastery_next, next_correct, mask),
+        "mastery_performance_current": _masked_mean(
+            torch.where(correct, 1 - mastery_here, mastery_here), mask
+        ),
+        "gain_performance": _gain_order_hinge(gain_here, correct, mask),
+        "sparsity": _masked_sum(unpractised_gains, mask) / (mask.sum() * (concepts - 1)).clamp(min=1),
+        "consistency": _masked_mean((change - mastery_step * gains[:, 1:]).abs(), pairs),
+        "residual": _masked_mean(states.residual.float().abs(), mask)
+        if states.residual is not None
+        else torch.zeros((), device=mask.device),
     }
 
 
-def _mean(values: torch.Tensor) -> torch.Tensor:
-    """Mean of the selected entries, 0 (with a gradient path) when there are none."""
-    return values.mean() if values.numel() else values.sum()
+def _masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask, values, 0.0).sum()
 
 
-def _zero(like: torch.Tensor) -> torch.Tensor:
-    """A constant 0, of a loss no parameter reaches."""
-    return torch.zeros((), device=like.device)
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the entries of `values` where `mask` (broadcast to its shape) holds; 0, with a
+    gradient path, where it holds nowhere."""
+    count = mask.expand(values.shape).sum()
+    return _masked_sum(values, mask) / count.clamp(min=1)
 
 
-def _balanced_miss(mastery: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+def _balanced_miss(mastery: torch.Tensor, correct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """mean(1 - m) over correct answers + mean(m) over wrong ones; a missing class adds 0."""
-    return _mean(1 - mastery[correct]) + _mean(mastery[~correct])
+    return _masked_mean(1 - mastery, mask & correct) + _masked_mean(mastery, mask & ~correct)
 
 
-def _gain_order_hinge(gain: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+def _gain_order_hinge(gain: torch.Tensor, correct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """relu(margin - (mean gain after correct - mean gain after wrong)); 0 when one kind is missing."""
-    if correct.all() or not correct.any():
-        return gain.sum() * 0.0
-    return F.relu(GAIN_MARGIN - (gain[correct].mean() - gain[~correct].mean()))
+    right, wrong = mask & correct, mask & ~correct
+    hinge = F.relu(GAIN_MARGIN - (_masked_mean(gain, right) - _masked_mean(gain, wrong)))
+    return torch.where(right.any() & wrong.any(), hinge, 0.0)
 
 
 def warmup_factor(epoch: int, warmup_epochs: int) -> float:
@@ -105,7 +116,10 @@ class Composition:
 
 
 def compose(
-    bce: torch.Tensor, aux: Mapping[str, torch.Tensor], weights: LossWeights, factor: float = 1.0
+    bce: torch.Tensor,
+    aux: Mapping[str, torch.Tensor],
+    weights: LossWeights,
+    factor: float | torch.Tensor = 1.0,
 ) -> Composition:
     """total = bce + sum_k factor * w_k * L_k; the value that reaches backward holds every term."""
     components = {PREDICTION_LOSS: bce}

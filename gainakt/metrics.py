@@ -5,6 +5,8 @@ A series that is constant has no correlation: the functions return NaN, never 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -43,13 +45,41 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float((dx * dy).sum() / denominator)
 
 
-def _groups(keys: np.ndarray) -> list[np.ndarray]:
-    """Indices of each group of equal keys, in the order the positions come within a group."""
-    keys = np.asarray(keys).ravel()
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
-    return np.split(order, bounds) if keys.size else []
+@dataclass(frozen=True)
+class Groups:
+    """The positions of each group of equal keys, as one sort: `order` lists the positions group by
+    group (within a group in the order they come), group g taking order[start[g]:start[g] + size[g]]."""
+
+    order: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+
+    @classmethod
+    def of(cls, keys: np.ndarray) -> Groups:
+        keys = np.asarray(keys).ravel()
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        start = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if keys.size else np.zeros(0, int)
+        return cls(order, start, np.diff(np.r_[start, keys.size]))
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Per group, the sum of `values` (indexed by position)."""
+        if not self.size.size:
+            return np.zeros(0)
+        return np.add.reduceat(np.asarray(values, dtype=np.float64)[self.order], self.start)
+
+    def spread(self, values: np.ndarray) -> np.ndarray:
+        """Per group, max - min of `values`."""
+        if not self.size.size:
+            return np.zeros(0)
+        ordered = np.asarray(values, dtype=np.float64)[self.order]
+        return np.maximum.reduceat(ordered, self.start) - np.minimum.reduceat(ordered, self.start)
+
+    def each(self, values: np.ndarray) -> np.ndarray:
+        """A per-group array spread back to the positions of each group."""
+        out = np.empty(self.order.size, dtype=np.float64)
+        out[self.order] = np.repeat(values, self.size)
+        return out
 
 
 def pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -61,10 +91,17 @@ def pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def per_group_pearson(x: np.ndarray, y: np.ndarray, groups: np.ndarray, min_positions: int) -> float:
     """Pearson within each group of at least `min_positions` (non-constant), averaged;
     NaN if no group qualifies."""
-    x, y = np.asarray(x).ravel(), np.asarray(y).ravel()
-    values = [pearson(x[idx], y[idx]) for idx in _groups(groups) if idx.size >= min_positions]
-    values = [v for v in values if not np.isnan(v)]
-    return float(np.mean(values)) if values else float("nan")
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    g = Groups.of(groups)
+    dx = x - g.each(g.sums(x) / np.maximum(g.size, 1))  # deviations from the group's mean
+    dy = y - g.each(g.sums(y) / np.maximum(g.size, 1))
+    sxx, syy, sxy = g.sums(dx * dx), g.sums(dy * dy), g.sums(dx * dy)
+    denominator = np.sqrt(sxx * syy)
+    # as `pearson`: a constant series has none (the mean of a constant may round off it)
+    qualifies = (g.size >= max(min_positions, 2)) & (g.spread(x) > 0) & (g.spread(y) > 0)
+    qualifies &= (denominator > 0) & np.isfinite(denominator)
+    return float(np.mean(sxy[qualifies] / denominator[qualifies])) if qualifies.any() else float("nan")
 
 
 def per_student_pearson(x: np.ndarray, y: np.ndarray, students: np.ndarray, min_positions: int = 5) -> float:
@@ -102,14 +139,14 @@ def prospective_correlation(
     one (student, concept). NaN when fewer than two groups qualify or either series is constant.
     """
     mastery, responses = np.asarray(mastery, dtype=np.float64).ravel(), np.asarray(responses).ravel()
-    before, accuracy = [], []
-    for idx in _groups(groups):
-        if idx.size < min_attempts:
-            continue
-        half = idx.size // 2
-        before.append(mastery[idx[half]])
-        accuracy.append(responses[idx[half:]].mean())
-    return pearson(np.array(before), np.array(accuracy))
+    g = Groups.of(groups)
+    kept = g.size >= min_attempts
+    start, size = g.start[kept], g.size[kept]
+    half = size // 2
+    before = mastery[g.order[start + half]]
+    correct_so_far = np.r_[0.0, np.cumsum(responses[g.order], dtype=np.float64)]  # over the sorted positions
+    accuracy = (correct_so_far[start + size] - correct_so_far[start + half]) / (size - half)
+    return pearson(before, accuracy)
 
 
 def monotonicity_violation_rate(before: np.ndarray, after: np.ndarray, correct: np.ndarray) -> float:

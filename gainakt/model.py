@@ -137,8 +137,11 @@ class MasteryReadout(nn.Module):
 
     def forward(self, next_mastery: Tensor, next_concepts: Tensor) -> Tensor:
         """next_mastery m[t, c[t+1]] and next_concepts c[t+1], [B, T] -> the logit [B, T]."""
-        m = next_mastery.clamp(MASTERY_EPS, 1 - MASTERY_EPS)
-        return self.scale * torch.logit(m) + self.bias[next_concepts]
+        # In fp32 whatever the autocast: bf16 rounds 1 - eps to 1 (its spacing below 1 is 2^-8), and
+        # the logit of 1 is infinite.
+        with torch.autocast(next_mastery.device.type, enabled=False):
+            m = next_mastery.float().clamp(MASTERY_EPS, 1 - MASTERY_EPS)
+            return self.scale * torch.logit(m) + self.bias[next_concepts]
 
 
 class GainAKT2Exp(Tracer):
@@ -248,13 +251,39 @@ class GainAKT2Exp(Tracer):
             # once a sum reaches 1 every later one stays >= 1, as the recursion stays at 1.
             return torch.clamp(initial + s * torch.cumsum(gains, dim=1), 0.0, 1.0)
         # Linear gains can be negative: after a clip binds the closed form would remember the excess
-        # (a mastery pinned at 1 would need the gains above 1 undone before it could fall), so loop.
-        mastery = initial[:, 0]  # [B, C]
-        steps = []
-        for t in range(gains.shape[1]):
-            mastery = torch.clamp(mastery + s * gains[:, t], 0.0, 1.0)
-            steps.append(mastery)
-        return torch.stack(steps, dim=1)  # [B, T, C]
+        # (a mastery pinned at 1 would need the gains above 1 undone before it could fall).
+        return clipped_cumsum(initial, s * gains)
+
+
+def clipped_cumsum(start: Tensor, steps: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
+    """The recursion m[t] = clip(m[t-1] + steps[t], low, high) from m[-1] = start, for every t at once.
+
+    start [B, 1, C], steps [B, T, C] -> m [B, T, C], equal to the loop over t. Each step is the map
+    x -> clip(x + a, lo, hi), and such maps compose into one of the same form:
+    clip(clip(x + a1, lo1, hi1) + a2, lo2, hi2) = clip(x + a1 + a2, clip(lo1 + a2, lo2, hi2),
+    clip(hi1 + a2, lo2, hi2)). So the prefix compositions come from a scan in ceil(log2 T) rounds of
+    a few operations each (Hillis-Steele), instead of 2 T operations of a loop.
+    """
+    shift = steps  # [B, T, C]: a of the composed map from step 0 to t
+    lower = torch.full_like(steps, low)  # lo of it
+    upper = torch.full_like(steps, high)  # hi of it
+    span = 1
+    while span < steps.shape[1]:
+        # compose each t's map after that of t - span (the earlier steps)
+        earlier_shift, earlier_lower, earlier_upper = (x[:, :-span] for x in (shift, lower, upper))
+        later_shift, later_lower, later_upper = (x[:, span:] for x in (shift, lower, upper))
+        lower = torch.cat([lower[:, :span], _clip(earlier_lower + later_shift, later_lower, later_upper)], 1)
+        upper = torch.cat([upper[:, :span], _clip(earlier_upper + later_shift, later_lower, later_upper)], 1)
+        shift = torch.cat([shift[:, :span], earlier_shift + later_shift], dim=1)
+        span *= 2
+    return _clip(start + shift, lower, upper)
+
+
+def _clip(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """clamp(x, low, high) whose gradient goes wholly to the bound it returns, even where low == high
+    (a composed map that is constant: its value still depends on the steps through its bounds, and
+    torch.clamp gives neither bound a gradient there)."""
+    return torch.where(x < low, low, torch.where(x > high, high, x))
 
 
 def build_model(cfg: ModelOptions, num_concepts: int) -> Tracer:

@@ -27,7 +27,6 @@ _INT_LIST = re.compile(r"\s*-?\d+\s*(?:,\s*-?\d+\s*)*")
 _INT = re.compile(r"\s*-?\d+\s*")
 
 
-
 def read_pykt(source: str, num_concepts: int | None = None) -> Dataset:
     """A pyKT dataset folder or file, validated; concept ids counted from the data unless given."""
     if num_concepts is not None and not 1 <= num_concepts <= MAX_CONCEPTS:

@@ -70,7 +70,6 @@ class States:
     mastery_sensitivity: torch.Tensor | None = None
 
 
-
 class Tracer(nn.Module):
     """A knowledge-tracing model the trainer, the metrics and the losses read: all of it in `States`."""
 

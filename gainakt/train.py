@@ -17,7 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,8 +51,10 @@ from .tracer import ModelOptions, States
 from .wandb_sink import WandbMode, WandbSink
 
 Scheduler = Literal["step", "plateau", "none"]
-# The forward pass's number format: auto is bf16 on a CUDA device that supports it, else fp32 (so CPU
-# runs are unchanged); fp16 is CUDA only, with a gradient scaler. Validation always runs in fp32.
+# The forward pass's number format. auto: fp32, with TF32 matrix products on CUDA; bf16 autocast was
+# slower on an H200 at every size this project trains (docs/training.md, "Precision"), and these
+# steps are bound by launches, not arithmetic. fp16 is CUDA only, with a gradient scaler. fp32 is
+# exact fp32 matrix products. Validation always runs in fp32.
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 log = logging.getLogger("gainakt.train")
 MAX_BATCH_SIZE = 1 << 16  # windows per step; far beyond any GPU's memory at 200 positions
@@ -79,6 +81,9 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     precision: Precision = "auto"
+    # torch.compile the forward pass and the losses (CUDA graphs on a GPU); bucketed batches then pad
+    # to a few fixed lengths, so that each shape compiles once
+    compile: bool = False
     model: ModelOptions = field(default_factory=ModelOptions)
     weights: LossWeights = field(default_factory=LossWeights)
     warmup_epochs: int = 0  # auxiliary weights grow linearly to full over this many epochs
@@ -180,12 +185,15 @@ def _fits_on(device: torch.device, *plans: BatchPlan) -> bool:
 
 def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
     """The dtype the forward pass runs in under autocast, or None for plain fp32."""
-    cuda = device.type == "cuda"
-    if precision == "auto":
-        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
-    if precision == "fp16" and not cuda:
+    if precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision fp16 needs a CUDA device (on the CPU use bf16 or fp32)")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def set_matmul_precision(precision: Precision, device: torch.device) -> None:
+    """TF32 matrix products on CUDA with precision auto (a process-wide torch setting)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "auto"
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -231,14 +239,17 @@ class Trainer:
             # Training's random stream continues from here, so dropout never reuses the draws of the weights.
             self._train_rng = torch.get_rng_state()
         self.model = model.to(self.device)
+        # fused: one kernel for every parameter's update instead of a dozen per parameter
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
         )
         self.scheduler = self._make_scheduler()
         self.train_plan = BatchPlan(
             train_windows, config.batch_size, config.padding, shuffle=True, seed=config.seed
         )
         self.valid_plan = BatchPlan(valid_windows, max(config.batch_size, 128), "bucketed", shuffle=False)
+        if config.compile:
+            self.train_plan = replace(self.train_plan, few_lengths=True)
         if self.device.type == "cuda" and _fits_on(self.device, self.train_plan, self.valid_plan):
             # Batches built on the GPU from the split held there: no host-to-device copy per batch.
             self.train_plan = self.train_plan.on_device(self.device)
@@ -258,6 +269,13 @@ class Trainer:
         self.best_epoch = 0
         self.stale_epochs = 0
         self.stopped_early = False
+        self._forward_loss = self.forward_loss
+        if config.compile:  # CUDA graphs replay a step's kernels with one launch
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._forward_loss = torch.compile(self.forward_loss, mode=mode, dynamic=False)
+        self._factors: dict[float, torch.Tensor] = {}  # the warm-up factors, as tensors on the device
+        self._steps_on_device = torch.zeros((), dtype=torch.long, device=self.device)
+        self._first_nonfinite = torch.zeros(2, device=self.device)  # (step, its loss); step 0: none yet
 
     def _make_scheduler(self) -> Any:
         c = self.config
@@ -274,8 +292,9 @@ class Trainer:
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train to the end; with `resume`, continue from `last.pt` in the run folder if it has one.
 
-        Seeds torch (or restores the RNG of `last.pt`), sets its thread count and opens the wandb
-        run, which it closes whether training ends, stops early or raises.
+        Seeds torch (or restores the RNG of `last.pt`), sets its thread count and its matrix
+        precision on CUDA (`set_matmul_precision`) and opens the wandb run, which it closes whether
+        training ends, stops early or raises.
         """
         c = self.config
         last = self.out / "last.pt"
@@ -285,6 +304,7 @@ class Trainer:
             )
         if c.threads:
             torch.set_num_threads(c.threads)
+        set_matmul_precision(c.precision, self.device)
         torch.manual_seed(c.seed)  # for the CUDA generators; the CPU one continues after the initial weights
         torch.set_rng_state(self._train_rng)
         if last.is_file():
@@ -322,65 +342,95 @@ class Trainer:
         c = self.config
         self.model.train()
         factor = warmup_factor(self.epoch, c.warmup_epochs) if c.warmup_epochs else 1.0
-        sums = {name: 0.0 for name in LOSS_COMPONENTS}
-        total = 0.0
+        sums = torch.zeros(len(LOSS_COMPONENTS), device=self.device)  # summed on the device, read once
         batches = 0
-        interactions = 0
         started = time.perf_counter()
         batches_of_epoch = self.train_plan.batches(self.epoch)
         for batch in _progress(batches_of_epoch, len(self.train_plan), f"epoch {self.epoch + 1}"):
-            components = self.train_step(batch, factor)
-            for name, value in components.items():
-                sums[name] += value
-            total += sum(components.values())
+            sums += self.train_step(batch, factor)
             batches += 1
-            interactions += batch.num_real
+        self.check_finite()
+        means = (sums / batches).tolist()
         seconds = time.perf_counter() - started
-        valid = evaluate(self.model, self.valid_plan, self.device, self.baseline_mastery_corr)
-        components = {name: value / batches for name, value in sums.items()}
+        valid = self.evaluate()
+        components = dict(zip(LOSS_COMPONENTS, means, strict=True))
         lr = self.optimizer.param_groups[0]["lr"]
         self._step_scheduler(valid.auc)
         self.epoch += 1
         return EpochRow(
             epoch=self.epoch,
-            train_loss=total / batches,
+            train_loss=sum(means),
             components=components,
             shares=loss_shares(components),
             valid=valid,
             monitor=self.monitor.epoch_means(),
             lr=lr,
             seconds=seconds,
-            interactions_per_s=interactions / seconds if seconds > 0 else float("nan"),
+            interactions_per_s=self.train_plan.real_positions / seconds if seconds > 0 else float("nan"),
         )
 
-    def train_step(self, batch: Batch, factor: float = 1.0) -> dict[str, float]:
-        """One optimisation step on one batch, then the batch hooks; returns the weighted loss components."""
+    def evaluate(self) -> EvalMetrics:
+        """Every metric of the model as it is now, on the validation windows."""
+        return evaluate(self.model, self.valid_plan, self.device, self.baseline_mastery_corr)
+
+    def train_step(self, batch: Batch, factor: float = 1.0) -> torch.Tensor:
+        """One optimisation step on one batch, then the batch hooks; returns the weighted loss
+        components [len(LOSS_COMPONENTS)], in that order, on the device.
+
+        Nothing is read back from the device here (on a GPU that would wait for the step to finish):
+        a loss that is not finite is noted on the device and raised by `check_finite`, which runs
+        every `monitor_interval` steps and at the end of each epoch.
+        """
         c = self.config
         batch = batch.to(self.device)
+        if factor not in self._factors:  # copied to the device once, not at every step
+            self._factors[factor] = torch.tensor(factor, device=self.device)
+        total, components, states = self._forward_loss(batch, self._factors[factor])
+        self._note_nonfinite(total.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:  # fp16: the scaler reads its overflow flag back at every step
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)  # clipping needs the true gradients
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm, foreach=True)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm, foreach=True)
+            self.optimizer.step()
+        self.step += 1
+        for hook in self.batch_hooks:
+            hook(self.step, states, batch)
+        if self.step % c.monitor_interval == 0:
+            self.check_finite()
+        return components.detach()
+
+    def forward_loss(self, batch: Batch, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, States]:
+        """The forward pass and the losses of one batch, under the run's autocast: the total for
+        backward, the weighted components [len(LOSS_COMPONENTS)] and the states. `factor` (a 0-d
+        tensor): the share of the auxiliary weights in force. What `compile` compiles."""
+        c = self.config
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             states = self.model.forward_with_states(batch)
             bce = prediction_loss(states, batch, self.positions_per_batch)
             aux = auxiliary_losses(states, batch, c.model.mastery_step)
             composition = compose(bce, aux, c.weights, factor)
-        if not torch.isfinite(composition.total):
-            raise FloatingPointError(
-                f"loss is {float(composition.total.detach())} at epoch {self.epoch + 1}, step {self.step + 1}"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(composition.total).backward()
-            self.scaler.unscale_(self.optimizer)  # clipping needs the true gradients
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            composition.total.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
-            self.optimizer.step()
-        self.step += 1
-        for hook in self.batch_hooks:
-            hook(self.step, states, batch)
-        return {name: float(value.detach()) for name, value in composition.components.items()}
+        components = torch.stack([composition.components[name].float() for name in LOSS_COMPONENTS])
+        return composition.total, components, states
+
+    def _note_nonfinite(self, total: torch.Tensor) -> None:
+        """Keep, on the device, the first step whose total loss was not finite and that loss."""
+        self._steps_on_device += 1
+        first = ~torch.isfinite(total) & (self._first_nonfinite[0] == 0)
+        noted = torch.stack([self._steps_on_device.to(total.dtype), total.float()])
+        self._first_nonfinite = torch.where(first, noted, self._first_nonfinite)
+
+    def check_finite(self) -> None:
+        """Raise FloatingPointError if a step's loss was not finite (one read from the device)."""
+        step, loss = self._first_nonfinite.tolist()
+        if step:
+            epoch = self.epoch + 1
+            raise FloatingPointError(f"loss is {loss} at epoch {epoch}, step {int(step)}")
 
     def _step_scheduler(self, auc: float) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -455,6 +505,7 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
+        self._steps_on_device.fill_(self.step)
         self.best_auc, self.best_epoch = state["best_auc"], state["best_epoch"]
         self.stale_epochs = state["stale_epochs"]
         self.stopped_early = state["stopped_early"]

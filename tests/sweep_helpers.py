@@ -151,3 +151,16 @@ def wait_until_idle(address: str, cpus: float, timeout: float = 60) -> None:
     while ray.available_resources().get("CPU", 0.0) < cpus:
         assert time.monotonic() < deadline, f"the cluster's CPUs stayed busy: {ray.available_resources()}"
         time.sleep(0.2)
+
+
+def most_at_once(trials) -> int:
+    """The largest number of trials whose [started_at, ended_at] intervals overlap."""
+    events = sorted(
+        [(t, 1) for t in trials["started_at"]] + [(t, -1) for t in trials["ended_at"]],
+        key=lambda e: (e[0], e[1]),
+    )
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most

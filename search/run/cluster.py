@@ -58,6 +58,23 @@ def check_placeable(per_trial: Mapping[str, float]) -> None:
     )
 
 
+def note_fewer_cpus(num_cpus: int, per_trial: Mapping[str, float]) -> None:
+    """A Ray already running is used as it is, whatever --num-cpus asks: say so in one line when it
+    has fewer CPUs, with the trials it can really run at once."""
+    import ray
+
+    has = ray.cluster_resources().get("CPU", 0.0)
+    if has >= num_cpus:
+        return
+    cpus = per_trial.get("CPU", 0.0)
+    at_once = f"at most {int(has // cpus)} trials at once at {cpus:g} CPU each" if cpus > 0 else "fewer CPUs"
+    print(
+        f"--num-cpus {num_cpus}: this process is already connected to a Ray of {has:g} CPUs, which is "
+        f"used as it is: {at_once}",
+        file=sys.stderr,
+    )
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
     """TimeoutError in the block after `seconds` (main thread only: where signals are delivered)."""
@@ -128,6 +145,8 @@ def ray_session(
     if not connect_timeout > 0:
         raise ConfigError(f"--connect-timeout must be > 0, got {connect_timeout}")
     if ray.is_initialized():
+        if num_cpus is not None:
+            note_fewer_cpus(num_cpus, per_trial or {})
         if per_trial:
             check_placeable(per_trial)
         yield

@@ -525,3 +525,30 @@ def test_mastery_recovery_within_is_the_mean_within_concept_pearson_with_the_tru
     within = (textbook_pearson(list(mastery[:30]), list(truth[:30])) + 1) / 2
     assert result["mastery_recovery_within"] == pytest.approx(within)
     assert result["mastery_recovery"] == pytest.approx(textbook_pearson(list(mastery), list(truth)))
+
+
+# ------------------------------------------------------------------ the group metrics, vectorised
+
+
+def _loop_groups(keys: np.ndarray) -> list[np.ndarray]:
+    return [np.flatnonzero(keys == key) for key in np.unique(keys)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_vectorised_group_metrics_equal_their_loop_over_groups(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 400
+    keys = rng.integers(0, 40, n)
+    x = rng.random(n).round(1)  # ties, and some constant groups
+    y = (rng.random(n) < x).astype(float)
+    x[keys == 3] = 0.5  # a constant group
+    per_group = [metrics.pearson(x[idx], y[idx]) for idx in _loop_groups(keys) if idx.size >= 8]
+    expected = np.nanmean(per_group)
+    assert metrics.per_group_pearson(x, y, keys, 8) == pytest.approx(expected, abs=1e-12)
+    before, accuracy = [], []
+    for idx in _loop_groups(keys):
+        if idx.size >= 6:
+            before.append(x[idx[idx.size // 2]])
+            accuracy.append(y[idx[idx.size // 2 :]].mean())
+    expected = metrics.pearson(np.array(before), np.array(accuracy))
+    assert metrics.prospective_correlation(x, y, keys, 6) == pytest.approx(expected, abs=1e-12)

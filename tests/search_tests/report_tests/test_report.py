@@ -424,9 +424,7 @@ def test_a_large_studys_report_stays_small_and_says_what_it_samples():
     front = list(pareto.front(trials, spec.objectives)["trial_id"])
     usable = pareto.usable(trials, spec.objectives)
     others = len(usable) - len(front)
-    assert (
-        len(usable) > drawn.WEBGL_ABOVE and others > drawn.SAMPLE_OFF_FRONT and missing > MAX_LISTED
-    )
+    assert len(usable) > drawn.WEBGL_ABOVE and others > drawn.SAMPLE_OFF_FRONT and missing > MAX_LISTED
     page = render_html(spec, analysis)
 
     # At this many bytes a trial past plotly.js, 10,000 trials fit in 10 MB (the sampled charts are a

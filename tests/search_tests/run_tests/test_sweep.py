@@ -19,6 +19,7 @@ from sweep_helpers import (
     TINY_DATA,
     TINY_TRAIN,
     interrupt_when,
+    most_at_once,
     optuna_trials,
     sweep_argv,
     tables,
@@ -31,7 +32,8 @@ from search.store.segments import Store
 from search.store.study import Study
 
 # Real local Ray clusters: run by .ci/run, skipped by `pytest -m "not slow"`; the in-process sweeps
-# share one local Ray (the GPU-scheduling test, last, stops it to use a cluster of its own).
+# share one local Ray (the GPU-scheduling test, last, stops it to use a cluster of its own; the CUDA
+# test is in test_gpu.py, with a Ray of the CPUs it asks for).
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_ray")]
 
 OBJECTIVES = ["auc", "mastery_corr", "neg_gain_rate"]
@@ -43,8 +45,11 @@ START = {"use_sparsity": False, "model.gains": "softplus", "warmup_epochs": 2}
 def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
     spec = tmp_path / "start.toml"
     spec.write_text('[[start]]\nuse_sparsity = false\n"model.gains" = "softplus"\nwarmup_epochs = 2\n')
-    assert main(sweep_argv(tmp_path, "basic", 6, 2, "--num-cpus", "2", str(spec))) == 0
-    out = capsys.readouterr().out
+    # --num-cpus 4 beside the connected Ray of 2: used as it is, and said
+    assert main(sweep_argv(tmp_path, "basic", 6, 2, "--num-cpus", "4", str(spec))) == 0
+    out, err = capsys.readouterr()
+    assert "--num-cpus 4: this process is already connected to a Ray of 2 CPUs" in err
+    assert "at most 2 trials at once at 1 CPU each" in err
     assert "non-dominated trials" in out and str(tmp_path / "basic") in out
     assert not (tmp_path / "basic" / "wandb").exists()  # W&B off: not even its folder
 
@@ -325,47 +330,6 @@ def test_a_trial_continued_from_the_checkpoint_of_its_last_epoch_reports_that_ep
     assert result.checkpoint is not None
 
 
-def _most_at_once(trials) -> int:
-    """The largest number of trials whose [started_at, ended_at] intervals overlap."""
-    events = sorted(
-        [(t, 1) for t in trials["started_at"]] + [(t, -1) for t in trials["ended_at"]],
-        key=lambda e: (e[0], e[1]),
-    )
-    running = most = 0
-    for _, step in events:
-        running += step
-        most = max(most, running)
-    return most
-
-
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU (four trials share one at 0.25 GPU each)"
-)
-def test_four_trials_share_one_gpu_and_the_trial_table_says_so(tmp_path):
-    assert (
-        main(
-            sweep_argv(
-                tmp_path,
-                "gpu",
-                8,
-                3,
-                "--num-cpus",
-                "4",
-                "--gpus",
-                "0.25",
-                "--concurrent",
-                "4",
-                "--no-constraints",
-            )
-        )
-        == 0
-    )
-    trials, _ = tables(tmp_path, "gpu")
-    assert (trials["status"] == "COMPLETED").sum() == 8
-    assert all(device.startswith("cuda") for device in trials["device"])
-    assert _most_at_once(trials) == 4
-
-
 def test_most_at_once_counts_overlapping_intervals():
     import pandas as pd
 
@@ -374,8 +338,8 @@ def test_most_at_once_counts_overlapping_intervals():
     frame = pd.DataFrame(
         {"started_at": [t, t, t + 2 * s, t + 5 * s], "ended_at": [t + 3 * s, t + 2 * s, t + 6 * s, t + 7 * s]}
     )
-    assert _most_at_once(frame) == 2  # the second ends as the third starts; the third and fourth overlap
-    assert _most_at_once(frame.iloc[:1]) == 1
+    assert most_at_once(frame) == 2  # the second ends as the third starts; the third and fourth overlap
+    assert most_at_once(frame.iloc[:1]) == 1
 
 
 def test_resume_with_more_trials_grows_the_study_and_keeps_its_rows(tmp_path, capsys):
@@ -411,7 +375,7 @@ def test_resume_with_more_trials_grows_the_study_and_keeps_its_rows(tmp_path, ca
 
 def _most_at_once_per_gpu(trials) -> dict[tuple[str, str], int]:
     """For each (node, GPU) Ray assigned, the most trials that held it at once."""
-    return {key: _most_at_once(group) for key, group in trials.groupby(["node_id", "gpu_ids"])}
+    return {key: most_at_once(group) for key, group in trials.groupby(["node_id", "gpu_ids"])}
 
 
 def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_gpu(tmp_path, capsys):
@@ -443,7 +407,7 @@ def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_
     per_gpu = _most_at_once_per_gpu(trials)
     assert len(per_gpu) == 3  # every one of the three GPUs was used
     assert max(per_gpu.values()) <= 4  # never more than four 0.25-GPU trials on one GPU
-    assert _most_at_once(trials) == 12  # at the busiest moment every trial ran, on the GPUs of both nodes
+    assert most_at_once(trials) == 12  # at the busiest moment every trial ran, on the GPUs of both nodes
 
     failed, _ = tables(tmp_path, "nocuda")
     error = failed["error"].item()
