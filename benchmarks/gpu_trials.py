@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-SHARINGS = ((1, 1.0), (2, 0.5), (4, 0.25), (8, 0.125))  # trials at once, GPU fraction per trial
+SHARINGS = ((1, 1.0), (2, 0.5), (4, 0.25), (8, 0.125), (16, 0.0625))  # trials at once, GPU share each
 
 
 def main(argv: list[str] | None = None) -> int:
