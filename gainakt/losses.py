@@ -7,14 +7,15 @@ prediction loss and every logged share lies in [0, 1].
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 
 from .batching import Batch
-from .schema import PREDICTION_LOSS, LossWeights, loss_shares
+from .schema import LOSS_NAMES, PREDICTION_LOSS, LossWeights, loss_shares
 from .tracer import States
 
 GAIN_MARGIN = 0.1  # gains after a correct answer should exceed those after a wrong one by this much
@@ -34,8 +35,11 @@ def prediction_loss(states: States, batch: Batch, positions_per_batch: float | N
     return total / (positions_per_batch if positions_per_batch else mask.sum().clamp(min=1))
 
 
-def auxiliary_losses(states: States, batch: Batch, mastery_step: float) -> dict[str, torch.Tensor]:
-    """The eight unweighted auxiliary losses, each a non-negative scalar over real positions.
+def auxiliary_losses(
+    states: States, batch: Batch, mastery_step: float, names: Iterable[str] = LOSS_NAMES
+) -> dict[str, torch.Tensor]:
+    """The unweighted auxiliary losses `names` (default all eight), each a non-negative scalar over
+    real positions.
 
     `mastery_performance` is prospective and class-balanced: the mastery of the next concept,
     m[t, c[t+1]], before r[t+1] is seen, scored against r[t+1] as mean(1 - m | r[t+1] = 1) +
@@ -47,56 +51,96 @@ def auxiliary_losses(states: States, batch: Batch, mastery_step: float) -> dict[
     Every mean is a masked sum over a count, with no boolean index: the selection's size would have
     to be read back from the device at every step.
     """
-    mask = batch.mask  # [B, T]
-    gains, mastery = states.gains.float(), states.mastery.float()  # [B, T, C]
-    correct = batch.responses.bool()  # [B, T], r[t]
-    next_correct = batch.next_responses.bool()  # [B, T], r[t+1]
-    gain_here = gains.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T]
-    mastery_here = mastery.gather(-1, batch.concepts.unsqueeze(-1)).squeeze(-1)  # [B, T], m[t, c[t]]
-    mastery_next = mastery.gather(-1, batch.next_concepts.unsqueeze(-1)).squeeze(-1)  # [B, T], m[t, c[t+1]]
-    pairs = (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1)  # consecutive real positions (t-1, t), [B, T-1, 1]
-    change = mastery[:, 1:] - mastery[:, :-1]  # [B, T-1, C]
-    # the gains of the concepts not practised at t: all of them but the practised one's
-    unpractised_gains = gains.abs().sum(-1) - gain_here.abs()  # [B, T]
-    concepts = gains.shape[-1]
-
-    return {
-        "non_negative": _masked_mean(F.relu(-gains), mask.unsqueeze(-1)),
-        "monotonicity": _masked_mean(F.relu(-change), pairs),
-        "mastery_performance": _balanced_miss(mastery_next, next_correct, mask),
-        "mastery_performance_current": _masked_mean(
-            torch.where(correct, 1 - mastery_here, mastery_here), mask
-        ),
-        "gain_performance": _gain_order_hinge(gain_here, correct, mask),
-        "sparsity": _masked_sum(unpractised_gains, mask) / (mask.sum() * (concepts - 1)).clamp(min=1),
-        "consistency": _masked_mean((change - mastery_step * gains[:, 1:]).abs(), pairs),
-        "residual": _masked_mean(states.residual.float().abs(), mask)
-        if states.residual is not None
-        else torch.zeros((), device=mask.device),
-    }
+    terms = _Terms(states, batch, mastery_step)
+    return {name: getattr(terms, name)() for name in names}
 
 
-def _masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask, values, 0.0).sum()
+class _Terms:
+    """The auxiliary losses of one batch; what several of them share is computed once, when first
+    needed, so that a run computes only the losses it weighs."""
+
+    def __init__(self, states: States, batch: Batch, mastery_step: float) -> None:
+        self.states, self.batch, self.mastery_step = states, batch, mastery_step
+        self.concepts = states.gains.shape[-1]
+
+    @cached_property
+    def gains(self) -> torch.Tensor:
+        return self.states.gains.float()  # [B, T, C]
+
+    @cached_property
+    def mastery(self) -> torch.Tensor:
+        return self.states.mastery.float()  # [B, T, C]
+
+    @cached_property
+    def real(self) -> torch.Tensor:
+        return self.batch.mask.float()  # [B, T], 1 at real positions
+
+    @cached_property
+    def positions(self) -> torch.Tensor:
+        return self.real.sum()
+
+    @cached_property
+    def pairs(self) -> torch.Tensor:
+        return (self.real[:, 1:] * self.real[:, :-1]).unsqueeze(-1)  # [B, T-1, 1], real (t-1, t)
+
+    @cached_property
+    def change(self) -> torch.Tensor:
+        return self.mastery[:, 1:] - self.mastery[:, :-1]  # [B, T-1, C]
+
+    @cached_property
+    def gain_here(self) -> torch.Tensor:
+        return _at(self.gains, self.batch.concepts)  # [B, T], g[t, c[t]]
+
+    def non_negative(self) -> torch.Tensor:
+        return _mean(F.relu(-self.gains), self.real.unsqueeze(-1), self.positions * self.concepts)
+
+    def monotonicity(self) -> torch.Tensor:
+        return _mean(F.relu(-self.change), self.pairs, self.pairs.sum() * self.concepts)
+
+    def mastery_performance(self) -> torch.Tensor:
+        """mean(1 - m) over correct answers + mean(m) over wrong ones; a missing class adds 0."""
+        mastery_next = _at(self.mastery, self.batch.next_concepts)  # [B, T], m[t, c[t+1]]
+        right = self.real * self.batch.next_responses  # [B, T], 1 where r[t+1] is a correct answer
+        wrong = self.real - right
+        return _mean(1 - mastery_next, right, right.sum()) + _mean(mastery_next, wrong, wrong.sum())
+
+    def mastery_performance_current(self) -> torch.Tensor:
+        mastery_here = _at(self.mastery, self.batch.concepts)  # [B, T], m[t, c[t]]
+        miss = torch.where(self.batch.responses.bool(), 1 - mastery_here, mastery_here)
+        return _mean(miss, self.real, self.positions)
+
+    def gain_performance(self) -> torch.Tensor:
+        """relu(margin - (mean gain after correct - mean gain after wrong)); 0 when one kind is missing."""
+        right = self.real * self.batch.responses  # 1 where r[t] is a correct answer
+        wrong = self.real - right
+        n_right, n_wrong = right.sum(), wrong.sum()
+        gap = _mean(self.gain_here, right, n_right) - _mean(self.gain_here, wrong, n_wrong)
+        return torch.where((n_right > 0) & (n_wrong > 0), F.relu(GAIN_MARGIN - gap), 0.0)
+
+    def sparsity(self) -> torch.Tensor:
+        """Mean |g[t, k]| over the concepts k not practised at t: all of them but c[t]."""
+        unpractised = self.gains.abs().sum(-1) - self.gain_here.abs()  # [B, T]
+        return _mean(unpractised, self.real, self.positions * (self.concepts - 1))
+
+    def consistency(self) -> torch.Tensor:
+        drift = (self.change - self.mastery_step * self.gains[:, 1:]).abs()
+        return _mean(drift, self.pairs, self.pairs.sum() * self.concepts)
+
+    def residual(self) -> torch.Tensor:
+        if self.states.residual is None:
+            return torch.zeros((), device=self.real.device)
+        return _mean(self.states.residual.float().abs(), self.real, self.positions)
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the entries of `values` where `mask` (broadcast to its shape) holds; 0, with a
-    gradient path, where it holds nowhere."""
-    count = mask.expand(values.shape).sum()
-    return _masked_sum(values, mask) / count.clamp(min=1)
+def _at(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[b, t, index[b, t]]: [B, T, C] and [B, T] -> [B, T]."""
+    return values.gather(-1, index.unsqueeze(-1)).squeeze(-1)
 
 
-def _balanced_miss(mastery: torch.Tensor, correct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """mean(1 - m) over correct answers + mean(m) over wrong ones; a missing class adds 0."""
-    return _masked_mean(1 - mastery, mask & correct) + _masked_mean(mastery, mask & ~correct)
-
-
-def _gain_order_hinge(gain: torch.Tensor, correct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """relu(margin - (mean gain after correct - mean gain after wrong)); 0 when one kind is missing."""
-    right, wrong = mask & correct, mask & ~correct
-    hinge = F.relu(GAIN_MARGIN - (_masked_mean(gain, right) - _masked_mean(gain, wrong)))
-    return torch.where(right.any() & wrong.any(), hinge, 0.0)
+def _mean(values: torch.Tensor, weight: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """sum(values * weight) / count, with `weight` 1 on the entries meant and 0 elsewhere (broadcast
+    to the shape of `values`); 0, with a gradient path, when the count is 0."""
+    return (values * weight).sum() / count.clamp(min=1)
 
 
 def warmup_factor(epoch: int, warmup_epochs: int) -> float:
@@ -121,9 +165,11 @@ def compose(
     weights: LossWeights,
     factor: float | torch.Tensor = 1.0,
 ) -> Composition:
-    """total = bce + sum_k factor * w_k * L_k; the value that reaches backward holds every term."""
+    """total = bce + sum_k factor * w_k * L_k; the value that reaches backward holds every term. `aux`
+    needs only the losses of non-zero weight: the others' components are 0."""
+    zero = torch.zeros((), device=bce.device)
     components = {PREDICTION_LOSS: bce}
     for name, weight in weights.items():
-        components[name] = (factor * weight) * aux[name]
+        components[name] = (factor * weight) * aux[name] if weight else zero
     total = torch.stack(list(components.values())).sum()
     return Composition(total=total, components=components)

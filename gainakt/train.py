@@ -413,7 +413,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             states = self.model.forward_with_states(batch)
             bce = prediction_loss(states, batch, self.positions_per_batch)
-            aux = auxiliary_losses(states, batch, c.model.mastery_step)
+            weighed = [name for name, weight in c.weights.items() if weight]
+            aux = auxiliary_losses(states, batch, c.model.mastery_step, weighed)
             composition = compose(bce, aux, c.weights, factor)
         components = torch.stack([composition.components[name].float() for name in LOSS_COMPONENTS])
         return composition.total, components, states
