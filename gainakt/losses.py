@@ -7,9 +7,8 @@ prediction loss and every logged share lies in [0, 1].
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -62,34 +61,41 @@ class _Terms:
     def __init__(self, states: States, batch: Batch, mastery_step: float) -> None:
         self.states, self.batch, self.mastery_step = states, batch, mastery_step
         self.concepts = states.gains.shape[-1]
+        self._made: dict[str, torch.Tensor] = {}
 
-    @cached_property
-    def gains(self) -> torch.Tensor:
-        return self.states.gains.float()  # [B, T, C]
+    def _once(self, name: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        # not functools.cached_property: its lock stops torch.compile's tracing (Python 3.11)
+        if name not in self._made:
+            self._made[name] = make()
+        return self._made[name]
 
-    @cached_property
-    def mastery(self) -> torch.Tensor:
-        return self.states.mastery.float()  # [B, T, C]
+    @property
+    def gains(self) -> torch.Tensor:  # [B, T, C]
+        return self._once("gains", lambda: self.states.gains.float())
 
-    @cached_property
-    def real(self) -> torch.Tensor:
-        return self.batch.mask.float()  # [B, T], 1 at real positions
+    @property
+    def mastery(self) -> torch.Tensor:  # [B, T, C]
+        return self._once("mastery", lambda: self.states.mastery.float())
 
-    @cached_property
+    @property
+    def real(self) -> torch.Tensor:  # [B, T], 1 at real positions
+        return self._once("real", lambda: self.batch.mask.float())
+
+    @property
     def positions(self) -> torch.Tensor:
-        return self.real.sum()
+        return self._once("positions", lambda: self.real.sum())
 
-    @cached_property
-    def pairs(self) -> torch.Tensor:
-        return (self.real[:, 1:] * self.real[:, :-1]).unsqueeze(-1)  # [B, T-1, 1], real (t-1, t)
+    @property
+    def pairs(self) -> torch.Tensor:  # [B, T-1, 1], real (t-1, t)
+        return self._once("pairs", lambda: (self.real[:, 1:] * self.real[:, :-1]).unsqueeze(-1))
 
-    @cached_property
-    def change(self) -> torch.Tensor:
-        return self.mastery[:, 1:] - self.mastery[:, :-1]  # [B, T-1, C]
+    @property
+    def change(self) -> torch.Tensor:  # [B, T-1, C]
+        return self._once("change", lambda: self.mastery[:, 1:] - self.mastery[:, :-1])
 
-    @cached_property
-    def gain_here(self) -> torch.Tensor:
-        return _at(self.gains, self.batch.concepts)  # [B, T], g[t, c[t]]
+    @property
+    def gain_here(self) -> torch.Tensor:  # [B, T], g[t, c[t]]
+        return self._once("gain_here", lambda: _at(self.gains, self.batch.concepts))
 
     def non_negative(self) -> torch.Tensor:
         return _mean(F.relu(-self.gains), self.real.unsqueeze(-1), self.positions * self.concepts)

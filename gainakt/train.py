@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import __version__
 from .baselines import fold_baseline
@@ -271,6 +270,10 @@ class Trainer:
         self.stopped_early = False
         self._forward_loss = self.forward_loss
         if config.compile:  # CUDA graphs replay a step's kernels with one launch
+            # Compiled code is kept per function, whatever the trainer: in a process that trains runs
+            # one after another (a reused Ray worker) the earlier runs' graphs would count towards
+            # torch's limit of recompilations, past which it runs the step eagerly, silently.
+            torch._dynamo.reset()
             mode = "reduce-overhead" if self.device.type == "cuda" else None
             self._forward_loss = torch.compile(self.forward_loss, mode=mode, dynamic=False)
         self._factors: dict[float, torch.Tensor] = {}  # the warm-up factors, as tensors on the device
@@ -391,12 +394,12 @@ class Trainer:
         if self.scaler is not None:  # fp16: the scaler reads its overflow flag back at every step
             self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)  # clipping needs the true gradients
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm, foreach=True)
+            self._clip_gradients()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             total.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm, foreach=True)
+            self._clip_gradients()
             self.optimizer.step()
         self.step += 1
         for hook in self.batch_hooks:
@@ -404,6 +407,14 @@ class Trainer:
         if self.step % c.monitor_interval == 0:
             self.check_finite()
         return components.detach()
+
+    def _clip_gradients(self) -> None:
+        """Scale the gradients down to a total norm of at most `clip_norm`, as
+        `torch.nn.utils.clip_grad_norm_` does, in four operations on the device (torch's moves each
+        parameter's norm to one device first, an operation per parameter even where all share one)."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        torch._foreach_mul_(grads, torch.clamp(self.config.clip_norm / (total + 1e-6), max=1.0))
 
     def forward_loss(self, batch: Batch, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, States]:
         """The forward pass and the losses of one batch, under the run's autocast: the total for

@@ -156,3 +156,46 @@ def test_auto_precision_is_fp32_on_every_device_and_bf16_only_when_asked() -> No
         assert autocast_dtype("fp32", device) is None
         assert autocast_dtype("bf16", device) == torch.bfloat16
     assert autocast_dtype("fp16", torch.device("cuda")) == torch.float16
+
+
+@pytest.mark.parametrize(
+    ("gains", "mastery", "attention", "head"),
+    [
+        ("relu", "cumulative", "legacy", "free"),
+        ("softplus", "direct", "intrinsic", "mastery"),
+        ("linear", "deep", "legacy", "mixed"),
+        ("linear", "cumulative", "intrinsic", "mastery"),
+        ("relu", "deep", "intrinsic", "mixed"),
+    ],
+)
+def test_compile_traces_the_forward_pass_and_every_loss_as_one_graph(
+    dataset: Dataset, gains: str, mastery: str, attention: str, head: str, tmp_path: Path
+) -> None:
+    run = trainer(
+        dataset,
+        tmp_path,
+        f"model.gains={gains}",
+        f"model.mastery={mastery}",
+        f"model.attention={attention}",
+        f"model.head={head}",
+        *LARGEST_WEIGHTS,
+    )
+    explained = torch._dynamo.explain(run.forward_loss)(next(run.train_plan.batches(0)), torch.tensor(1.0))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+@pytest.mark.parametrize("clip_norm", [1e-3, 1e3])  # the clip binds; it does not
+def test_the_trainers_gradient_clipping_is_torchs(dataset: Dataset, clip_norm: float, tmp_path: Path) -> None:
+    run = trainer(dataset, tmp_path, f"clip_norm={clip_norm}")
+    total, _, _ = run.forward_loss(next(run.train_plan.batches(0)), torch.tensor(1.0))
+    total.backward()
+    parameters = [p for p in run.model.parameters() if p.grad is not None]
+    copies = [p.detach().clone().requires_grad_() for p in parameters]
+    for copy, p in zip(copies, parameters, strict=True):
+        copy.grad = p.grad.clone()  # type: ignore[union-attr]
+    torch.nn.utils.clip_grad_norm_(copies, clip_norm)
+    run._clip_gradients()
+    for p, copy in zip(parameters, copies, strict=True):
+        torch.testing.assert_close(p.grad, copy.grad, rtol=1e-6, atol=0)
+    norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters])))  # type: ignore[union-attr]
+    assert norm == pytest.approx(clip_norm, rel=1e-4) if clip_norm < 1 else norm < clip_norm
