@@ -160,6 +160,7 @@ class Composition:
 
     total: torch.Tensor
     components: dict[str, torch.Tensor]  # the prediction loss and each weighted auxiliary loss, all >= 0
+    vector: torch.Tensor  # the components stacked, in `schema.LOSS_COMPONENTS` order
 
     def shares(self) -> dict[str, float]:
         return loss_shares({name: float(value.detach()) for name, value in self.components.items()})
@@ -174,8 +175,8 @@ def compose(
     """total = bce + sum_k factor * w_k * L_k; the value that reaches backward holds every term. `aux`
     needs only the losses of non-zero weight: the others' components are 0."""
     zero = torch.zeros((), device=bce.device)
-    components = {PREDICTION_LOSS: bce}
+    components = {PREDICTION_LOSS: bce.float()}
     for name, weight in weights.items():
-        components[name] = (factor * weight) * aux[name] if weight else zero
-    total = torch.stack(list(components.values())).sum()
-    return Composition(total=total, components=components)
+        components[name] = (factor * weight) * aux[name].float() if weight else zero
+    vector = torch.stack(list(components.values()))
+    return Composition(total=vector.sum(), components=components, vector=vector)

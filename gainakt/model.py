@@ -76,7 +76,7 @@ class Block(nn.Module):
     def forward(self, context: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         b, t, d = context.shape
         qk = self.query_key(context).view(b, t, 2, self.heads, d // self.heads)
-        q, k = qk.permute(2, 0, 3, 1, 4)  # each [B, H, T, D/H]
+        q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, D/H]
         update, value = self.attend(q, k, value)  # [B, T, D], [B, T, D or C]
         context = self.norm_attn(context + update)
         context = self.norm_ff(context + self.drop(self.ff(context)))

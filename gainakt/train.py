@@ -427,8 +427,7 @@ class Trainer:
             weighed = [name for name, weight in c.weights.items() if weight]
             aux = auxiliary_losses(states, batch, c.model.mastery_step, weighed)
             composition = compose(bce, aux, c.weights, factor)
-        components = torch.stack([composition.components[name].float() for name in LOSS_COMPONENTS])
-        return composition.total, components, states
+        return composition.total, composition.vector, states
 
     def _note_nonfinite(self, total: torch.Tensor) -> None:
         """Keep, on the device, the first step whose total loss was not finite and that loss."""
