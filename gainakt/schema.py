@@ -57,13 +57,23 @@ PREDICTION_LOSS = "bce"
 LOSS_COMPONENTS: tuple[str, ...] = (PREDICTION_LOSS, *LOSS_NAMES)  # the terms of the total, in logging order
 
 
+SHARE = (0.0, 1.0)  # a probability, a rate, an area under a curve
+CORRELATION = (-1.0, 1.0)
+NON_NEGATIVE = (0.0, math.inf)
+
+
 def _metric(
-    better: Direction | None, monitored: bool = False, versus_baselines: bool = True, simulated: bool = False
+    better: Direction | None,
+    span: tuple[float, float] = CORRELATION,
+    monitored: bool = False,
+    versus_baselines: bool = True,
+    simulated: bool = False,
 ) -> Any:
-    """A metric field: which direction is better (None: not an objective), whether the monitor samples
-    it, whether a trial's value is judged against the baselines' (not where a lookup has it by
-    construction, or where it is a limit's business), and whether it needs the simulator's truth."""
-    metadata = {"better": better, "monitored": monitored, "versus_baselines": versus_baselines}
+    """A metric field: which direction is better (None: not an objective), the values it can take,
+    whether the monitor samples it, whether a trial's value is judged against the baselines' (not
+    where a lookup has it by construction, or where it is a limit's business), and whether it needs
+    the simulator's truth."""
+    metadata = {"better": better, "span": span, "monitored": monitored, "versus_baselines": versus_baselines}
     return field(metadata={**metadata, "simulated": simulated})
 
 
@@ -71,20 +81,21 @@ def _metric(
 class EvalMetrics:
     """Every metric of one evaluation split (NaN where undefined); docs in the README's metric table."""
 
-    loss: float = _metric("min")
-    auc: float = _metric("max")
-    acc: float = _metric("max")
+    loss: float = _metric("min", NON_NEGATIVE)
+    auc: float = _metric("max", SHARE)
+    acc: float = _metric("max", SHARE)
     mastery_corr: float = _metric("max", monitored=True)
     pred_corr: float = _metric("max")
     mastery_corr_student: float = _metric("max")
     # a baseline's gain is its update (docs/metrics.md), so its gain_corr is that of a lookup by design
     gain_corr: float = _metric("max", monitored=True, versus_baselines=False)
-    neg_gain_rate: float = _metric("min", monitored=True, versus_baselines=False)
-    monotonicity_violation_rate: float = _metric("min", monitored=True, versus_baselines=False)
+    neg_gain_rate: float = _metric("min", SHARE, monitored=True, versus_baselines=False)
+    monotonicity_violation_rate: float = _metric("min", SHARE, monitored=True, versus_baselines=False)
     mastery_pred_corr: float = _metric("max", versus_baselines=False)  # 1 for a lookup: m is its p
-    mastery_lift: float = _metric("max", versus_baselines=False)  # already against the best baseline
+    # a difference of two correlations, already against the best baseline
+    mastery_lift: float = _metric("max", (-2.0, 2.0), versus_baselines=False)
     copy_corr: float = _metric("min", versus_baselines=False)  # judged by DEGENERACY_LIMITS
-    mastery_saturation: float = _metric("min", versus_baselines=False)
+    mastery_saturation: float = _metric("min", SHARE, versus_baselines=False)
     prospective_corr: float = _metric("max")
     # against the simulator's truth: the true mastery of c[t+1] pooled, and within each concept
     mastery_recovery: float = _metric("max", simulated=True)
@@ -92,9 +103,9 @@ class EvalMetrics:
     gain_recovery: float = _metric("max", simulated=True)  # g[t, c[t]] against the true gain of step t
     unpractised_recovery: float = _metric("max", simulated=True)  # of concepts not yet practised
     # how much the prediction moves when the mastery is moved (0 for a head that does not read it)
-    faithfulness: float = _metric("max", versus_baselines=False)
-    residual_share: float = _metric("min", versus_baselines=False)  # of the logit that bypasses the mastery
-    positions: int = _metric(None)
+    faithfulness: float = _metric("max", SHARE, versus_baselines=False)
+    residual_share: float = _metric("min", NON_NEGATIVE, versus_baselines=False)  # of the logit bypassing m
+    positions: int = _metric(None, NON_NEGATIVE)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -115,6 +126,11 @@ METRIC_DIRECTIONS: dict[str, Direction] = {
     TRAIN_LOSS: "min",
 }
 METRICS: tuple[str, ...] = tuple(METRIC_DIRECTIONS)
+# The values each of them can take: a constraint outside its metric's span can never be met.
+METRIC_SPANS: dict[str, tuple[float, float]] = {
+    **{epoch_name(f.name): f.metadata["span"] for f in fields(EvalMetrics) if f.metadata["better"]},
+    TRAIN_LOSS: NON_NEGATIVE,
+}
 MONITOR_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EvalMetrics) if f.metadata["monitored"])
 VERSUS_BASELINES: tuple[str, ...] = tuple(
     epoch_name(f.name) for f in fields(EvalMetrics) if f.metadata["better"] and f.metadata["versus_baselines"]

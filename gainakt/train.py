@@ -11,7 +11,6 @@ and opens the wandb run, and closes that run however training ends.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import sys
@@ -21,10 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, strict_json
 from .baselines import fold_baseline
 from .batching import Batch, BatchPlan, Padding
 from .config import MAX_SEED, build, merge, read_toml, with_assignments
@@ -333,7 +331,7 @@ class Trainer:
                     self.stale_epochs,
                 )
             results = self._results(time.time() - started)
-            text = json.dumps(results, indent=2, default=_json_default)
+            text = strict_json.dumps(results, indent=2)
             (self.out / "results.json").write_text(text + "\n")
         finally:
             self.wandb.finish()
@@ -585,9 +583,3 @@ def _progress(items: Any, total: int, desc: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(items, total=total, desc=desc, leave=False, unit="batch")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

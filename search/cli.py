@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gainakt import strict_json
 from gainakt.errors import UserError
 
 PROG = "gainakt-search"
@@ -20,6 +21,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]  # typeshed says NoReturn; it exits
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): stop quietly with the code a Unix tool
+        # killed by SIGPIPE has, and leave Python nothing to flush into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _version() -> str:
@@ -103,7 +112,7 @@ def _data_check(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.source, num_concepts=args.num_concepts)
     dataset.split(args.fold)  # an absent validation fold is an error here too
     summary = dataset.summary(fold=args.fold)
-    _print(json.dumps(summary, indent=2) if args.json else data_summary_lines(summary))
+    _print(strict_json.dumps(summary, indent=2) if args.json else data_summary_lines(summary))
     return 0
 
 
@@ -148,7 +157,7 @@ def _baselines(args: argparse.Namespace) -> int:
     windows = valid if args.split == "valid" else dataset.test_windows()
     scores = baseline_metrics(train, windows, dataset.num_concepts)
     if args.json:
-        _print(json.dumps({name: m.as_dict() for name, m in scores.items()}, indent=2))
+        _print(strict_json.dumps({name: m.as_dict() for name, m in scores.items()}, indent=2))
         return 0
     try:
         best: str | None = best_baseline(scores)[0]
@@ -256,7 +265,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         where = {"run": args.run_dir, "split": args.split, "epoch": result.epoch, "data": result.source}
         extra = {"intervals": intervals, "bootstrap": args.bootstrap} if intervals else {}
-        _print(json.dumps({**where, **metrics, "baselines": baselines, **extra}, indent=2))
+        _print(strict_json.dumps({**where, **metrics, "baselines": baselines, **extra}, indent=2))
     else:
         title = f"{args.run_dir} best.pt (epoch {result.epoch}) on {result.source}, {args.split}:"
         _print(metric_lines(title, metrics, baselines, intervals))

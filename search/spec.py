@@ -126,7 +126,19 @@ class Constraint:
             raise ConfigError(f"constraint {text!r}: {raw!r} is not a number") from None
         if not math.isfinite(threshold):
             raise ConfigError(f"constraint {text!r}: the threshold must be finite")
-        return cls(_known_metric(metric, f"constraint {text!r}"), op, threshold)
+        metric = _known_metric(metric, f"constraint {text!r}")
+        low, high = schema.METRIC_SPANS[metric]
+        reachable = {
+            ">=": threshold <= high,
+            ">": threshold < high,
+            "<=": threshold >= low,
+            "<": threshold > low,
+        }
+        if not reachable[op]:
+            raise ConfigError(
+                f"constraint {text!r}: {metric} lies in [{low:g}, {high:g}], so no trial can meet it"
+            )
+        return cls(metric, op, threshold)
 
     def met(self, value: float) -> bool:
         return not math.isnan(value) and _OPERATORS[self.op](value, self.threshold)

@@ -45,7 +45,6 @@ SAMPLE_SEED = 0  # the same trials give the same sample, so a report is reproduc
 UNREAD = np.float32
 
 
-
 def embed(fig: go.Figure) -> str:
     return fig.to_html(
         full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True}

@@ -135,7 +135,6 @@ def front_table_html(analysis: pareto.Analysis) -> str:
     return note + html_table(frame, main, "front-table", details=detail)
 
 
-
 def targets_html(analysis: pareto.Analysis) -> str:
     section = targets(analysis)
     if section is None:

@@ -90,7 +90,6 @@ def provenance(spec: SweepSpec, analysis: pareto.Analysis) -> dict[str, str]:
     }
 
 
-
 @dataclass(frozen=True)
 class Targets:
     """The "meeting the targets" section: a sentence, then `frame`'s `columns` (empty: no table)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from gainakt import strict_json
 from gainakt.schema import CEILINGS, CONTEXT_METRICS, RECOVERY_METRICS
 from search.analysis import pareto
 from search.analysis.pareto import Analysis
@@ -315,7 +316,7 @@ def pareto_output(
     if output == "json":
         # pandas writes NaN as null and times as ISO text, but escapes every "/" of a path: re-dumped.
         records = json.loads(rows[columns].to_json(orient="records", date_format="iso"))
-        return json.dumps(records, indent=2)
+        return strict_json.dumps(records, indent=2)
     shown = [c for c in columns if c not in (CHECKPOINT, "number") and not c.startswith(VIOLATION)]
     targets = " meeting the targets" if feasible_only else ""
     lines = [

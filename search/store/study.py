@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
+from gainakt import strict_json
 from gainakt.errors import ConfigError
 from search.spec import SweepSpec, check_name
 from search.store import layout
@@ -165,13 +166,14 @@ class Study:
 
     def write_baselines(self, baselines: dict[str, dict[str, float]]) -> None:
         """Each baseline's metrics on the study's validation split (`gainakt.baselines`)."""
-        self.write_atomic(self.baselines_path, (json.dumps(baselines, indent=2) + "\n").encode())
+        self.write_atomic(self.baselines_path, (strict_json.dumps(baselines, indent=2) + "\n").encode())
 
     def read_baselines(self) -> dict[str, dict[str, float]]:
         """The baselines the sweep stored; none for a study written before they were."""
         if self.fs.get_file_info(self.baselines_path).type != pafs.FileType.File:
             return {}
-        return dict(json.loads(self.read_bytes(self.baselines_path)))
+        stored = json.loads(self.read_bytes(self.baselines_path))
+        return {name: strict_json.nan_for_null(metrics) for name, metrics in stored.items()}
 
     @property
     def data_path(self) -> str:

@@ -3,7 +3,6 @@ simulator and on tiny hand-made windows, and the `baselines` command."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import fields, replace
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gainakt import baselines, metrics
+from gainakt import baselines, metrics, strict_json
 from gainakt.baselines import (
     BASELINES,
     SMOOTHING_GRID,
@@ -308,9 +307,10 @@ def test_a_per_concept_lookup_recovers_the_pooled_truth_but_nothing_within_a_con
 
 def test_cli_prints_every_baseline_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["baselines", SOURCE, "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = strict_json.loads(capsys.readouterr().out)  # no bare NaN: strict JSON
     assert list(printed) == list(BASELINES)
     assert all(math.isfinite(printed[name]["mastery_corr"]) for name in BASELINES)
+    assert all(printed[name]["neg_gain_rate"] is None for name in BASELINES)  # a lookup has no gains: NaN
 
 
 def test_cli_table_names_the_best_baseline(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gainakt import strict_json
 from gainakt.baselines import fold_baseline
 from gainakt.data import load_dataset
 from gainakt.schema import LOSS_COMPONENTS, RECOVERY_METRICS
@@ -96,10 +97,11 @@ def test_rows_have_shares_that_sum_to_one(finished: Path) -> None:
 def test_best_checkpoint_holds_the_best_epochs_weights(finished: Path, capsys) -> None:
     table = rows(finished)
     best = max(table, key=lambda row: row["auc"])
-    results = json.loads((finished / "results.json").read_text())
+    results = strict_json.loads((finished / "results.json").read_text())
     assert results["best_epoch"] == best["epoch"]
     assert main(["eval", str(finished), "--json"]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
+    evaluated = strict_json.loads(capsys.readouterr().out)  # no bare NaN: strict JSON
+    assert evaluated["baselines"]["pfa"]["neg_gain_rate"] is None  # NaN: a lookup has no gains
     assert evaluated["epoch"] == best["epoch"]
     for name in ("auc", "mastery_corr", "neg_gain_rate", "gain_corr"):
         assert evaluated[name] == pytest.approx(best[name], abs=1e-6)

@@ -84,6 +84,15 @@ CASES: dict[str, Bad] = {
         ("run", "--data", DATA, "--storage", "{tmp}/afile"), "a file, not a folder", {"afile": b"x"}
     ),
     "infinite threshold": _run("--constraint", "auc >= inf", expected="the threshold must be finite"),
+    "a threshold no auc reaches": _run(
+        "--constraint", "auc > 2", expected="auc lies in [0, 1], so no trial can meet it"
+    ),
+    "a rate below zero": _run(
+        "--constraint", "neg_gain_rate < 0", expected="neg_gain_rate lies in [0, 1], so no trial can meet it"
+    ),
+    "a correlation above one": _run(
+        "--constraint", "mastery_corr >= 1.5", expected="mastery_corr lies in [-1, 1], so no trial can"
+    ),
     "no local CPUs": _run("--num-cpus", "0", expected="--num-cpus: must be at least 1"),
     "CPUs not a number": _run("--num-cpus", "two", expected="'two' is not an integer"),
     "no connect time": _run("--connect-timeout", "0", expected="--connect-timeout must be > 0"),

@@ -69,3 +69,25 @@ def test_version_prints_the_package_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"gainakt-search {__version__}"
+
+
+@pytest.mark.parametrize("command", ["status", "pareto"])
+def test_output_into_a_closed_pipe_ends_quietly_with_sigpipes_code(tmp_path, command):
+    """`gainakt-search status NAME | head -1`: the reader is gone before the output is written."""
+    import os
+
+    fake_study(tmp_path, "piped", trials=6)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write into the pipe now fails (EPIPE)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "search.cli", command, "piped", "--storage", str(tmp_path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""  # no traceback, no "Exception ignored" at exit

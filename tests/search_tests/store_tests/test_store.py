@@ -85,3 +85,18 @@ def test_a_store_written_with_an_untyped_end_time_reads_typed(tmp_path):
     with held(study, "gainakt-search resume old", echo=lambda line: None):
         lines = status_lines(study.read_spec(), Store(study).trials(), study.display(), read_lease(study))
     assert lines[2].startswith("trials: 1 running") and any(line.startswith("time left: ") for line in lines)
+
+
+def test_baselines_json_is_strict_json_and_reads_back_nan_where_a_figure_is_undefined(tmp_path):
+    import math
+
+    from gainakt import strict_json
+    from search.store.study import Study
+
+    study = Study(str(tmp_path), "strict")
+    (tmp_path / "strict").mkdir()
+    study.write_baselines({"pfa": {"mastery_corr": 0.3, "neg_gain_rate": math.nan, "auc": math.inf}})
+    stored = strict_json.loads(study.read_bytes(study.baselines_path))
+    assert stored == {"pfa": {"mastery_corr": 0.3, "neg_gain_rate": None, "auc": None}}
+    back = study.read_baselines()["pfa"]
+    assert back["mastery_corr"] == 0.3 and math.isnan(back["neg_gain_rate"]) and math.isnan(back["auc"])
