@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:  # a second Ctrl-C, or one before the work could stop gracefully
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"{PROG}: stopped at once by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         # The reader of our output went away (`| head`): stop quietly with the code a Unix tool
         # killed by SIGPIPE has, and leave Python nothing to flush into the closed pipe at exit.
@@ -309,7 +314,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         "Settings come from the defaults, then SPEC.toml, then the flags. With no arguments: "
         f"{default.trials} short trials, {default.concurrent} at a time, on the simulator (a few minutes on "
         "two cores). A study that already exists under the "
-        "same name is continued where it stopped.",
+        "same name is continued where it stopped. Ctrl-C or SIGTERM stops it gracefully (resumable; "
+        "exit code 130 or 143); a failed sweep exits with 1, bad input with 2.",
     )
     run.add_argument(
         "spec", nargs="?", metavar="SPEC.toml", help="sweep spec (see search/spec.py or the README)"
@@ -534,6 +540,7 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
     from search.analysis.pareto import load_analysis
     from search.report import terminal as views
     from search.report.page import write_report
+    from search.run.signals import exit_code
     from search.run.sweep import run_sweep
     from search.store.segments import Store
 
@@ -555,6 +562,10 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
         _print(f"report: {write_report(outcome.study).html}")
     if outcome.interrupted:
         _print(views.resume_hint(spec))
+    if outcome.stopped_by is not None:
+        name = signal.Signals(outcome.stopped_by).name
+        print(f"{PROG}: stopped by {name}; what was done is saved", file=sys.stderr)
+        return exit_code(outcome.stopped_by)
     failed = views.all_failed_line(trials)
     if failed:
         print(f"{PROG}: {failed}", file=sys.stderr)

@@ -95,6 +95,40 @@ def interrupt_when(argv: list[str], ready, env: dict | None = None, timeout: flo
     return driver.pid
 
 
+def signal_when(
+    argv: list[str], ready, signum: int, env: dict | None = None, timeout: float = 240
+) -> tuple[int, str, str]:
+    """Run `gainakt-search ARGV` as a driver of its own session, send it `signum` as soon as
+    `ready()` holds (SIGINT to its whole process group, as a terminal's Ctrl-C; any other to the
+    driver alone, as `timeout` or a scheduler does), wait for it to end, and return its exit code,
+    output and errors; fails if it ends by itself first or does not end after the signal."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "search.cli", *argv],
+            stdout=out,
+            stderr=errors,
+            cwd=REPO,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and driver.poll() is None and not ready():
+                time.sleep(0.2)
+            assert driver.poll() is None, f"the driver ended (exit {driver.returncode}) before the signal"
+            if signum == signal.SIGINT:
+                os.killpg(driver.pid, signum)
+            else:
+                os.kill(driver.pid, signum)
+            driver.wait(timeout=timeout)
+        finally:
+            kill_group(driver.pid)
+            driver.wait()
+        out.seek(0)
+        errors.seek(0)
+        return driver.returncode, out.read().decode(errors="replace"), errors.read().decode(errors="replace")
+
+
 def wandb_run_record(run_folder: Path):
     """The `run` record of an offline W&B run (its name, group, tags, config), read from the run's
     `.wandb` file: W&B's record log (a 7-byte header, then 32 KiB blocks of chunks, each with a

@@ -23,6 +23,7 @@ from gainakt.schema import EvalMetrics
 from gainakt.sequences import Dataset
 from search.run.cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
 from search.run.lease import held, refuse_if_held
+from search.run.signals import graceful_stop
 from search.run.trainable import TrialSetup, trial_config
 from search.schema import FIXED, TrialStatus, param_column, violation_column
 from search.spec import NOT_FIXED, SweepSpec
@@ -58,6 +59,7 @@ class SweepOutcome:
     wall_seconds: float  # from the first trial asked for to the last one finished (Ray's start-up excluded)
     interrupted: bool
     ray_start_seconds: float = 0.0
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped it
 
 
 SPACE_PROBES = 64  # points of the space sampled to see whether an objective can vary there
@@ -283,15 +285,18 @@ def run_sweep(
             started = time.time()
             ray_start_seconds = started - ray_started
             tuner = _tuner(prepared, journal, echo)
-            tuner.fit()
+            with graceful_stop() as received:
+                tuner.fit()
             wall = time.time() - started
             Store(study, prepared.schemas).compact(min_trials=1)  # the last settled trials, in a segment
         finally:
             study.sync_journal()
             study.drop_journal_copy()
     trials = Store(study).trials()
-    interrupted = len(trials) > 0 and bool((trials["status"] == TrialStatus.RUNNING).any())
-    return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds)
+    running = len(trials) > 0 and bool((trials["status"] == TrialStatus.RUNNING).any())
+    interrupted = bool(received) or running
+    stopped_by = received[0] if received else None
+    return SweepOutcome(study, spec, wall, interrupted, ray_start_seconds, stopped_by)
 
 
 def _record_growth(
