@@ -300,7 +300,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
-    from search.spec import SAMPLERS, SCHEDULERS, SEED_MODES, SweepSpec
+    from search.spec import BUILT_IN_SPACES, SAMPLERS, SCHEDULERS, SEED_MODES, SweepSpec
 
     default = SweepSpec()  # every "(default ...)" below is read from it
     listed = ", ".join
@@ -325,7 +325,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         "--data", help=f"dataset folder, CSV file or synthetic[:key=value,...] (default {default.data})"
     )
     run.add_argument(
-        "--space", help=f"search space: a registered name or module:function (default {default.space})"
+        "--space",
+        help=f"search space: {', '.join(BUILT_IN_SPACES)} (spaces/aux_weights.py) or package.module:function "
+        f"(default {default.space})",
     )
     run.add_argument("--preset", help=f"training preset the trials start from (default {default.preset})")
     run.add_argument(
@@ -336,13 +338,15 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="fixed training setting for every trial, e.g. --set epochs=6 --set model.d_model=128",
     )
-    run.add_argument(
+    _add_list_flag(
+        run,
+        "--objectives",
         "--objective",
         dest="objectives",
-        action="append",
-        metavar="METRIC:max|min",
-        help="an objective (repeat for several; replaces the default "
-        f"{listed(map(str, default.objectives))}; every metric is defined in docs/metrics.md)",
+        metavar="METRIC[:max|min],...",
+        help="objectives, comma-separated or the flag repeated, as pareto takes them; a bare metric "
+        f"takes its better direction (replaces the default {listed(map(str, default.objectives))}; every "
+        "metric is defined in docs/metrics.md)",
     )
     run.add_argument(
         "--constraint",
@@ -415,6 +419,14 @@ def _add_list_flag(
             raise argparse.ArgumentTypeError(f"invalid value in {text!r}") from None
 
     parser.add_argument(*flags, action=_ExtendList, type=items, **kwargs)
+
+
+def _directed(objective: str) -> str:
+    """`metric:max|min` as given, or a bare metric with its better direction (`auc` -> `auc:max`)."""
+    from gainakt.schema import METRIC_DIRECTIONS
+
+    bare = objective.strip()
+    return f"{bare}:{METRIC_DIRECTIONS[bare]}" if bare in METRIC_DIRECTIONS else objective
 
 
 def _positive_int(text: str) -> int:
@@ -495,7 +507,7 @@ def _spec_from_args(args: argparse.Namespace):
     from search.spec import Constraint, Objective, load_spec
 
     spec = load_spec(args.spec)
-    objectives = tuple(Objective.parse(o) for o in args.objectives) if args.objectives else None
+    objectives = tuple(Objective.parse(_directed(o)) for o in args.objectives) if args.objectives else None
     if args.no_constraints:
         constraints: tuple | None = ()
     else:

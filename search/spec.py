@@ -49,6 +49,9 @@ from search.schema import exact_number
 Sampler = Literal["tpe", "nsga2", "gp", "random"]
 Scheduler = Literal["fifo", "asha", "mo-asha"]
 SeedMode = Literal["common", "per-trial"]
+# The spaces `spaces/` registers, named here so that `run --help` lists them without importing
+# Optuna (tests/project_tests/test_defaults.py keeps the two equal).
+BUILT_IN_SPACES: tuple[str, ...] = ("aux_weights", "aux_weights_deep", "aux_weights_lr")
 SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
 SEED_MODES: tuple[str, ...] = typing.get_args(SeedMode)

@@ -215,6 +215,7 @@ class Study:
         values = self._spec_values()
         values.pop(HISTORY, None)
         values.setdefault("seed_mode", "per-trial")  # a study saved before seed_mode seeded each trial
+        values["storage"] = self.storage  # where the study is now: copied or moved, not where it began
         return SweepSpec.from_dict(values, where=self.spec_path)
 
     def prepare_journal(self) -> str:

@@ -96,3 +96,12 @@ def test_study_file_names_are_written_only_in_the_layout() -> None:
 def test_the_settings_a_sweep_owns_are_one_list() -> None:
     assert set(SWEEP_SETTINGS) <= NOT_FIXED  # a setting the sweep sets is never a fixed column
     assert {"device", "wandb_project"} <= NOT_FIXED - set(SWEEP_SETTINGS)
+
+
+def test_run_help_lists_every_registered_space() -> None:
+    import spaces
+    from search.spec import BUILT_IN_SPACES
+
+    assert sorted(BUILT_IN_SPACES) == spaces.names()
+    run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    assert all(name in run.format_help() for name in spaces.names())

@@ -91,3 +91,14 @@ def test_output_into_a_closed_pipe_ends_quietly_with_sigpipes_code(tmp_path, com
         os.close(write_end)
     assert done.returncode == 141, done.stderr
     assert done.stderr == ""  # no traceback, no "Exception ignored" at exit
+
+
+def test_run_takes_objectives_as_pareto_does_and_a_bare_metric_takes_its_better_direction():
+    from search.cli import _spec_from_args, build_parser
+
+    def objectives(*flags: str) -> list[str]:
+        return [str(o) for o in _spec_from_args(build_parser().parse_args(["run", *flags])).objectives]
+
+    expected = ["auc:max", "neg_gain_rate:min", "mastery_corr:max"]
+    assert objectives("--objectives", "auc,neg_gain_rate,mastery_corr:max") == expected
+    assert objectives("--objective", "auc", "--objective", "neg_gain_rate:min,mastery_corr") == expected

@@ -100,3 +100,15 @@ def test_baselines_json_is_strict_json_and_reads_back_nan_where_a_figure_is_unde
     assert stored == {"pfa": {"mastery_corr": 0.3, "neg_gain_rate": None, "auc": None}}
     back = study.read_baselines()["pfa"]
     assert back["mastery_corr"] == 0.3 and math.isnan(back["neg_gain_rate"]) and math.isnan(back["auc"])
+
+
+def test_a_copied_studys_hints_name_the_folder_it_is_in_now(tmp_path, capsys):
+    import shutil
+
+    study = fake_study(tmp_path / "first", "roamer", 4)
+    _start_running_trial(study, "run00001")  # no driver: interrupted
+    shutil.copytree(tmp_path / "first", tmp_path / "second")
+    assert main(["status", "roamer", "--storage", str(tmp_path / "second")]) == 0
+    out = capsys.readouterr().out
+    assert f"continue with 'gainakt-search resume roamer --storage {tmp_path / 'second'}'" in out
+    assert str(tmp_path / "first") not in out
