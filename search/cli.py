@@ -426,7 +426,9 @@ def _directed(objective: str) -> str:
     from gainakt.schema import METRIC_DIRECTIONS
 
     bare = objective.strip()
-    return f"{bare}:{METRIC_DIRECTIONS[bare]}" if bare in METRIC_DIRECTIONS else objective
+    if ":" in bare:
+        return bare
+    return f"{bare}:{METRIC_DIRECTIONS.get(bare, 'max')}"  # an unknown one is then named as unknown
 
 
 def _positive_int(text: str) -> int:

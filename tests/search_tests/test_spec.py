@@ -151,7 +151,8 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, c
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--objective", "auc"], "expected metric:max or metric:min"),
+        (["--objective", "auc:up"], "expected metric:max or metric:min"),
+        (["--objectives", "auc,aucc"], "unknown metric 'aucc'"),
         (["--constraint", "auc >= high"], "'high' is not a number"),
         (["--cpus", "0"], "resources.cpus must be > 0"),
         (["--name", "a/b"], "name 'a/b'"),
