@@ -554,11 +554,13 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
     from search.analysis.pareto import load_analysis
     from search.report import terminal as views
     from search.report.page import write_report
+    from search.run.lease import refuse_if_held
     from search.run.signals import exit_code
     from search.run.sweep import run_sweep
     from search.store.segments import Store
 
     spec = prepared.spec
+    refuse_if_held(prepared.study)  # refused before anything is said of the study (run_sweep checks again)
     _print(views.sweep_start_line(spec, prepared.dataset.source, prepared.resumed))
     outcome = run_sweep(
         prepared,

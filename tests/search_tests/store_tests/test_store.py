@@ -112,3 +112,14 @@ def test_a_copied_studys_hints_name_the_folder_it_is_in_now(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"continue with 'gainakt-search resume roamer --storage {tmp_path / 'second'}'" in out
     assert str(tmp_path / "first") not in out
+
+
+def test_a_study_another_host_drives_is_refused_before_anything_is_said_of_it(tmp_path, capsys):
+    study = fake_study(tmp_path, "busy", 4)
+    now = time.time()
+    driving = LeaseInfo("t", "another-host", 4242, "gainakt-search run busy", now - 60, now)
+    study.write_atomic(lease_path(study), json.dumps(asdict(driving)).encode())
+    assert main(["resume", "busy", "--storage", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert "is being driven by" in err and "another-host" in err
+    assert "continuing study" not in out and "starting study" not in out
