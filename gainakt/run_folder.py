@@ -56,6 +56,12 @@ class RunEvaluation:
     metrics: EvalMetrics
     baselines: dict[str, EvalMetrics]
     intervals: dict[str, Interval] | None = None
+    fold: int | None = None  # the validation fold evaluated; None for the test split
+
+    @property
+    def split_label(self) -> str:
+        """What was evaluated, in words: `validation fold 0` or `the test split`."""
+        return "the test split" if self.fold is None else f"validation fold {self.fold}"
 
 
 def evaluate_run(
@@ -82,4 +88,5 @@ def evaluate_run(
     observed = observe(model, BatchPlan(windows, 256, "bucketed", shuffle=False))
     metrics = eval_metrics(observed, best_mastery_corr(baselines))
     intervals = bootstrap_intervals(observed, lookups, bootstrap, progress=progress) if bootstrap else None
-    return RunEvaluation(int(state["epoch"]), dataset.source, metrics, baselines, intervals)
+    fold = config.fold if split == "valid" else None
+    return RunEvaluation(int(state["epoch"]), dataset.source, metrics, baselines, intervals, fold)

@@ -268,11 +268,21 @@ def _eval(args: argparse.Namespace) -> int:
     baselines = {name: scores.as_dict() for name, scores in result.baselines.items()}
     intervals = {k: (i.low, i.high) for k, i in (result.intervals or {}).items()}
     if args.json:
-        where = {"run": args.run_dir, "split": args.split, "epoch": result.epoch, "data": result.source}
+        where = {
+            "run": args.run_dir,
+            "split": args.split,
+            "fold": result.fold,
+            "epoch": result.epoch,
+            "data": result.source,
+        }
         extra = {"intervals": intervals, "bootstrap": args.bootstrap} if intervals else {}
         _print(strict_json.dumps({**where, **metrics, "baselines": baselines, **extra}, indent=2))
     else:
-        title = f"{args.run_dir} best.pt (epoch {result.epoch}) on {result.source}, {args.split}:"
+        positions = f"{result.metrics.positions:,} predicted answers"
+        title = (
+            f"{args.run_dir}: best.pt (epoch {result.epoch}) on {result.source}, "
+            f"{result.split_label} ({positions}), beside the lookups fitted on its training folds:"
+        )
         _print(metric_lines(title, metrics, baselines, intervals))
     return 0
 

@@ -102,6 +102,12 @@ def test_best_checkpoint_holds_the_best_epochs_weights(finished: Path, capsys) -
     assert main(["eval", str(finished), "--json"]) == 0
     evaluated = strict_json.loads(capsys.readouterr().out)  # no bare NaN: strict JSON
     assert evaluated["baselines"]["pfa"]["neg_gain_rate"] is None  # NaN: a lookup has no gains
+    assert evaluated["split"] == "valid" and evaluated["fold"] == results["config"]["fold"]
+    assert main(["eval", str(finished)]) == 0  # the table says what it evaluated, and on what
+    title = capsys.readouterr().out.splitlines()[0]
+    assert f"best.pt (epoch {int(best['epoch'])})" in title
+    fold, positions = results["config"]["fold"], evaluated["positions"]
+    assert f"validation fold {fold} ({positions:,} predicted answers)" in title
     assert evaluated["epoch"] == best["epoch"]
     for name in ("auc", "mastery_corr", "neg_gain_rate", "gain_corr"):
         assert evaluated[name] == pytest.approx(best[name], abs=1e-6)
