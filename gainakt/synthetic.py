@@ -32,12 +32,14 @@ concept before the interaction: N x C x 4 bytes, 18 MB for the default simulator
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from .errors import DataError
+from .memory import check_fits
 from .sequences import Dataset, Sequences
 
 FOLDS = 5
@@ -79,6 +81,14 @@ class SyntheticConfig:
             raise DataError(
                 f"{self.spec}: 'two_concept_share' must be in [0, 1], got {self.two_concept_share}"
             )
+
+    def memory_estimate(self) -> float:
+        """Bytes the simulation holds at its peak, about: each student's state per concept (three
+        8-byte arrays) and the truth of every concept at every interaction (4 bytes each), the
+        interactions counted at the log-normal lengths' mean."""
+        students = self.students + self.test_students
+        interactions = students * min(self.max_length, self.length * math.exp(0.9**2 / 2))
+        return float(self.concepts) * (24 * students + 4 * interactions)
 
     @property
     def spec(self) -> str:
@@ -130,6 +140,8 @@ def simulate(config: SyntheticConfig, num_concepts: int | None = None) -> Datase
             f"{config.spec}: num_concepts={num_concepts} differs from the simulator's "
             f"concepts={config.concepts}"
         )
+    population = f"{config.students + config.test_students:,} students, {config.concepts:,} concepts"
+    check_fits(config.spec, config.memory_estimate(), population)
     rng = np.random.default_rng(config.seed)
     # Draws for the options come from a second generator, so the main stream is the original's.
     extra = np.random.default_rng([config.seed, 1])

@@ -163,3 +163,19 @@ def test_a_byte_order_mark_and_a_student_longer_than_the_csv_field_limit_are_acc
     dataset = load_dataset(path)
     assert dataset.train_valid.uids == ("long", "b")
     assert int(dataset.train_valid.lengths.sum()) == long + 3
+
+
+def test_a_simulation_this_machine_cannot_hold_is_refused_with_its_size_before_any_allocation(capsys) -> None:
+    """`synthetic:concepts=1000000000` was killed by the kernel at 23.6 GB; now refused at once."""
+    from gainakt.memory import available_bytes
+    from gainakt.synthetic import SyntheticConfig
+
+    config = SyntheticConfig.parse("synthetic:concepts=1000000000")
+    assert config.memory_estimate() > 1e14  # 2,500 students x 1e9 concepts: hundreds of TB
+    assert available_bytes() is not None
+    assert main(["data", "check", config.spec]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "needs about " in line and " TB (2,500 students, 1,000,000,000 concepts)" in line
+    assert "this machine has available" in line
+    # the default simulator is far from any limit: 21 MB, as the module's docstring has it (18 MB)
+    assert 1e7 < SyntheticConfig().memory_estimate() < 5e7
