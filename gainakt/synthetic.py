@@ -140,8 +140,8 @@ def simulate(config: SyntheticConfig, num_concepts: int | None = None) -> Datase
             f"{config.spec}: num_concepts={num_concepts} differs from the simulator's "
             f"concepts={config.concepts}"
         )
-    population = f"{config.students + config.test_students:,} students, {config.concepts:,} concepts"
-    check_fits(config.spec, config.memory_estimate(), population)
+    size = f"{config.students + config.test_students:,} students, {config.concepts:,} concepts"
+    check_fits(config.spec, config.memory_estimate(), size)
     rng = np.random.default_rng(config.seed)
     # Draws for the options come from a second generator, so the main stream is the original's.
     extra = np.random.default_rng([config.seed, 1])

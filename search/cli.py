@@ -582,7 +582,9 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
     trials = Store(outcome.study).trials()
     _print("\ntrials: " + views.status_counts(trials))
     if len(trials):
-        _print(views.front_lines(load_analysis(outcome.study, epochs=False, every_setting=False)[1]))
+        analysis = load_analysis(outcome.study, epochs=False, every_setting=False)[1]
+        wide = f"'gainakt-search pareto {spec.name}{views.storage_flag(spec)} --wide'"
+        _print(views.front_lines(analysis, views.terminal_width(), wide))
     _print(f"study folder: {outcome.study.display()}")
     if len(trials):
         _print(f"report: {write_report(outcome.study).html}")
@@ -710,6 +712,11 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
         help="output format (default %(default)s)",
     )
     pareto.add_argument(
+        "--wide",
+        action="store_true",
+        help="every column of the table, however wide (default: what fits the terminal, or 100 columns)",
+    )
+    pareto.add_argument(
         "--confirmed",
         action="store_true",
         help="the robust front of the study's confirmation runs (gainakt-search confirm) instead",
@@ -719,7 +726,7 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
 
 def _pareto(args: argparse.Namespace) -> int:
     from search.analysis.pareto import load_analysis
-    from search.report.terminal import pareto_output
+    from search.report.terminal import pareto_output, terminal_width
     from search.store.study import open_study
 
     study = open_study(args.storage, args.name)
@@ -737,7 +744,8 @@ def _pareto(args: argparse.Namespace) -> int:
         _print(confirmed_lines(table, objectives, confirmed_split(table)))
         return 0
     _, analysis = load_analysis(study, objectives, epochs=args.epoch_level, every_setting=False)
-    _print(pareto_output(analysis, args.epoch_level, args.feasible, args.format))
+    width = None if args.wide else terminal_width()
+    _print(pareto_output(analysis, args.epoch_level, args.feasible, args.format, width))
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,20 +38,65 @@ from search.spec import Constraint, Objective, SweepSpec
 # ---------------------------------------------------------------------------- tables
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+def _column_widths(frame: pd.DataFrame, columns: Sequence[str]) -> list[int]:
+    return [max([len(short_label(c))] + [len(_cell(v)) for v in frame[c]]) for c in columns]
+
+
 def text_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     """Columns aligned under their short labels, numbers to 4 decimals, NaN as '-'."""
-
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return "-" if math.isnan(value) else f"{value:.4f}"
-        return "-" if value is None else str(value)
-
     headers = [short_label(c) for c in columns]
-    rows = [[cell(v) for v in record] for record in frame[list(columns)].itertuples(index=False)]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    rows = [[_cell(v) for v in record] for record in frame[list(columns)].itertuples(index=False)]
+    widths = _column_widths(frame, columns)
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def terminal_width() -> int:
+    """The terminal's width (or $COLUMNS); 100 where the output is not a terminal."""
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def fitting_columns(
+    frame: pd.DataFrame, columns: Sequence[str], keep: Sequence[str], width: int
+) -> tuple[list[str], list[str]]:
+    """The columns of a table at most `width` characters wide, and those left out: first the
+    parameters equal on every row (when there are several), then the other figures from the right,
+    then the parameters that differ from the right; never those of `keep`."""
+    shown = list(columns)
+    if len(frame) > 1:
+        shown = [c for c in shown if not (c.startswith(PARAM) and frame[c].astype(str).nunique() <= 1)]
+
+    def too_wide() -> bool:
+        return sum(_column_widths(frame, shown)) + 2 * (len(shown) - 1) > width
+
+    droppable = [c for c in reversed(shown) if c not in keep]
+    for column in sorted(droppable, key=lambda c: c.startswith(PARAM)):  # stable: right to left
+        if not too_wide():
+            break
+        shown.remove(column)
+    return shown, [c for c in columns if c not in shown]
+
+
+def fitted_table(
+    frame: pd.DataFrame, columns: Sequence[str], keep: Sequence[str], width: int | None, wide_hint: str
+) -> list[str]:
+    """`text_table` within `width` characters (all the columns with None), and a line naming what
+    was left out and how to see it."""
+    if width is None:
+        return [text_table(frame, columns)]
+    shown, left_out = fitting_columns(frame, columns, keep, width)
+    lines = [text_table(frame, shown)]
+    if left_out:
+        labels = ", ".join(short_label(c) for c in left_out)
+        lines.append(f"(left out to fit {width} columns: {labels}; {wide_hint} shows every column)")
+    return lines
 
 
 def front_columns(
@@ -165,13 +211,15 @@ def check_lines(results: Sequence[Any]) -> list[str]:
 # ---------------------------------------------------------------------------- a study
 
 
-def front_lines(analysis: Analysis) -> list[str]:
-    """The study's non-dominated trials as a terminal table."""
+def front_lines(analysis: Analysis, width: int | None = None, wide_hint: str = "--wide") -> list[str]:
+    """The study's non-dominated trials as a terminal table, within `width` characters if given."""
     if not len(analysis.front):
         return ["no completed trial with every objective defined yet"]
     objectives = ", ".join(str(o) for o in analysis.objectives)
     columns = front_columns(analysis.front, analysis.objectives, analysis.constraints)
-    return [f"non-dominated trials ({objectives}):", text_table(analysis.front, columns)]
+    keep = [TRIAL_KEY, *(o.metric for o in analysis.objectives), FEASIBLE]
+    table = fitted_table(analysis.front, columns, keep, width, wide_hint)
+    return [f"non-dominated trials ({objectives}):", *table]
 
 
 def pareto_notes(analysis: Analysis) -> list[str]:
@@ -277,9 +325,13 @@ def sweep_start_line(spec: SweepSpec, data: str, resumed: bool) -> str:
     )
 
 
+def storage_flag(spec: SweepSpec) -> str:
+    """` --storage DIR` where the study is not under the default storage, so a command printed works."""
+    return f" --storage {spec.storage}" if spec.storage != SweepSpec.storage else ""
+
+
 def resume_command(spec: SweepSpec) -> str:
-    storage = f" --storage {spec.storage}" if spec.storage != "runs" else ""
-    return f"gainakt-search resume {spec.name}{storage}"
+    return f"gainakt-search resume {spec.name}{storage_flag(spec)}"
 
 
 def resume_hint(spec: SweepSpec) -> str:
@@ -287,9 +339,14 @@ def resume_hint(spec: SweepSpec) -> str:
 
 
 def pareto_output(
-    analysis: Analysis, epoch_level: bool = False, feasible_only: bool = False, output: str = "table"
+    analysis: Analysis,
+    epoch_level: bool = False,
+    feasible_only: bool = False,
+    output: str = "table",
+    width: int | None = None,
 ) -> str:
-    """The `pareto` command's answer: the front of trials (or checkpointed epochs) as a table, CSV or JSON."""
+    """The `pareto` command's answer: the front of trials (or checkpointed epochs) as a table, CSV or
+    JSON; the table within `width` characters if given (`--wide`: all of it)."""
     objectives, constraints = analysis.objectives, analysis.constraints
     if epoch_level:
         rows = pareto.epoch_front(
@@ -319,10 +376,9 @@ def pareto_output(
         return strict_json.dumps(records, indent=2)
     shown = [c for c in columns if c not in (CHECKPOINT, "number") and not c.startswith(VIOLATION)]
     targets = " meeting the targets" if feasible_only else ""
-    lines = [
-        f"{what}{targets} ({', '.join(str(o) for o in objectives)}):",
-        text_table(rows, shown) if len(rows) else "none",
-    ]
+    keep = [TRIAL_KEY, "epoch", *(o.metric for o in objectives), FEASIBLE]
+    table = fitted_table(rows, shown, keep, width, "--wide") if len(rows) else ["none"]
+    lines = [f"{what}{targets} ({', '.join(str(o) for o in objectives)}):", *table]
     return "\n".join(lines + pareto_notes(analysis))
 
 

@@ -102,3 +102,22 @@ def test_run_takes_objectives_as_pareto_does_and_a_bare_metric_takes_its_better_
     expected = ["auc:max", "neg_gain_rate:min", "mastery_corr:max"]
     assert objectives("--objectives", "auc,neg_gain_rate,mastery_corr:max") == expected
     assert objectives("--objective", "auc", "--objective", "neg_gain_rate:min,mastery_corr") == expected
+
+
+def test_the_front_table_fits_the_terminal_and_wide_shows_every_column(tmp_path, capsys, monkeypatch):
+    fake_study(tmp_path, "narrow", trials=12)
+    argv = ["pareto", "narrow", "--storage", str(tmp_path)]
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [note] = [i for i, line in enumerate(lines) if line.startswith("(left out to fit 80 columns: ")]
+    assert lines[note].endswith("; --wide shows every column)")
+    table = lines[1:note]
+    assert len(table) >= 2 and all(len(line) <= 80 for line in table)
+    assert table[0].split()[:4] == ["trial_id", "auc", "mastery_corr", "neg_gain_rate"]  # objectives kept
+    assert main([*argv, "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert not any(line.startswith("(left out") for line in wide)
+    assert max(len(line) for line in wide[1 : 1 + len(table)]) > 80
+    left_out = lines[note].removeprefix("(left out to fit 80 columns: ").split(";")[0].split(", ")
+    assert all(label in wide[1] for label in left_out)  # the wide table's header has every column
