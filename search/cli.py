@@ -564,6 +564,7 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
     from search.analysis.pareto import load_analysis
     from search.report import terminal as views
     from search.report.page import write_report
+    from search.report.sections import recommendation_lines
     from search.run.lease import refuse_if_held
     from search.run.signals import exit_code
     from search.run.sweep import run_sweep
@@ -585,6 +586,7 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
         analysis = load_analysis(outcome.study, epochs=False, every_setting=False)[1]
         wide = f"'gainakt-search pareto {spec.name}{views.storage_flag(spec)} --wide'"
         _print(views.front_lines(analysis, views.terminal_width(), wide))
+        _print(recommendation_lines(spec, analysis))
     _print(f"study folder: {outcome.study.display()}")
     if len(trials):
         _print(f"report: {write_report(outcome.study).html}")
@@ -746,6 +748,10 @@ def _pareto(args: argparse.Namespace) -> int:
     _, analysis = load_analysis(study, objectives, epochs=args.epoch_level, every_setting=False)
     width = None if args.wide else terminal_width()
     _print(pareto_output(analysis, args.epoch_level, args.feasible, args.format, width))
+    if args.format == "table":
+        from search.report.sections import recommendation_lines
+
+        _print(recommendation_lines(study.read_spec(), analysis))
     return 0
 
 

@@ -471,3 +471,40 @@ def _with_settings(analysis: Analysis, store: Store, settings: Sequence[str]) ->
         feasible_front=joined(analysis.feasible_front),
         closest=joined(analysis.closest),
     )
+
+
+QUALIFIED = "feasible, not degenerate and no worse than the best lookup on any objective"
+
+
+def recommendation_rule(analysis: Analysis) -> str:
+    """The rule `recommended` picks by, in words."""
+    metric, direction = _ranking(analysis)
+    best = "highest" if direction == "max" else "lowest"
+    return f"of the trials {QUALIFIED}, the one with the {best} {metric}"
+
+
+def recommended(analysis: Analysis) -> pd.Series | None:
+    """The one trial to pick by `recommendation_rule`, or None when no trial qualifies."""
+    candidates = analysis.candidates
+    if not len(candidates):
+        return None
+    objectives = {o.metric for o in analysis.objectives}
+    worse = candidates[BELOW_BASELINE].map(lambda names: set(filter(None, names.split(","))))
+    above_lookups = worse.map(lambda names: not objectives & names)
+    qualified = candidates[candidates[FEASIBLE] & (candidates[DEGENERATE] == "") & above_lookups]
+    metric, direction = _ranking(analysis)
+    qualified = qualified[qualified[metric].notna()]
+    if not len(qualified):
+        return None
+    values = qualified[metric]
+    return qualified.loc[values.idxmax() if direction == "max" else values.idxmin()]
+
+
+def _ranking(analysis: Analysis) -> tuple[str, str]:
+    """The metric the recommendation ranks by: the selection metric (AUC) where it is an objective,
+    else the first objective."""
+    for objective in analysis.objectives:
+        if objective.metric == model_schema.SELECTION_METRIC:
+            return objective.metric, objective.direction
+    first = analysis.objectives[0]
+    return first.metric, first.direction

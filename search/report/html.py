@@ -15,7 +15,15 @@ import plotly.graph_objects as go
 from search.analysis import pareto
 from search.analysis.importance import MAX_TRIALS, param_importances, target_quantile
 from search.report.figures import PALETTE, arrow, embed
-from search.report.sections import MAX_LISTED, cell, listed_note, provenance, summary_lines, targets
+from search.report.sections import (
+    MAX_LISTED,
+    cell,
+    listed_note,
+    provenance,
+    recommendation_lines,
+    summary_lines,
+    targets,
+)
 from search.report.terminal import front_columns
 from search.schema import (
     BELOW_BASELINE,
@@ -184,6 +192,10 @@ def listed_table(frame: pd.DataFrame, columns: Sequence[str], table_id: str) -> 
         return html_table(frame, columns, table_id)
     note = f"<p class=note>Listed: {listed_note(MAX_LISTED, len(frame))}.</p>"
     return note + html_table(frame.head(MAX_LISTED), columns, table_id)
+
+
+def recommendation_html(spec: SweepSpec, analysis: pareto.Analysis) -> str:
+    return "".join(f"<p>{html.escape(line)}</p>" for line in recommendation_lines(spec, analysis))
 
 
 def summary_html(spec: SweepSpec, analysis: pareto.Analysis) -> str:

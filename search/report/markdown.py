@@ -8,7 +8,15 @@ import pandas as pd
 
 from search.analysis import pareto
 from search.report.confirmation import confirmation_markdown
-from search.report.sections import MAX_LISTED, cell, listed_note, provenance, summary_lines, targets
+from search.report.sections import (
+    MAX_LISTED,
+    cell,
+    listed_note,
+    provenance,
+    recommendation_lines,
+    summary_lines,
+    targets,
+)
 from search.report.terminal import front_columns
 from search.schema import GUARANTEED, short_label
 from search.spec import SweepSpec
@@ -38,6 +46,8 @@ def render_markdown(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.Da
     columns = front_columns(front, analysis.objectives, analysis.constraints)
     parts = [
         f"# Study {spec.name}: Pareto summary\n",
+        *recommendation_lines(spec, analysis),
+        "",
         *(f"- {line}" for line in summary_lines(spec, analysis)),
         "",
         *([confirmation_markdown(confirmed, spec)] if confirmed is not None and len(confirmed) else []),

@@ -48,6 +48,7 @@ from search.report.html import (
     front_table_html,
     importance_html,
     provenance_html,
+    recommendation_html,
     summary_html,
     targets_html,
 )
@@ -105,6 +106,7 @@ def render_html(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.DataFr
         )
         confirmation = [(title, confirmation_html(confirmed, spec))]
     sections = [
+        ("What to pick", recommendation_html(spec, analysis)),
         ("Summary", summary_html(spec, analysis)),
         *confirmation,
         ("Front: objective pairs", pairs_note(analysis) + embed(pairs_figure(analysis))),

@@ -13,7 +13,7 @@ import pandas as pd
 
 from search.analysis import pareto
 from search.report.terminal import status_counts
-from search.schema import DEGENERATE, FEASIBLE
+from search.schema import CHECKPOINT, DEGENERATE, FEASIBLE, TRIAL_KEY
 from search.spec import SweepSpec
 
 MAX_LISTED = 100  # rows of a table that grows with the trials (excluded, not completed)
@@ -62,6 +62,23 @@ def summary_lines(spec: SweepSpec, analysis: pareto.Analysis) -> list[str]:
         + (", ".join(f"{m} {v:.4f} ({name})" for m, (v, name) in analysis.baseline.items()) or "none stored"),
         "degenerate trials (copy_corr or mastery_saturation at their limits): "
         + str(int((candidates[DEGENERATE] != "").sum()) if len(candidates) else 0),
+    ]
+
+
+def recommendation_lines(spec: SweepSpec, analysis: pareto.Analysis) -> list[str]:
+    """Which trial to pick, by a stated rule, its checkpoint and the commands that evaluate and
+    confirm it; or, when no trial qualifies, that sentence."""
+    rule = pareto.recommendation_rule(analysis)
+    pick = pareto.recommended(analysis)
+    if pick is None:
+        return [f"no trial to recommend: none is {pareto.QUALIFIED}"]
+    figures = ", ".join(f"{o.metric} {cell(pick[o.metric])}" for o in analysis.objectives)
+    storage = f" --storage {spec.storage}" if spec.storage != SweepSpec.storage else ""
+    return [
+        f"recommended: trial {pick[TRIAL_KEY]} ({figures}): {rule}",
+        f"its checkpoint: {pick[CHECKPOINT]}",
+        f"evaluate it: gainakt-search eval {pick[CHECKPOINT]}; re-train it on new seeds: "
+        f"gainakt-search confirm {spec.name}{storage}",
     ]
 
 

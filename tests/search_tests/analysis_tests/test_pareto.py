@@ -257,3 +257,40 @@ def test_every_front_table_shows_faithfulness_beside_the_objectives(tmp_path, ca
     assert rows and all("faithfulness" in row for row in rows)
     assert main(["pareto", "faith", "--storage", str(tmp_path)]) == 0
     assert "faithfulness" in capsys.readouterr().out
+
+
+def test_the_recommendation_is_the_best_auc_of_the_qualified_trials_and_says_so_when_none_qualifies(
+    tmp_path, capsys
+):
+    from dataclasses import replace
+
+    from study_helpers import fake_study
+
+    from search.cli import main
+    from search.report.sections import recommendation_lines
+    from search.spec import Constraint
+
+    study = fake_study(tmp_path, "pick", 16)
+    study.write_spec(replace(study.read_spec(), constraints=(Constraint.parse("mastery_saturation < 0.5"),)))
+    spec, analysis = pareto.load_analysis(study, epochs=False, every_setting=False)
+    objectives = {o.metric for o in analysis.objectives}
+    candidates = analysis.candidates
+    worse = candidates["below_baseline"].map(lambda names: set(filter(None, names.split(","))))
+    no_worse = worse.map(lambda names: not objectives & names)
+    qualified = candidates[candidates["feasible"] & (candidates["degenerate"] == "") & no_worse]
+    pick = pareto.recommended(analysis)
+    assert 0 < len(qualified) < len(candidates)  # the rule leaves some out, and some in
+    assert pick is not None and pick["auc"] == qualified["auc"].max()
+    lines = recommendation_lines(spec, analysis)
+    assert lines[0].startswith(f"recommended: trial {pick['trial_id']} (auc {pick['auc']:.4f}")
+    assert lines[0].endswith("the one with the highest auc")
+    assert lines[1] == f"its checkpoint: {pick['checkpoint']}"
+    assert f"gainakt-search eval {pick['checkpoint']}" in lines[2]
+    # A target no trial meets: nothing to recommend, and the sentence says so.
+    strict = replace(spec, constraints=(Constraint.parse("auc >= 0.99"),))
+    study.write_spec(strict)
+    _, nothing = pareto.load_analysis(study, epochs=False, every_setting=False)
+    assert pareto.recommended(nothing) is None
+    assert recommendation_lines(strict, nothing) == [f"no trial to recommend: none is {pareto.QUALIFIED}"]
+    assert main(["pareto", "pick", "--storage", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("no worse than the best lookup on any objective")

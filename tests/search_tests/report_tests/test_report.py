@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -22,7 +23,7 @@ from search.analysis.pareto import load_analysis
 from search.cli import main
 from search.report import figures as drawn
 from search.report.page import render_html, write_report
-from search.report.sections import MAX_LISTED
+from search.report.sections import MAX_LISTED, recommendation_lines
 from search.schema import TrialStatus, param_column
 from search.spec import SweepSpec
 from search.store.study import Study
@@ -121,6 +122,10 @@ def test_report_holds_every_part_and_a_markdown_summary(tmp_path, capsys):
     ):
         assert part in page, part
     assert "best baselines on the same split: auc 0.6800 (running_accuracy), mastery_corr 0.2800" in summary
+    # What to pick comes first, in the page and in the summary: the recommendation or its absence.
+    [first] = [line for line in recommendation_lines(spec, pareto.load_analysis(study)[1])][:1]
+    assert page.index("<h2>What to pick</h2>") < page.index("<h2>Summary</h2>")
+    assert html.escape(first) in page and summary.splitlines()[2] == first
     # The NaN trial is listed as excluded, the errored one as not completed.
     assert table_ids(page, "excluded-table") == ["t00023"] and "no value for mastery_corr" in page
     assert table_ids(page, "unfinished-table") == ["t00024"]
