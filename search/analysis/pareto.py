@@ -478,7 +478,7 @@ QUALIFIED = "feasible, not degenerate and no worse than the best lookup on any o
 
 def recommendation_rule(analysis: Analysis) -> str:
     """The rule `recommended` picks by, in words."""
-    metric, direction = _ranking(analysis)
+    metric, direction = ranking(analysis)
     best = "highest" if direction == "max" else "lowest"
     return f"of the trials {QUALIFIED}, the one with the {best} {metric}"
 
@@ -492,7 +492,7 @@ def recommended(analysis: Analysis) -> pd.Series | None:
     worse = candidates[BELOW_BASELINE].map(lambda names: set(filter(None, names.split(","))))
     above_lookups = worse.map(lambda names: not objectives & names)
     qualified = candidates[candidates[FEASIBLE] & (candidates[DEGENERATE] == "") & above_lookups]
-    metric, direction = _ranking(analysis)
+    metric, direction = ranking(analysis)
     qualified = qualified[qualified[metric].notna()]
     if not len(qualified):
         return None
@@ -500,7 +500,7 @@ def recommended(analysis: Analysis) -> pd.Series | None:
     return qualified.loc[values.idxmax() if direction == "max" else values.idxmin()]
 
 
-def _ranking(analysis: Analysis) -> tuple[str, str]:
+def ranking(analysis: Analysis) -> tuple[str, str]:
     """The metric the recommendation ranks by: the selection metric (AUC) where it is an objective,
     else the first objective."""
     for objective in analysis.objectives:

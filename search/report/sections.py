@@ -13,7 +13,7 @@ import pandas as pd
 
 from search.analysis import pareto
 from search.report.terminal import status_counts
-from search.schema import CHECKPOINT, DEGENERATE, FEASIBLE, TRIAL_KEY
+from search.schema import BELOW_BASELINE, CHECKPOINT, DEGENERATE, FEASIBLE, TRIAL_KEY
 from search.spec import SweepSpec
 
 MAX_LISTED = 100  # rows of a table that grows with the trials (excluded, not completed)
@@ -71,7 +71,7 @@ def recommendation_lines(spec: SweepSpec, analysis: pareto.Analysis) -> list[str
     rule = pareto.recommendation_rule(analysis)
     pick = pareto.recommended(analysis)
     if pick is None:
-        return [f"no trial to recommend: none is {pareto.QUALIFIED}"]
+        return [f"no trial to recommend: none is {pareto.QUALIFIED}", *_nearest_miss(analysis)]
     figures = ", ".join(f"{o.metric} {cell(pick[o.metric])}" for o in analysis.objectives)
     storage = f" --storage {spec.storage}" if spec.storage != SweepSpec.storage else ""
     return [
@@ -80,6 +80,22 @@ def recommendation_lines(spec: SweepSpec, analysis: pareto.Analysis) -> list[str
         f"evaluate it: gainakt-search eval {pick[CHECKPOINT]}; re-train it on new seeds: "
         f"gainakt-search confirm {spec.name}{storage}",
     ]
+
+
+def _nearest_miss(analysis: pareto.Analysis) -> list[str]:
+    """What keeps the trial the rule would rank first from qualifying."""
+    candidates = analysis.candidates
+    metric, direction = pareto.ranking(analysis)
+    ranked = candidates[candidates[metric].notna()] if len(candidates) else candidates
+    if not len(ranked):
+        return []
+    best = ranked.loc[ranked[metric].idxmax() if direction == "max" else ranked[metric].idxmin()]
+    objectives = [o.metric for o in analysis.objectives]
+    reasons = [] if best[FEASIBLE] else ["misses a target"]
+    reasons += [f"degenerate ({best[DEGENERATE]})"] if best[DEGENERATE] else []
+    worse = [m for m in str(best[BELOW_BASELINE]).split(",") if m in objectives]
+    reasons += [f"worse than the best lookup on {', '.join(worse)}"] if worse else []
+    return [f"(the trial with the best {metric}, {best[TRIAL_KEY]}: {'; '.join(reasons)})"]
 
 
 def provenance(spec: SweepSpec, analysis: pareto.Analysis) -> dict[str, str]:

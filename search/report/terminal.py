@@ -94,8 +94,7 @@ def fitted_table(
     shown, left_out = fitting_columns(frame, columns, keep, width)
     lines = [text_table(frame, shown)]
     if left_out:
-        labels = ", ".join(short_label(c) for c in left_out)
-        lines.append(f"(left out to fit {width} columns: {labels}; {wide_hint} shows every column)")
+        lines.append(f"({len(left_out)} columns left out to fit {width} characters; {wide_hint} shows them)")
     return lines
 
 
