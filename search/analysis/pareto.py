@@ -501,10 +501,14 @@ def recommended(analysis: Analysis) -> pd.Series | None:
 
 
 def ranking(analysis: Analysis) -> tuple[str, str]:
-    """The metric the recommendation ranks by: the selection metric (AUC) where it is an objective,
-    else the first objective."""
-    for objective in analysis.objectives:
+    """The metric the recommendation ranks by, and its direction (`ranking_of`)."""
+    return ranking_of(analysis.objectives)
+
+
+def ranking_of(objectives: Sequence[Objective]) -> tuple[str, str]:
+    """The selection metric (AUC) where it is an objective, else the first objective, with its
+    direction: what "the best trial" means in a recommendation and in a sweep's progress line."""
+    for objective in objectives:
         if objective.metric == model_schema.SELECTION_METRIC:
             return objective.metric, objective.direction
-    first = analysis.objectives[0]
-    return first.metric, first.direction
+    return objectives[0].metric, objectives[0].direction

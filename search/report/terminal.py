@@ -19,6 +19,7 @@ from gainakt import strict_json
 from gainakt.schema import CEILINGS, CONTEXT_METRICS, RECOVERY_METRICS
 from search.analysis import pareto
 from search.analysis.pareto import Analysis
+from search.analysis.progress import duration, time_left
 from search.run.lease import LeaseInfo
 from search.schema import (
     BASELINE_PREFIX,
@@ -293,27 +294,19 @@ def _timing(trials: pd.DataFrame, spec: SweepSpec, running: bool) -> list[str]:
     """Elapsed time, and while a driver is at work the time left (no estimate for an interrupted study)."""
     start = trials["started_at"].min()
     ended = trials["ended_at"].dropna()
-    finished = trials[trials["status"].map(lambda s: TrialStatus(s).ended)]
     end = pd.Timestamp.now(tz="UTC") if running or not len(ended) else ended.max()
     elapsed = (end - start).total_seconds()
     lines = [f"elapsed: {duration(elapsed)} (first start to {'now' if running else 'last end'})"]
-    left = spec.trials - len(finished)
-    if left > 0 and len(finished) and running:
-        per_trial = (finished["ended_at"] - finished["started_at"]).dt.total_seconds().mean()
+    finished = int(trials["status"].map(lambda s: TrialStatus(s).ended).sum())
+    left = time_left(trials, spec)
+    if left is not None and running:
         lines.append(
-            f"time left: about {duration(math.ceil(left / spec.concurrent) * per_trial)} "
-            f"({left} trials of about {duration(per_trial)}, {spec.concurrent} at a time)"
+            f"time left: about {duration(left.seconds)} "
+            f"({left.trials} trials of about {duration(left.per_trial)}, {spec.concurrent} at a time)"
         )
-    elif left <= 0:
+    elif spec.trials - finished <= 0:
         lines.append("time left: none, every trial has finished")
     return lines
-
-
-def duration(seconds: float) -> str:
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def sweep_start_line(spec: SweepSpec, data: str, resumed: bool) -> str:

@@ -23,6 +23,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from gainakt import schema as model_schema
+from search.analysis.progress import progress_line
 from search.run.searcher import StudySearcher
 from search.schema import (
     CHECKPOINT,
@@ -176,12 +177,17 @@ class StoreRecorder(Callback):
             f"trial {row[TRIAL_KEY]} {row['status'].lower()} "
             f"(epoch {row.get('selected_epoch')} selected): {objectives}"
         )
+        self._progress()
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(_row_id(trial)) or self._new_row(trial)
         row.update(status=TrialStatus.ERROR.value, error=error_line(trial), ended_at=now())
         self._put_trial_after_journal(row)
         self.echo(f"trial {row[TRIAL_KEY]} failed: {row['error']}")
+        self._progress()
+
+    def _progress(self) -> None:
+        self.echo(progress_line(pd.DataFrame(list(self.trials.values())), self.spec))
 
     def _put_trial_after_journal(self, row: dict[str, Any]) -> None:
         """Record a trial's end only once the journal that Tune's searcher has just told of it is

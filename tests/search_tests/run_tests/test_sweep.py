@@ -51,6 +51,9 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
     assert "--num-cpus 4: this process is already connected to a Ray of 2 CPUs" in err
     assert "at most 2 trials at once at 1 CPU each" in err
     assert "non-dominated trials" in out and str(tmp_path / "basic") in out
+    progress = [line for line in out.splitlines() if line.startswith("progress: ")]
+    assert len(progress) == 6 and progress[0].startswith("progress: 1 of 6 trials ended (0 failed)")
+    assert progress[-1].startswith("progress: 6 of 6 trials ended (0 failed), 0 running")
     assert not (tmp_path / "basic" / "wandb").exists()  # W&B off: not even its folder
 
     trials, epochs = tables(tmp_path, "basic")

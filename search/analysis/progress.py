@@ -1,0 +1,68 @@
+"""How far a sweep is: trials ended and running, the best feasible figure so far, and the time left
+estimated from the ended trials' durations (the `status` command and the line a sweep prints after
+each trial)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from search.analysis.pareto import ranking_of
+from search.schema import TRIAL_KEY, TrialStatus
+from search.spec import SweepSpec
+
+
+@dataclass(frozen=True)
+class TimeLeft:
+    seconds: float
+    trials: int  # not ended yet
+    per_trial: float  # mean seconds of an ended trial
+
+
+def time_left(trials: pd.DataFrame, spec: SweepSpec) -> TimeLeft | None:
+    """The time the trials not ended yet should take, `spec.concurrent` at a time, each as long as
+    the ended ones took on average; None before any trial has ended or once all have."""
+    if not len(trials):
+        return None
+    ended = trials[trials["status"].map(lambda s: TrialStatus(s).ended)]
+    left = spec.trials - len(ended)
+    if left <= 0 or not len(ended):
+        return None
+    per_trial = float((ended["ended_at"] - ended["started_at"]).dt.total_seconds().mean())
+    if not math.isfinite(per_trial):
+        return None
+    return TimeLeft(math.ceil(left / spec.concurrent) * per_trial, left, per_trial)
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def progress_line(trials: pd.DataFrame, spec: SweepSpec) -> str:
+    """`progress: 5 of 8 trials ended (1 failed), 2 running; best feasible auc 0.7098 (t00003);
+    about 1m20s left`."""
+    statuses = trials["status"].value_counts().to_dict() if len(trials) else {}
+    ended = sum(n for status, n in statuses.items() if TrialStatus(status).ended)
+    failed, running = statuses.get(TrialStatus.ERROR.value, 0), statuses.get(TrialStatus.RUNNING.value, 0)
+    parts = [f"progress: {ended} of {spec.trials} trials ended ({failed} failed), {running} running"]
+    metric, direction = ranking_of(spec.objectives)
+    completed = trials[trials["status"] == TrialStatus.COMPLETED.value] if len(trials) else trials
+    if len(completed) and metric in completed.columns:
+        meets = [completed[c.metric].map(c.met) for c in spec.constraints if c.metric in completed.columns]
+        feasible = completed[pd.concat(meets, axis=1).all(axis=1)] if meets else completed
+        feasible = feasible[feasible[metric].notna()]
+        if len(feasible):
+            values = feasible[metric]
+            best = feasible.loc[values.idxmax() if direction == "max" else values.idxmin()]
+            parts.append(f"best feasible {metric} {best[metric]:.4f} ({best[TRIAL_KEY]})")
+        else:
+            parts.append("no feasible trial yet")
+    left = time_left(trials, spec)
+    if left is not None:
+        parts.append(f"about {duration(left.seconds)} left")
+    return "; ".join(parts)

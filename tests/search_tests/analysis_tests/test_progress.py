@@ -1,0 +1,52 @@
+"""The line a sweep prints after each trial: trials ended and running, the best feasible figure so
+far, the time left from the ended trials' durations."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from search.analysis.progress import progress_line, time_left
+from search.spec import Constraint, SweepSpec
+
+T0 = pd.Timestamp("2026-12-05 10:00", tz="UTC")
+
+
+def rows(*trials: tuple[str, str, float, float, int | None]) -> pd.DataFrame:
+    """(trial_id, status, auc, mastery_corr, seconds it took or None while running)"""
+    return pd.DataFrame(
+        [
+            {
+                "trial_id": trial_id,
+                "status": status,
+                "auc": auc,
+                "mastery_corr": corr,
+                "started_at": T0,
+                "ended_at": pd.NaT if seconds is None else T0 + pd.Timedelta(seconds=seconds),
+            }
+            for trial_id, status, auc, corr, seconds in trials
+        ]
+    )
+
+
+def test_the_progress_line_counts_names_the_best_feasible_trial_and_estimates_the_time_left():
+    spec = SweepSpec(trials=8, concurrent=2, constraints=(Constraint.parse("mastery_corr >= 0.3"),))
+    trials = rows(
+        ("a", "COMPLETED", 0.75, 0.10, 60),  # the best AUC, but infeasible
+        ("b", "COMPLETED", 0.72, 0.40, 100),
+        ("c", "ERROR", float("nan"), float("nan"), 20),
+        ("d", "RUNNING", float("nan"), float("nan"), None),
+    )
+    # 5 trials not ended, 2 at a time: 3 waves of the mean 60 s
+    assert time_left(trials, spec).seconds == 180
+    assert progress_line(trials, spec) == (
+        "progress: 3 of 8 trials ended (1 failed), 1 running; best feasible auc 0.7200 (b); about 3m00s left"
+    )
+
+
+def test_before_any_trial_ends_there_is_no_estimate_and_no_feasible_trial_is_said_so():
+    spec = SweepSpec(trials=4, constraints=(Constraint.parse("mastery_corr >= 0.9"),))
+    assert progress_line(rows(("a", "RUNNING", float("nan"), float("nan"), None)), spec) == (
+        "progress: 0 of 4 trials ended (0 failed), 1 running"
+    )
+    done = rows(("a", "COMPLETED", 0.7, 0.2, 30))
+    assert progress_line(done, spec).endswith("; no feasible trial yet; about 1m00s left")
