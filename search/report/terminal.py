@@ -67,7 +67,8 @@ def terminal_width() -> int:
 def fitting_columns(
     frame: pd.DataFrame, columns: Sequence[str], keep: Sequence[str], width: int
 ) -> tuple[list[str], list[str]]:
-    """The columns of a table at most `width` characters wide, and those left out: first the
+    """The columns of a table at most `width` characters wide (or as close as `keep` allows), and
+    those left out: first the
     parameters equal on every row (when there are several), then the other figures from the right,
     then the parameters that differ from the right; never those of `keep`."""
     shown = list(columns)
@@ -217,7 +218,7 @@ def front_lines(analysis: Analysis, width: int | None = None, wide_hint: str = "
         return ["no completed trial with every objective defined yet"]
     objectives = ", ".join(str(o) for o in analysis.objectives)
     columns = front_columns(analysis.front, analysis.objectives, analysis.constraints)
-    keep = [TRIAL_KEY, *(o.metric for o in analysis.objectives), FEASIBLE]
+    keep = [TRIAL_KEY, *(o.metric for o in analysis.objectives), *CONTEXT_METRICS, FEASIBLE]
     table = fitted_table(analysis.front, columns, keep, width, wide_hint)
     return [f"non-dominated trials ({objectives}):", *table]
 
@@ -368,7 +369,7 @@ def pareto_output(
         return strict_json.dumps(records, indent=2)
     shown = [c for c in columns if c not in (CHECKPOINT, "number") and not c.startswith(VIOLATION)]
     targets = " meeting the targets" if feasible_only else ""
-    keep = [TRIAL_KEY, "epoch", *(o.metric for o in objectives), FEASIBLE]
+    keep = [TRIAL_KEY, "epoch", *(o.metric for o in objectives), *CONTEXT_METRICS, FEASIBLE]
     table = fitted_table(rows, shown, keep, width, "--wide") if len(rows) else ["none"]
     lines = [f"{what}{targets} ({', '.join(str(o) for o in objectives)}):", *table]
     return "\n".join(lines + pareto_notes(analysis))

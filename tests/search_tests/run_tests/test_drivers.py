@@ -179,9 +179,10 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
             trials, epochs = tables(tmp_path, "crashy")
             running = set(trials.loc[trials["status"] == "RUNNING", "trial_id"]) if len(trials) else set()
             workers = _trial_workers(ray_head)
-            # A running trial has reported its first epoch (so it has a checkpoint): kill its worker
+            # The first trial, alone (one at a time: the second has not started, so its worker is not
+            # the one killed), has reported its first epoch (so it has a checkpoint): kill its worker
             # in the middle of its second.
-            if len(epochs) and running & set(epochs["trial_id"]) and workers:
+            if len(trials) == 1 and len(epochs) and running == set(epochs["trial_id"]) and workers:
                 for pid in workers:
                     os.kill(pid, 9)
                 killed = True
