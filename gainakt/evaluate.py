@@ -3,6 +3,7 @@ gathered batch by batch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -169,11 +170,7 @@ class Observations:
 
     @classmethod
     def concat(cls, parts: list[Observations]) -> Observations:
-        merged: dict[str, Any] = {}  # arrays, or None for the simulator's fields on real data
-        for f in fields(cls):
-            values = [getattr(p, f.name) for p in parts]
-            merged[f.name] = None if any(v is None for v in values) else np.concatenate(values)
-        return cls(**merged)
+        return cls(**_joined([vars(p) for p in parts], np.concatenate))
 
     def resample(self, students: np.ndarray) -> Observations:
         """The observations of `students` (drawn with repetition, as a bootstrap does): every entry
@@ -212,7 +209,16 @@ class Observations:
         return {name: values[name] for name in MONITOR_METRICS}
 
 
-# The families of `Observations` arrays beside the positions', by the field holding the window of
+def _joined(parts: Sequence[Mapping[str, Any]], join: Callable[[list[Any]], Any]) -> dict[str, Any]:
+    """The fields of `parts` (of several batches), each joined end to end by `join`, or None where a
+    part has none (the simulator's truth, on real data)."""
+    return {
+        name: None if any(part[name] is None for part in parts) else join([part[name] for part in parts])
+        for name in parts[0]
+    }
+
+
+# The families of `Observations` arrays beside the positions by the field holding the window of
 # their entries (every other field is per position, keyed by `window`).
 _FAMILIES: dict[str, tuple[str, ...]] = {
     "pair_window": ("mastery_before", "mastery_after", "correct_after"),
@@ -327,11 +333,7 @@ def observe(model: Tracer, plan: BatchPlan, device: torch.device | str = "cpu") 
         batch = batch.to(device)
         parts.append(Observations.tensors_of(model.forward_with_states(batch), batch))
     model.train(was_training)
-    merged = {
-        name: None if any(p[name] is None for p in parts) else torch.cat([p[name] for p in parts])  # type: ignore[misc]
-        for name in parts[0]
-    }
-    return Observations.from_tensors(merged)
+    return Observations.from_tensors(_joined(parts, torch.cat))
 
 
 def evaluate(

@@ -266,6 +266,7 @@ class Trainer:
         self.best_epoch = 0
         self.stale_epochs = 0
         self.stopped_early = False
+        self._weighed_losses = [name for name, weight in config.weights.items() if weight]  # computed alone
         self._forward_loss = self.forward_loss
         if config.compile:  # CUDA graphs replay a step's kernels with one launch
             # Compiled code is kept per function, whatever the trainer: in a process that trains runs
@@ -422,8 +423,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             states = self.model.forward_with_states(batch)
             bce = prediction_loss(states, batch, self.positions_per_batch)
-            weighed = [name for name, weight in c.weights.items() if weight]
-            aux = auxiliary_losses(states, batch, c.model.mastery_step, weighed)
+            aux = auxiliary_losses(states, batch, c.model.mastery_step, self._weighed_losses)
             composition = compose(bce, aux, c.weights, factor)
         return composition.total, composition.vector, states
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -67,13 +69,15 @@ def kill_group(pid: int) -> None:
         pass
 
 
-def interrupt_when(argv: list[str], ready, env: dict | None = None, timeout: float = 240) -> int:
-    """Run `gainakt-search ARGV` as a driver of its own session, SIGKILL it (and Ray) as soon as
-    `ready()` holds, and return its pid; fails if it ends by itself first."""
-    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a full pipe would stall the driver
+@contextlib.contextmanager
+def _driver_when(argv: list[str], ready, env: dict | None, timeout: float, out) -> Iterator[tuple]:
+    """`gainakt-search ARGV` as a driver of its own session (its output to `out`, its errors to a
+    file: a full pipe would stall it), handed over once `ready()` holds, with its errors' file, and
+    SIGKILLed with all it started at the end; fails if it ends by itself first."""
+    with tempfile.TemporaryFile() as errors:
         driver = subprocess.Popen(
             [sys.executable, "-m", "search.cli", *argv],
-            stdout=subprocess.DEVNULL,
+            stdout=out,
             stderr=errors,
             cwd=REPO,
             start_new_session=True,
@@ -89,9 +93,17 @@ def interrupt_when(argv: list[str], ready, env: dict | None = None, timeout: flo
                 raise AssertionError(
                     f"the driver ended (exit {driver.returncode}) before it could be interrupted: {tail}"
                 )
+            yield driver, errors
         finally:
             kill_group(driver.pid)
             driver.wait()
+
+
+def interrupt_when(argv: list[str], ready, env: dict | None = None, timeout: float = 240) -> int:
+    """Run `gainakt-search ARGV` as a driver of its own session, SIGKILL it (and Ray) as soon as
+    `ready()` holds, and return its pid; fails if it ends by itself first."""
+    with _driver_when(argv, ready, env, timeout, subprocess.DEVNULL) as (driver, _):
+        pass
     return driver.pid
 
 
@@ -102,28 +114,12 @@ def signal_when(
     `ready()` holds (SIGINT to its whole process group, as a terminal's Ctrl-C; any other to the
     driver alone, as `timeout` or a scheduler does), wait for it to end, and return its exit code,
     output and errors; fails if it ends by itself first or does not end after the signal."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "search.cli", *argv],
-            stdout=out,
-            stderr=errors,
-            cwd=REPO,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and driver.poll() is None and not ready():
-                time.sleep(0.2)
-            assert driver.poll() is None, f"the driver ended (exit {driver.returncode}) before the signal"
-            if signum == signal.SIGINT:
-                os.killpg(driver.pid, signum)
-            else:
-                os.kill(driver.pid, signum)
-            driver.wait(timeout=timeout)
-        finally:
-            kill_group(driver.pid)
-            driver.wait()
+    with tempfile.TemporaryFile() as out, _driver_when(argv, ready, env, timeout, out) as (driver, errors):
+        if signum == signal.SIGINT:
+            os.killpg(driver.pid, signum)
+        else:
+            os.kill(driver.pid, signum)
+        driver.wait(timeout=timeout)
         out.seek(0)
         errors.seek(0)
         return driver.returncode, out.read().decode(errors="replace"), errors.read().decode(errors="replace")

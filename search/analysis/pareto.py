@@ -488,16 +488,27 @@ def recommended(analysis: Analysis) -> pd.Series | None:
     candidates = analysis.candidates
     if not len(candidates):
         return None
-    objectives = {o.metric for o in analysis.objectives}
-    worse = candidates[BELOW_BASELINE].map(lambda names: set(filter(None, names.split(","))))
-    above_lookups = worse.map(lambda names: not objectives & names)
-    qualified = candidates[candidates[FEASIBLE] & (candidates[DEGENERATE] == "") & above_lookups]
-    metric, direction = ranking(analysis)
-    qualified = qualified[qualified[metric].notna()]
-    if not len(qualified):
+    objectives = analysis.objectives
+    no_worse = candidates[BELOW_BASELINE].map(lambda listed: not worse_objectives(listed, objectives))
+    qualified = candidates[candidates[FEASIBLE] & (candidates[DEGENERATE] == "") & no_worse]
+    return best_trial(qualified, objectives)
+
+
+def best_trial(frame: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Series | None:
+    """The row of `frame` best on the metric `ranking_of` names (NaN left out); None if there is none."""
+    metric, direction = ranking_of(objectives)
+    if not len(frame) or metric not in frame.columns:
         return None
-    values = qualified[metric]
-    return qualified.loc[values.idxmax() if direction == "max" else values.idxmin()]
+    values = frame[metric].dropna()
+    if not len(values):
+        return None
+    return frame.loc[values.idxmax() if direction == "max" else values.idxmin()]
+
+
+def worse_objectives(listed: str, objectives: Sequence[Objective]) -> list[str]:
+    """The objectives among a row's `below_baseline` list (`flags`)."""
+    metrics = {o.metric for o in objectives}
+    return [name for name in str(listed).split(",") if name in metrics]
 
 
 def ranking(analysis: Analysis) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from search.analysis.pareto import ranking_of
+from search.analysis.pareto import best_trial, feasible, ranking_of
 from search.schema import TRIAL_KEY, TrialStatus
 from search.spec import SweepSpec
 
@@ -50,18 +50,15 @@ def progress_line(trials: pd.DataFrame, spec: SweepSpec) -> str:
     ended = sum(n for status, n in statuses.items() if TrialStatus(status).ended)
     failed, running = statuses.get(TrialStatus.ERROR.value, 0), statuses.get(TrialStatus.RUNNING.value, 0)
     parts = [f"progress: {ended} of {spec.trials} trials ended ({failed} failed), {running} running"]
-    metric, direction = ranking_of(spec.objectives)
     completed = trials[trials["status"] == TrialStatus.COMPLETED.value] if len(trials) else trials
-    if len(completed) and metric in completed.columns:
-        meets = [completed[c.metric].map(c.met) for c in spec.constraints if c.metric in completed.columns]
-        feasible = completed[pd.concat(meets, axis=1).all(axis=1)] if meets else completed
-        feasible = feasible[feasible[metric].notna()]
-        if len(feasible):
-            values = feasible[metric]
-            best = feasible.loc[values.idxmax() if direction == "max" else values.idxmin()]
-            parts.append(f"best feasible {metric} {best[metric]:.4f} ({best[TRIAL_KEY]})")
-        else:
-            parts.append("no feasible trial yet")
+    if len(completed):
+        metric, _ = ranking_of(spec.objectives)
+        best = best_trial(completed[feasible(completed, spec.constraints)], spec.objectives)
+        parts.append(
+            "no feasible trial yet"
+            if best is None
+            else f"best feasible {metric} {best[metric]:.4f} ({best[TRIAL_KEY]})"
+        )
     left = time_left(trials, spec)
     if left is not None:
         parts.append(f"about {duration(left.seconds)} left")

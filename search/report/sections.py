@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from search.analysis import pareto
-from search.report.terminal import status_counts
+from search.report.terminal import status_counts, storage_flag
 from search.schema import BELOW_BASELINE, CHECKPOINT, DEGENERATE, FEASIBLE, TRIAL_KEY
 from search.spec import SweepSpec
 
@@ -73,28 +73,24 @@ def recommendation_lines(spec: SweepSpec, analysis: pareto.Analysis) -> list[str
     if pick is None:
         return [f"no trial to recommend: none is {pareto.QUALIFIED}", *_nearest_miss(analysis)]
     figures = ", ".join(f"{o.metric} {cell(pick[o.metric])}" for o in analysis.objectives)
-    storage = f" --storage {spec.storage}" if spec.storage != SweepSpec.storage else ""
     return [
         f"recommended: trial {pick[TRIAL_KEY]} ({figures}): {rule}",
         f"its checkpoint: {pick[CHECKPOINT]}",
         f"evaluate it: gainakt-search eval {pick[CHECKPOINT]}; re-train it on new seeds: "
-        f"gainakt-search confirm {spec.name}{storage}",
+        f"gainakt-search confirm {spec.name}{storage_flag(spec)}",
     ]
 
 
 def _nearest_miss(analysis: pareto.Analysis) -> list[str]:
     """What keeps the trial the rule would rank first from qualifying."""
-    candidates = analysis.candidates
-    metric, direction = pareto.ranking(analysis)
-    ranked = candidates[candidates[metric].notna()] if len(candidates) else candidates
-    if not len(ranked):
+    best = pareto.best_trial(analysis.candidates, analysis.objectives)
+    if best is None:
         return []
-    best = ranked.loc[ranked[metric].idxmax() if direction == "max" else ranked[metric].idxmin()]
-    objectives = [o.metric for o in analysis.objectives]
     reasons = [] if best[FEASIBLE] else ["misses a target"]
     reasons += [f"degenerate ({best[DEGENERATE]})"] if best[DEGENERATE] else []
-    worse = [m for m in str(best[BELOW_BASELINE]).split(",") if m in objectives]
+    worse = pareto.worse_objectives(best[BELOW_BASELINE], analysis.objectives)
     reasons += [f"worse than the best lookup on {', '.join(worse)}"] if worse else []
+    metric, _ = pareto.ranking(analysis)
     return [f"(the trial with the best {metric}, {best[TRIAL_KEY]}: {'; '.join(reasons)})"]
 
 

@@ -41,6 +41,12 @@ def trainer(dataset: Dataset, tmp_path: Path, *assignments: str) -> Trainer:
     return Trainer(config, dataset, baseline_mastery_corr=math.nan)
 
 
+def modes(gains: str, mastery: str, attention: str, head: str) -> list[str]:
+    """The `--set` assignments of one combination of the searched modes."""
+    chosen = {"gains": gains, "mastery": mastery, "attention": attention, "head": head}
+    return [f"model.{name}={value}" for name, value in chosen.items()]
+
+
 def loop_reference(start: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     mastery, out = start[:, 0], []
     for t in range(steps.shape[1]):
@@ -93,10 +99,7 @@ def test_every_mode_trains_under_bf16_with_finite_losses_at_the_largest_weights(
         dataset,
         tmp_path,
         "precision=bf16",
-        f"model.gains={gains}",
-        f"model.mastery={mastery}",
-        f"model.attention={attention}",
-        f"model.head={head}",
+        *modes(gains, mastery, attention, head),
         *LARGEST_WEIGHTS,
     )
     assert run.amp_dtype == torch.bfloat16
@@ -171,15 +174,7 @@ def test_auto_precision_is_fp32_on_every_device_and_bf16_only_when_asked() -> No
 def test_compile_traces_the_forward_pass_and_every_loss_as_one_graph(
     dataset: Dataset, gains: str, mastery: str, attention: str, head: str, tmp_path: Path
 ) -> None:
-    run = trainer(
-        dataset,
-        tmp_path,
-        f"model.gains={gains}",
-        f"model.mastery={mastery}",
-        f"model.attention={attention}",
-        f"model.head={head}",
-        *LARGEST_WEIGHTS,
-    )
+    run = trainer(dataset, tmp_path, *modes(gains, mastery, attention, head), *LARGEST_WEIGHTS)
     explained = torch._dynamo.explain(run.forward_loss)(next(run.train_plan.batches(0)), torch.tensor(1.0))
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
 
