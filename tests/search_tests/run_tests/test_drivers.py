@@ -170,7 +170,9 @@ def _trial_workers(ray_head) -> list[int]:
 def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_records_the_retry(
     tmp_path, shared_ray, ray_head
 ):
-    argv = sweep_argv(tmp_path, "crashy", 2, 2, "--address", shared_ray, "--concurrent", "1")
+    # Epochs of a few seconds (four times the students), so that the kill cannot miss the second.
+    slower = ["--data", "synthetic:students=1200,concepts=10,seed=3"]
+    argv = sweep_argv(tmp_path, "crashy", 2, 3, "--address", shared_ray, "--concurrent", "1", *slower)
     driver = _driver(argv)
     deadline = time.monotonic() + GUARD_SECONDS
     killed = False
@@ -179,10 +181,10 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
             trials, epochs = tables(tmp_path, "crashy")
             running = set(trials.loc[trials["status"] == "RUNNING", "trial_id"]) if len(trials) else set()
             workers = _trial_workers(ray_head)
-            # The first trial, alone (one at a time: the second has not started, so its worker is not
-            # the one killed), has reported its first epoch (so it has a checkpoint): kill its worker
-            # in the middle of its second.
-            if len(trials) == 1 and len(epochs) and running == set(epochs["trial_id"]) and workers:
+            # The first trial, alone (one at a time: the second has not started), has reported its
+            # first epoch of three (so it has a checkpoint): kill its worker in the middle of its
+            # second, a whole epoch before it could end and hand its worker to the next trial.
+            if len(trials) == 1 and len(epochs) == 1 and running == set(epochs["trial_id"]) and workers:
                 for pid in workers:
                     os.kill(pid, 9)
                 killed = True
@@ -201,7 +203,7 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
     trials, epochs = tables(tmp_path, "crashy")
     assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
     assert (
-        not epochs.duplicated(["trial_id", "epoch"]).any() and (epochs.groupby("trial_id").size() == 2).all()
+        not epochs.duplicated(["trial_id", "epoch"]).any() and (epochs.groupby("trial_id").size() == 3).all()
     )
     states = {t.number: t for t in optuna_trials(tmp_path, "crashy")}
     assert states[number].state.name == "FAIL"
