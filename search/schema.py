@@ -73,6 +73,12 @@ EPOCHS_ATTR = "epoch_values"  # {epoch: {objective: value}}: the learning curve 
 CONTINUES = "continues"  # the store's trial id it continues
 RESUME_FROM = "resume_from"  # the checkpoint it starts from
 
+
+def store_trial_id(config: Mapping[str, Any], tune_trial_id: str) -> str:
+    """The store's id of a Tune trial: its own, or that of the lost trial it continues."""
+    return str(config.get(CONTINUES, tune_trial_id))
+
+
 PARAM = "param."  # a setting the search space chose, e.g. param.weights.sparsity
 FIXED = "fixed."  # a training setting every trial of the study shares, e.g. fixed.epochs
 VIOLATION = "violation."  # how far the selected epoch misses a constraint, e.g. violation.auc>=0.7

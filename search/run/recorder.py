@@ -40,6 +40,7 @@ from search.schema import (
     param_column,
     short_label,
     stopped_by_scheduler,
+    store_trial_id,
     violation_column,
 )
 from search.spec import SweepSpec
@@ -318,8 +319,7 @@ def apply_result(
 
 
 def _row_id(trial: Trial) -> str:
-    """The store's id of a Tune trial: its own, or that of the lost trial it continues."""
-    return str(trial.config.get(CONTINUES, trial.trial_id))
+    return store_trial_id(trial.config, trial.trial_id)
 
 
 def _settled(row: Mapping[str, Any] | None) -> bool:

@@ -25,7 +25,9 @@ reach a rung at the epoch of their epoch row, not Tune's iteration count, which 
 trial starts again from 1. Tune does not save a scheduler with its experiment, so a resumed
 sweep has it hear the store's epoch rows again in the order they were reported (`replay_rows`):
 every trial is recorded at the rungs it had reached, none is judged at one of them again, and
-one stopped before the driver died stays stopped.
+one stopped before the driver died (its stop decided and its epoch stored, the stop itself not yet
+carried out) ends where it was stopped, before it trains again: Tune hears it end with the result
+it was stopped on.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from gainakt.schema import reported_figures
 from search.analysis.pareto import reference_of, total_violation
-from search.schema import CONTINUES, STOPPED_ITSELF, TRIAL_KEY, epoch_row_of
+from search.schema import STOPPED_ITSELF, TRIAL_KEY, epoch_row_of, store_trial_id
 from search.spec import Constraint, Objective, SweepSpec
 
 
@@ -138,13 +140,29 @@ class MultiObjectiveASHA(FIFOScheduler):
         # rung -> trial id -> its objective and constraint metrics when it reached the rung
         self.recorded: dict[int, dict[str, dict[str, float]]] = {r: {} for r in self.milestones}
         self.stopped = 0
-        self.stopped_before: set[str] = set()  # stopped by the driver before a resume (`replay_rows`)
+        # trial id -> the result it was stopped on, by the driver before a resume (`replay_rows`)
+        self.stopped_before: dict[str, dict[str, Any]] = {}
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True  # the objectives are its own; Tune's single metric does not apply
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        return self.decide(str(trial.config.get(CONTINUES, trial.trial_id)), result)
+        return self.decide(store_trial_id(trial.config, trial.trial_id), result)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        """The next trial to run, once every waiting trial that was stopped before a resume has
+        ended: it would otherwise train an epoch more before its next result is stopped."""
+        for trial in tune_controller.get_trials():
+            if trial.status in (Trial.PENDING, Trial.PAUSED):
+                stopped_on = self.stopped_before.get(store_trial_id(trial.config, trial.trial_id))
+                if stopped_on is not None:
+                    # The searcher hears the result first, as for a trial stopped while running
+                    # (Tune tells it of a waiting trial's end with no result, which it then ignores).
+                    trial.init_local_path()  # Tune's result grid lists every trial's folder
+                    trial.update_last_result(dict(stopped_on))
+                    tune_controller.search_alg.on_trial_complete(trial.trial_id, result=dict(stopped_on))
+                    tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller)
 
     def replay_rows(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Hear again, in the order given (the store's `reported_at`), the epoch rows a driver that
@@ -155,8 +173,9 @@ class MultiObjectiveASHA(FIFOScheduler):
             trial_id = str(row[TRIAL_KEY])
             epochs = seen.setdefault(trial_id, [])
             epochs.append(row)
-            if self.decide(trial_id, trial_result(epochs)) == TrialScheduler.STOP:
-                self.stopped_before.add(trial_id)
+            result = trial_result(epochs)
+            if self.decide(trial_id, result) == TrialScheduler.STOP:
+                self.stopped_before[trial_id] = result
 
     def decide(self, trial_id: str, result: Mapping[str, Any]) -> str:
         """CONTINUE or STOP for a trial's result."""

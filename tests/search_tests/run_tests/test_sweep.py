@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -160,36 +163,71 @@ def replayed_stops(epochs: pd.DataFrame, spec: SweepSpec, max_epochs: int) -> di
     return stops
 
 
+# The driver dies by its own hand at its scheduler's second stop, in the one window a kill from
+# outside could only hit by chance: the stopped trial's epoch row is stored, the stop not yet carried
+# out. The test's process imports the space too, where the variable is unset.
+DYING_SPACE = """
+import os
+import signal
+
+from search.run.recorder import StoreRecorder
+from search.schema import epoch_row_of
+from stalled_space import space
+
+if os.environ.get("DIE_AT_STOP"):
+    stops = []
+    heard = StoreRecorder.on_trial_result
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        heard(self, iteration, trials, trial, result, **info)
+        if result.get("done") and epoch_row_of(result)["epoch"] < 3:  # the scheduler stopped it here
+            stops.append(trial.trial_id)
+            if len(stops) == int(os.environ["DIE_AT_STOP"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    StoreRecorder.on_trial_result = on_trial_result
+"""
+
+
 def test_mo_asha_stops_trials_at_a_rung_keeps_its_records_over_a_kill_and_the_replay_agrees(
     tmp_path, capsys, monkeypatch, shared_ray
 ):
     """Five trials one after another, rungs at epochs 1 and 2 of 3 (`grace_period` 1, factor 2);
     the later four cannot learn and report identical figures, so they compete for the places kept
-    at each rung, and whether trials stop does not hang on what the sampler draws. The driver is
-    killed with a trial running and two ended; the resumed scheduler hears the store's rows again,
-    so the whole sweep's decisions are those the replay makes of its results in the order heard."""
+    at each rung (ties go to the earlier trial), and whether trials stop does not hang on what the
+    sampler draws. The driver dies just after the scheduler stops the third trial at its first
+    epoch, before the stop is carried out; the resumed scheduler hears the store's rows again, ends
+    that trial where it was stopped without training it further, and the whole sweep's decisions
+    are those the replay makes of its results in the order heard."""
     (tmp_path / "stalled_space.py").write_text(STALLED_SPACE)
+    (tmp_path / "dying_space.py").write_text(DYING_SPACE)
     monkeypatch.syspath_prepend(str(tmp_path))
     extra = ["--address", shared_ray, "--concurrent", "1", "--scheduler", "mo-asha"]
-    argv = sweep_argv(tmp_path, "halved", 5, 3, *extra, "--space", "stalled_space:space", "--no-constraints")
-    store = Store(Study(str(tmp_path), "halved"))
-
-    def two_ended_one_running_with_an_epoch() -> bool:
-        trials = store.trials()
-        if not len(trials) or trials["status"].isin(["COMPLETED", "STOPPED"]).sum() < 2:
-            return False
-        running = set(trials.loc[trials["status"] == "RUNNING", "trial_id"])
-        return bool(running & set(store.epochs()["trial_id"]))
-
+    argv = sweep_argv(tmp_path, "halved", 5, 3, *extra, "--space", "dying_space:space", "--no-constraints")
     pythonpath = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
-    interrupt_when(argv, two_ended_one_running_with_an_epoch, env={"PYTHONPATH": pythonpath})
+    driver = subprocess.run(
+        [sys.executable, "-m", "search.cli", *argv],
+        env={**os.environ, "PYTHONPATH": pythonpath, "DIE_AT_STOP": "2"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        start_new_session=True,
+    )
+    assert driver.returncode == -signal.SIGKILL, driver.stderr[-2000:]
+    before, _ = tables(tmp_path, "halved")
+    assert list(before.sort_values("number")["status"]) == ["COMPLETED", "STOPPED", "RUNNING"]
+    dying = before.loc[before["status"] == "RUNNING", "trial_id"].item()
+
     assert main(["resume", "halved", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
-    assert "mo-asha: the rungs' records rebuilt from " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mo-asha: the rungs' records rebuilt from 3 trial(s)' epoch rows (2 stopped)" in out
+    assert f"trial {dying} stopped (epoch 1 selected)" in out and f"trial {dying} epoch" not in out
     trials, epochs = tables(tmp_path, "halved")
     assert len(trials) == 5 and set(trials["status"]) <= {"COMPLETED", "STOPPED"}
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     stopped = trials[trials["status"] == "STOPPED"]
-    assert len(stopped) >= 1 and set(stopped["epochs"]) <= {1, 2}
+    assert dying in set(stopped["trial_id"]) and set(stopped["epochs"]) <= {1, 2}
     assert (trials.loc[trials["status"] == "COMPLETED", "epochs"] == 3).all()
     last_epoch = epochs.groupby("trial_id")["epoch"].max()
     assert (last_epoch[stopped["trial_id"]].to_numpy() == stopped["epochs"].to_numpy()).all()

@@ -79,15 +79,17 @@ def test_bad_storage_is_one_line_and_exit_2(
 def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_from_the_bucket_alone(
     s3_storage, tmp_path, monkeypatch, capsys
 ):
-    """Every node writes to the bucket (Ray Tune persists checkpoints from the workers); the driver
-    uploads the Optuna journal as it changes, so a driver killed mid-sweep loses none of it; a
-    resume with a fresh home and working folder continues from the bucket alone."""
+    """Two worker nodes beside a head with no CPU for trials, so that every trial runs on a node other
+    than the driver's and writes its checkpoints to the bucket from there (Ray Tune persists them
+    from the workers); the driver uploads the Optuna journal as it changes, so a driver killed
+    mid-sweep loses none of it; a resume with a fresh home and working folder continues from the
+    bucket alone."""
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
-        cluster.add_node(num_cpus=1)
+        workers = {cluster.add_node(num_cpus=1).node_id for _ in range(2)}
         cluster.wait_for_nodes()
         argv = sweep_argv(s3_storage, "inbucket", 3, 2, "--address", cluster.address)
         store = Store(Study(s3_storage, "inbucket"))
@@ -140,7 +142,8 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
     trials, epochs = store.trials(), store.epochs()
     assert (trials["status"] == "COMPLETED").sum() == 3 and set(trials["status"]) <= {"COMPLETED", "LOST"}
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
-    assert trials["node_id"].nunique() == 2  # trials ran on both nodes
+    # Every trial that reported ran on a worker node (which of the two is Ray's choice).
+    assert trials["node_id"].notna().sum() >= 3 and set(trials["node_id"].dropna()) <= workers
     files = _bucket_files(s3_storage)
     assert any(f.startswith("inbucket/tune/") and "/checkpoint_" in f for f in files)
     assert {"inbucket/spec.json", "inbucket/optuna.journal", "inbucket/report.html"} <= set(files)
