@@ -60,8 +60,9 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
         study.fs.move(bad.path, target)
         echo(f"moved {bad.path} to {target} ({bad.reason})")
         done += 1
-    if outcome := Store(study).recover():
-        echo(f"{outcome} the compaction a killed driver left ({study.root}/{layout.COMPACTION_INTENT})")
+    store = Store(study)
+    if left := store.unfinished():
+        echo(f"{store.recover()} the compaction a killed driver left ({', '.join(left)})")
         done += 1
     journal_readable = True
     if study.local:
@@ -83,15 +84,18 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
 
 
 def _compaction(study: Study) -> Finding:
-    if Store(study).pending() is None:
+    store = Store(study)
+    left = store.unfinished()
+    if not left:
         return Finding("compaction", True, "none pending")
-    return Finding(
-        "compaction",
-        False,
-        f"{study.root}/{layout.COMPACTION_INTENT}: a move into segments a killed driver left; until it is "
-        "finished plain Parquet readers may see some rows twice",
-        repairable=True,
-    )
+    if store.pending() is None:  # unlinked generations only: no reader sees them
+        detail = f"{', '.join(left)}: what a compaction a killed driver left; no reader sees it"
+    else:
+        detail = (
+            f"{', '.join(left)}: a move into segments a killed driver left; until it is finished plain "
+            "Parquet readers may see some rows twice"
+        )
+    return Finding("compaction", False, detail, repairable=True)
 
 
 def _rows(study: Study) -> Finding:

@@ -45,7 +45,12 @@ LAYOUT: tuple[Entry, ...] = (
         "a row per trial and epoch: `TRIAL.eNNNN.parquet` while it runs, then in a segment",
     ),
     Entry(f"{CONFIRM}/*.parquet", "a row per confirmation run (`confirm`)"),
-    Entry(COMPACTION_INTENT, "only while a compaction runs: the files it writes and removes"),
+    Entry(
+        f"{STORE}/.trials.gNNNNNN/, .epochs.gNNNNNN/",
+        "on local disk, the generations of files `trials/` and `epochs/` link to: a compaction "
+        "makes the next and swaps the link, so a reader sees it all at once",
+    ),
+    Entry(COMPACTION_INTENT, "in a bucket, only while a compaction runs: the files it writes and removes"),
     Entry(
         f"{TUNE}/TRIAL/checkpoint_NNNNNN/",
         "Ray Tune's checkpoint of each epoch: the trial's run folder (best.pt, last.pt, metrics_epoch.csv)",

@@ -21,16 +21,18 @@ DuckDB's `read_parquet('.../*.parquet')` read it without options. A Delta table'
 way shows every file its log has removed: 11,460 rows of the 2,500 written (segments: 2,500).
 And a Delta append per result cost 52 ms on average, 76 ms in the last tenth (segments: 1.4 ms,
 flat), because every commit adds a log entry a writer replays. Segments here are removed once
-replaced, so a plain reader sees each row once, except in the moment of a compaction
-(milliseconds) or after a driver killed in that moment, until the next driver or
-`doctor --repair` finishes it.
+replaced, so a plain reader sees each row once.
 
-A compaction commits like this: the intent (`store/_compaction.json`: the files it adds and
+On local disk each table folder is a link to a generation of its files, and a compaction swaps
+the link (`search/store/generations.py`): plain readers see every row once at every instant, and
+a kill at any point leaves the store correct without a repair. In a bucket, which has no links,
+a compaction commits like this: the intent (`store/_compaction.json`: the files it adds and
 removes) is written first, then the segments (each atomically), then the replaced files are
 removed, then the intent. Whoever finds an intent left by a killed driver rolls it forward when
 every added file is there (removing the rest of what it replaces) and back otherwise (removing
 what it added); the readers here apply a pending intent the same way and drop duplicate keys,
-so they never show a row twice or lose one. Only the driver that holds the study's lease writes.
+so they never show a row twice or lose one (a plain reader of a bucket may, in the moment of a
+compaction). Only the driver that holds the study's lease writes.
 
 Every file of a table has the table's one schema (`search/store/tables.py`). A store written before the
 schemas is read as well, and its files are rewritten in the schema by the next driver
@@ -48,6 +50,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -58,7 +61,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from search.schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY, TrialStatus
-from search.store import layout
+from search.store import generations, layout
 from search.store.study import Study, first_line
 from search.store.tables import conform, epoch_schema, to_table, widen
 
@@ -199,6 +202,9 @@ class Store:
         # What this writer wrote into each live file of the trial and epoch tables: a compaction
         # takes rows from here instead of reading back the files it replaces.
         self._live: dict[str, pa.Table] = {}
+        # Whether compactions swap generations of the table folders (local disk), not an intent.
+        self.swaps = study.local
+        self._linked: set[str] = set()  # table folders whose link this writer has made sure of
 
     @property
     def intent_path(self) -> str:
@@ -264,6 +270,7 @@ class Store:
     def _write(self, table: str, name: str, rows: list[Mapping[str, Any]]) -> str:
         """Write `rows` as the live file `name` of `table`; its path."""
         path, written = f"{self._folder(table)}/{name}", to_table(rows, self._widened(table, rows))
+        self._link(table)
         self.study.write_atomic(path, _parquet(written))
         if table in SEGMENTED:
             self._live[path] = written
@@ -278,6 +285,12 @@ class Store:
             self._schemas[table] = wider
             self.conform_files(table)
         return wider
+
+    def _link(self, table: str) -> None:
+        """Make sure a segmented table's folder is a link to a generation (`swaps` only)."""
+        if self.swaps and table in SEGMENTED and table not in self._linked:
+            generations.current(Path(self._folder(table)))
+            self._linked.add(table)
 
     def _delete(self, path: str) -> None:
         self._live.pop(path, None)
@@ -334,9 +347,12 @@ class Store:
     def recover(self) -> str:
         """Finish a compaction a killed driver left: forward if every file it adds is there, back
         otherwise; what was done ('' for nothing to do)."""
-        intent = self.pending()
+        unlinked = 0
+        if self.swaps:
+            unlinked = sum(generations.discard_unlinked(Path(self._folder(t))) for t in SEGMENTED)
+        intent = self.pending()  # in a bucket, or left on local disk by an older version
         if intent is None:
-            return ""
+            return "undone" if unlinked else ""
         here = {p for p in intent.add if self._exists(p)}
         forward = here == set(intent.add)
         for path in intent.remove if forward else sorted(here):
@@ -374,8 +390,21 @@ class Store:
         self._commit({table: found for table, (found, _) in merged.items()}, used, level)
 
     def _commit(self, tables: Mapping[str, pa.Table | None], remove: Sequence[str], level: int) -> None:
-        """Write `tables` as segments of `level` and remove the files they replace, intent first."""
+        """Write `tables` as segments of `level` and remove the files they replace: by a swap of
+        generations on local disk, else intent first."""
         name = f"segment-L{level}-{uuid.uuid4().hex[:16]}.parquet"
+        if self.swaps:
+            for table in SEGMENTED:
+                folder = self._folder(table)
+                gone = {_name(p) for p in remove if p.startswith(f"{folder}/")}
+                found = tables.get(table)
+                if gone or found is not None:
+                    added = {name: _parquet(found)} if found is not None else {}
+                    generations.swap(Path(folder), gone, added)
+                    self._linked.add(table)
+            for path in remove:
+                self._live.pop(path, None)
+            return
         adds = {
             f"{self._folder(table)}/{name}": found for table, found in tables.items() if found is not None
         }
@@ -431,6 +460,12 @@ class Store:
         self._written.pop(trial, None)
         if self._epoch_files is not None:
             self._epoch_files.pop(trial, None)
+
+    def unfinished(self) -> list[str]:
+        """What a compaction a killed driver left: its intent (in a bucket) or its unlinked
+        generations (on local disk); empty if none."""
+        left = [str(p) for t in SEGMENTED if self.swaps for p in generations.unlinked(Path(self._folder(t)))]
+        return left + ([self.intent_path] if self.pending() is not None else [])
 
     def pending(self) -> Compaction | None:
         """The compaction in progress, or left by a killed driver; None if none."""

@@ -229,40 +229,59 @@ def test_readers_read_only_the_columns_and_trials_asked(tmp_path, monkeypatch):
     assert live_opened == {f"t00041.e{e:04d}.parquet" for e in range(1, EPOCHS + 1)}
 
 
-@pytest.fixture(scope="module")
-def steps(tmp_path_factory) -> int:
-    """How many writes and removes one compaction of the test store makes."""
-    store = Store(write_study(tmp_path_factory.mktemp("count"), trials=CUT_TRIALS))
-    cut = Cut(store)
-    store.compact(min_trials=1)
+def steps_of_one_compaction(root: Path, swaps: bool) -> int:
+    """How many steps (writes, links, removes, swaps) one compaction of the test store makes."""
+    store = Store(write_study(root, trials=CUT_TRIALS))
+    store.swaps = swaps
+    with Cut(store) as cut:
+        store.compact(min_trials=1)
     return cut.done
 
 
-CUT_TRIALS = 4  # four settled, two running: 20 steps (the intent, 2 segments, 16 removes, the intent)
+# Four settled trials and two running. On local disk the two tables' swaps take 12 steps: for the
+# trials, 2 running trials' files kept, the segment, the swap; for the epochs, 6 files kept, the
+# segment, the swap. In a bucket, 20: the intent, 2 segments, 16 removes, the intent.
+CUT_TRIALS = 4
+CUTS = [("swap", step) for step in range(12)] + [("intent", step) for step in range(20)]
 
 
-@pytest.mark.parametrize("kill_at", range(0, 20))
-def test_a_compaction_cut_at_any_step_reads_every_row_once_and_recovers(tmp_path, kill_at, steps):
-    assert steps == 20  # the parametrization cuts before every one of them
+def assert_every_row_once(trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
+    assert len(trials) == CUT_TRIALS + 2
+    assert set(zip(trials["trial_id"], trials["status"], strict=True)) == expected_trials(CUT_TRIALS)
+    assert len(epochs) == (CUT_TRIALS + 2) * EPOCHS and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def duckdb_counts(folder: str) -> tuple[int, int]:
+    query = "SELECT count(*), count(DISTINCT (trial_id, epoch)) FROM read_parquet('{}/*.parquet')"
+    (counted,) = duckdb.sql(query.format(folder)).fetchall()
+    return counted
+
+
+@pytest.mark.parametrize("mode, kill_at", CUTS, ids=[f"{mode}-{step}" for mode, step in CUTS])
+def test_a_compaction_cut_at_any_step_reads_every_row_once_and_recovers(tmp_path, mode, kill_at):
+    swaps = mode == "swap"
+    if kill_at == 0:  # the parametrization cuts before every step there is
+        assert steps_of_one_compaction(tmp_path / "count", swaps) == len([c for c in CUTS if c[0] == mode])
     study = write_study(tmp_path, trials=CUT_TRIALS)
     store = Store(study)
-    Cut(store, kill_at)
-    with pytest.raises(Killed):
+    store.swaps = swaps
+    with Cut(store, kill_at), pytest.raises(Killed):
         store.compact(min_trials=1)
-    expected = expected_trials(CUT_TRIALS)
-    # While the compaction is cut: the Store's readers show every row once.
+    rows = (CUT_TRIALS + 2) * EPOCHS
+    # While the compaction is cut, the Store's readers show every row once; on local disk plain
+    # pandas and DuckDB do too, with no repair.
     reader = Store(Study(str(tmp_path), "compacted"))
-    assert set(zip(reader.trials()["trial_id"], reader.trials()["status"])) == expected
-    epochs = reader.epochs()
-    assert len(epochs) == (CUT_TRIALS + 2) * EPOCHS and not epochs.duplicated(["trial_id", "epoch"]).any()
-    # The next driver finishes or undoes it: then plain pandas and DuckDB read each row once too.
+    assert_every_row_once(reader.trials(), reader.epochs())
+    if swaps:
+        assert_every_row_once(plain(Path(study.trials_dir)), plain(Path(study.epochs_dir)))
+        assert duckdb_counts(study.epochs_dir) == (rows, rows)
+    # The next driver finishes or undoes it: plain pandas and DuckDB read each row once either way.
     Store(Study(str(tmp_path), "compacted")).compact(min_trials=1)
     assert not Path(reader.intent_path).exists()
-    trials = plain(Path(study.trials_dir))
-    assert len(trials) == CUT_TRIALS + 2 and set(zip(trials["trial_id"], trials["status"])) == expected
-    query = "SELECT count(*), count(DISTINCT (trial_id, epoch)) FROM read_parquet('{}/*.parquet')"
-    (counted,) = duckdb.sql(query.format(study.epochs_dir)).fetchall()
-    assert counted == ((CUT_TRIALS + 2) * EPOCHS, (CUT_TRIALS + 2) * EPOCHS)
+    assert_every_row_once(plain(Path(study.trials_dir)), plain(Path(study.epochs_dir)))
+    assert duckdb_counts(study.epochs_dir) == (rows, rows)
+    # Of the generations, the linked one and at most the one before it remain.
+    assert len(list(Path(study.store_dir).glob(".epochs.g*"))) <= 2
 
 
 KILLED_COMPACTION = """
@@ -299,8 +318,8 @@ def compact_in_process(root: Path, kill_after: float | None) -> float | None:
 
 def test_sigkill_during_a_compaction_never_shows_a_row_twice_or_loses_one(tmp_path):
     """Real kills at random moments of a compaction (reading its files, writing the segments,
-    removing what they replace); after each the Store reads every row once, and once the next
-    driver has compacted so do pandas and DuckDB."""
+    swapping the folders); after each the Store, plain pandas and DuckDB read every row once, and
+    again once the next driver has compacted."""
     trials = 80
     expected = expected_trials(trials, running=0)
     seconds = compact_in_process(write_study(tmp_path / "timed", trials=trials, running=0).storage, None)
@@ -315,6 +334,10 @@ def test_sigkill_during_a_compaction_never_shows_a_row_twice_or_loses_one(tmp_pa
         assert set(zip(reader.trials()["trial_id"], reader.trials()["status"])) == expected
         epochs = reader.epochs()
         assert len(epochs) == trials * EPOCHS and not epochs.duplicated(["trial_id", "epoch"]).any()
+        # Plain readers too, before any other driver comes.
+        frame = plain(Path(study.epochs_dir))
+        assert len(frame) == trials * EPOCHS and not frame.duplicated(["trial_id", "epoch"]).any()
+        assert duckdb_counts(study.epochs_dir) == (trials * EPOCHS, trials * EPOCHS)
         assert compact_in_process(Path(study.storage), None) is not None  # the next driver
         assert not Path(reader.intent_path).exists()
         frame = plain(Path(study.epochs_dir))
@@ -322,20 +345,30 @@ def test_sigkill_during_a_compaction_never_shows_a_row_twice_or_loses_one(tmp_pa
     assert killed >= 2
 
 
-def test_doctor_names_a_cut_compaction_and_repair_finishes_it(tmp_path):
+@pytest.mark.parametrize(
+    "mode, kill_at, left, outcome",
+    [
+        ("intent", 8, "{store}/_compaction.json", "finished"),
+        ("swap", 10, "{store}/.epochs.g000001", "undone"),
+    ],
+    ids=["intent", "swap"],
+)
+def test_doctor_names_a_cut_compaction_and_repair_finishes_it(tmp_path, mode, kill_at, left, outcome):
     from search.repair.doctor import examine, repair
 
     study = write_study(tmp_path, trials=CUT_TRIALS)
     study.write_spec(SweepSpec(name=study.name, storage=str(tmp_path), trials=CUT_TRIALS))
     store = Store(study)
-    Cut(store, kill_at=8)  # half-way through removing what the segments replace
-    with pytest.raises(Killed):
+    store.swaps = mode == "swap"
+    # Half-way through removing what the segments replace; or writing the epochs' new generation.
+    with Cut(store, kill_at), pytest.raises(Killed):
         store.compact(min_trials=1)
+    left = left.format(store=study.store_dir)
     (finding,) = [f for f in examine(study) if f.check == "compaction"]
-    assert not finding.ok and finding.repairable and "_compaction.json" in finding.detail
+    assert not finding.ok and finding.repairable and left in finding.detail
     said: list[str] = []
     assert repair(study, said.append) == 1
-    assert said == [f"finished the compaction a killed driver left ({study.store_dir}/_compaction.json)"]
+    assert said == [f"{outcome} the compaction a killed driver left ({left})"]
     assert [f.ok for f in examine(study) if f.check == "compaction"] == [True]
     frame = plain(Path(study.epochs_dir))
     assert len(frame) == (CUT_TRIALS + 2) * EPOCHS and not frame.duplicated(["trial_id", "epoch"]).any()
