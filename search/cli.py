@@ -325,7 +325,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         f"{default.trials} short trials, {default.concurrent} at a time, on the simulator (a few minutes on "
         "two cores). A study that already exists under the "
         "same name is continued where it stopped. Ctrl-C or SIGTERM stops it gracefully (resumable; "
-        "exit code 130 or 143); a failed sweep exits with 1, bad input with 2.",
+        "exit code 130 or 143); a sweep with a trial that failed (after its retries) exits with 1, "
+        "bad input with 2.",
     )
     run.add_argument(
         "spec", nargs="?", metavar="SPEC.toml", help="sweep spec (see search/spec.py or the README)"
@@ -401,6 +402,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         type=int,
         help="epoch checkpoints kept per trial, best AUC first; 0 keeps all "
         f"(default {default.keep_checkpoints})",
+    )
+    run.add_argument(
+        "--retries",
+        type=int,
+        help="times a failed trial (a dead worker, an error) starts again from its last checkpoint "
+        f"before it is an error (default {default.retries})",
     )
     _add_cluster_flags(run)
     run.set_defaults(handler=_run)
@@ -542,6 +549,7 @@ def _spec_from_args(args: argparse.Namespace):
         seed_mode=args.seed_mode,
         storage=args.storage,
         keep_checkpoints=args.keep_checkpoints,
+        retries=args.retries,
     )
 
 
@@ -596,7 +604,7 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
         name = signal.Signals(outcome.stopped_by).name
         print(f"{PROG}: stopped by {name}; what was done is saved", file=sys.stderr)
         return exit_code(outcome.stopped_by)
-    failed = views.all_failed_line(trials)
+    failed = views.failed_line(trials, spec)
     if failed:
         print(f"{PROG}: {failed}", file=sys.stderr)
         return 1

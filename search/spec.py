@@ -16,6 +16,8 @@ seed = 0
 seed_mode = "common"                 # every trial trains with `seed`; "per-trial": seed + trial number
 storage = "runs"                     # a folder or a URI pyarrow understands (s3://..., gs://...)
 keep_checkpoints = 0                 # epoch checkpoints kept per trial; 0 keeps all
+retries = 1                          # a failed trial (a dead worker, an error) starts again from
+                                     # its last checkpoint this many times before it is an error
 [reference]                          # optional: the hypervolume's reference point, per objective
 auc = 0.5                            # objectives left out get the worst observed value (analysis/pareto.py)
 [[start]]                            # optional, repeatable: a trial to run first, given as the
@@ -60,6 +62,7 @@ _CONSTRAINT = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*(\S+)\s*")
 _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 BOUNDARY_VIOLATION = 1e-12  # the violation of a value on the threshold of a strict constraint
 MAX_TRIALS = 1_000_000
+MAX_RETRIES = 10  # per trial: a trial that fails more often than that fails for a reason
 # Training settings a sweep sets itself, per trial or from its own fields, and how to set them instead.
 # A sweep trial's `device`: auto trains on the GPU Ray gave it (if any), cpu never uses one (Ray may
 # still have assigned one: the scheduling tests do that on machines without a GPU), cuda insists.
@@ -202,6 +205,7 @@ class SweepSpec:
     seed_mode: SeedMode = "common"  # every trial trains with `seed`; per-trial: seed + trial number
     storage: str = "runs"
     keep_checkpoints: int = 0
+    retries: int = 1
     reference: Mapping[str, float] = field(default_factory=dict)
     start: tuple[Mapping[str, Any], ...] = ()  # trials run first, as Optuna parameters of the space
 
@@ -240,6 +244,8 @@ class SweepSpec:
             raise ConfigError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
         if self.keep_checkpoints < 0:
             raise ConfigError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise ConfigError(f"retries must be from 0 to {MAX_RETRIES}, got {self.retries}")
         if not self.objectives:
             raise ConfigError("at least one objective is needed")
         metrics = [o.metric for o in self.objectives]

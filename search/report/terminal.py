@@ -128,13 +128,16 @@ def status_counts(trials: pd.DataFrame, every_status: bool = False) -> str:
     return ", ".join(f"{counts.get(s.value, 0)} {s.value.lower()}" for s in shown) or "none"
 
 
-def all_failed_line(trials: pd.DataFrame) -> str | None:
-    """One line when every trial of a sweep failed (so the sweep is a failure), else None."""
-    if not len(trials) or not (trials["status"] == TrialStatus.ERROR).all():
+def failed_line(trials: pd.DataFrame, spec: SweepSpec) -> str | None:
+    """One line when trials of a sweep ended in error (so the sweep exits non-zero), else None."""
+    failed = trials[trials["status"] == TrialStatus.ERROR] if len(trials) else trials
+    if not len(failed):
         return None
-    errors = trials["error"].dropna()
+    errors = failed["error"].dropna()
     first = f"; the first error: {errors.iloc[0]}" if len(errors) else ""
-    return f"every trial failed ({len(trials)} of {len(trials)}){first}"
+    if len(failed) == len(trials):
+        return f"every trial failed ({len(trials)} of {len(trials)}){first}"
+    return f"{len(failed)} of {len(trials)} trials failed{first}; '{resume_command(spec)}' runs them again"
 
 
 # ---------------------------------------------------------------------------- data, train, eval, check

@@ -31,6 +31,7 @@ from search.schema import (
     FEASIBLE,
     FIXED,
     GUARANTEED,
+    RESUME_FROM,
     STATUS_ATTR,
     STOPPED_ITSELF,
     TRIAL_KEY,
@@ -172,6 +173,9 @@ class StoreRecorder(Callback):
             finished = bool(last.get(STOPPED_ITSELF, False) or last.get("done", False))
         status = TrialStatus.COMPLETED if finished else TrialStatus.STOPPED
         row.update(status=status.value, error=None, ended_at=now())
+        if self.continuations is not None and trial.trial_id in self.continuations.renumbered:
+            # A trial that failed before a resume: the Optuna trial that records its retry is its own.
+            row["number"] = self.continuations.renumbered[trial.trial_id]
         self._put_trial_after_journal(row)
         objectives = "  ".join(f"{o.metric} {row.get(o.metric, math.nan):.4f}" for o in self.spec.objectives)
         self.echo(
@@ -179,6 +183,18 @@ class StoreRecorder(Callback):
             f"(epoch {row.get('selected_epoch')} selected): {objectives}"
         )
         self._progress()
+
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        """A failed trial Tune starts again (`retries`): from its last checkpoint, if it has one."""
+        row = self.trials.get(_row_id(trial))
+        if row is None or _settled(row):
+            return
+        _, epoch = self._last_checkpoint(row[TRIAL_KEY])
+        restart = f"it continues from its epoch {epoch} checkpoint" if epoch else "it starts again"
+        self.echo(
+            f"trial {row[TRIAL_KEY]} failed: {error_line(trial)}; retry {trial.num_failures} of "
+            f"{trial.max_failures}: {restart}"
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(_row_id(trial)) or self._new_row(trial)
@@ -219,6 +235,8 @@ class StoreRecorder(Callback):
         continuing = {int(trial.config["number"]) for trial in known if "number" in trial.config}
         if self.continuations is not None:
             self.continuations.forget_unknown({trial.trial_id for trial in known} | set(self.trials))
+        for trial in known:
+            self._resume_from_latest(trial)
         for row in list(self.trials.values()):
             if row[TRIAL_KEY] in known_ids or row["status"] != TrialStatus.RUNNING:
                 continue
@@ -245,12 +263,25 @@ class StoreRecorder(Callback):
                 storage.set_trial_user_attr(trial_id, STATUS_ATTR, TrialStatus.LOST.value)
                 study.tell(ot_trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
+    def _resume_from_latest(self, trial: Trial) -> None:
+        """Have a restored trial that Tune will start again begin from its latest checkpoint in the
+        study: Tune's saved state, which names the checkpoint it would start from, may be older."""
+        row = self.trials.get(_row_id(trial))
+        if trial.status != Trial.PENDING or row is None or _settled(row):
+            return
+        checkpoint, epoch = self._last_checkpoint(row[TRIAL_KEY])
+        if checkpoint is not None and trial.config.get(RESUME_FROM) != checkpoint:
+            trial.config[RESUME_FROM] = checkpoint  # read when Tune starts its actor (`run_trial`)
+            self.echo(f"trial {row[TRIAL_KEY]} continues from its epoch {epoch} checkpoint")
+
     def _last_checkpoint(self, row_id: str) -> tuple[str | None, int | None]:
-        """The latest epoch checkpoint of a trial that is still on disk, and its epoch."""
+        """The latest epoch checkpoint of a trial that is still there (a path in the study's
+        filesystem), and its epoch."""
+        study = self.store.study
         for epoch, row in sorted(self.epochs.get(row_id, {}).items(), reverse=True):
             path = row.get(CHECKPOINT)
-            if isinstance(path, str) and self.store.study.exists_path(path):
-                return path, epoch
+            if isinstance(path, str) and study.exists_path(path):
+                return study.fs_path(path), epoch
         return None, None
 
 

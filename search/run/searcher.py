@@ -139,7 +139,8 @@ class StudySearcher(Searcher):
 
     Constraint violations are set before `tell`; a NaN or missing objective, or an error, is told
     as FAIL. After a resume a finished Optuna trial is never told twice, and an errored trial that
-    Tune retried and now completes is recorded anew (`user_attrs={"retry_of": number}`). With a
+    Tune retried and now completes is recorded anew (`user_attrs={"retry_of": number}`; the store
+    takes its number, `renumbered`). With a
     `budget`, suggestions stop once the ended trials in the store plus the suggested ones fill it.
     Given the `epochs` a trial is asked for, a trial that ended before its last epoch, not by its
     trainer's patience, is one the scheduler stopped: told as `stopped_as` says.
@@ -175,6 +176,8 @@ class StudySearcher(Searcher):
         self._epochs, self._stopped_as = epochs, stopped_as
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number: the saved state
         self._continuations: list[tuple[str, int, str]] = []  # (row id, number, checkpoint), for this driver
+        # Tune trial id -> the number of the Optuna trial that records its retry (a FAIL cannot reopen)
+        self.renumbered: dict[str, int] = {}
         self._ended_before: set[str] | None = None  # read from the store once per driver process
         self._study: optuna.Study | None = optuna.create_study(
             storage=storage,
@@ -282,6 +285,7 @@ class StudySearcher(Searcher):
                         },
                     )
                 )
+                self.renumbered[trial_id] = max(t.number for t in self.study.get_trials(deepcopy=False))
             return
         if frozen.state != TrialState.RUNNING:
             return
@@ -344,6 +348,7 @@ class StudySearcher(Searcher):
         self.__dict__.setdefault("_continuations", [])  # pickled before trials could be continued
         self.__dict__.setdefault("_epochs", None)  # pickled before stopped trials were told apart
         self.__dict__.setdefault("_stopped_as", "complete")
+        self.__dict__.setdefault("renumbered", {})
 
     # ------------------------------------------------------------------ the study
 

@@ -148,6 +148,7 @@ def trial_setup(spec: SweepSpec, study: Study, wandb: str = "off") -> TrialSetup
         wandb_dir=f"{study.root}/{layout.WANDB}" if study.local else None,
         wandb_tags=(f"space:{spec.space}", f"sampler:{spec.sampler}"),
         study_dir=study.display(),
+        storage=study.storage,
     )
 
 
@@ -404,7 +405,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
             callbacks=[recorder],
             verbose=0,
             checkpoint_config=checkpoints,
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=spec.retries),
         ),
     )
 

@@ -33,7 +33,7 @@ from gainakt.schema import reported_figures
 from gainakt.sequences import Dataset
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
 from search.schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, WANDB_RUN
-from search.store.study import TUNE_DIR
+from search.store.study import TUNE_DIR, Study
 
 RUN_DIR = "run"
 
@@ -51,6 +51,7 @@ class TrialSetup:
     wandb_dir: str | None = None  # one folder for every trial's wandb files (not the checkpointed run folder)
     wandb_tags: tuple[str, ...] = ()  # e.g. the study's space and sampler
     study_dir: str = ""  # where the study is (a folder or URI): the wandb config's trial folder is in it
+    storage: str = ""  # the study's storage as given (a URI keeps its options): checkpoints are read there
     baseline_mastery_corr: float | None = None  # the best baseline's, fitted once for the study
 
 
@@ -103,15 +104,41 @@ def _device_name(device: str) -> str:
     return "cpu"
 
 
-def _restore_run_dir(run_dir: Path, resume_from: str | None) -> list[dict[str, float]]:
-    """Fill the run folder from Tune's checkpoint, or else from `resume_from` (the checkpoint of a
-    lost trial this one continues), if any; return the epoch rows it holds."""
+def _checkpoint_place(path: str) -> tuple[str, int]:
+    """The trial folder a checkpoint is in and its index (`.../TRIAL/checkpoint_000003`)."""
+    folder, _, name = path.rstrip("/").rpartition("/")
+    return folder.rpartition("/")[2], int(name.rpartition("_")[2])
+
+
+def latest_checkpoint(tune_checkpoint: str | None, resume_from: str | None) -> str | None:
+    """Of Tune's checkpoint for the trial and the study's latest one for it (`resume_from`: Tune's
+    saved state may be older, or the trial a continuation of a lost one), the one to start from:
+    the later of the two in the same trial folder; Tune's where they are in different folders (a
+    continuation's own checkpoints come after the one it started from)."""
+    if tune_checkpoint is None or resume_from is None:
+        return tune_checkpoint or resume_from
+    (tune_folder, tune_index), (study_folder, study_index) = map(
+        _checkpoint_place, (tune_checkpoint, resume_from)
+    )
+    if tune_folder == study_folder and study_index > tune_index:
+        return resume_from
+    return tune_checkpoint
+
+
+def _restore_run_dir(run_dir: Path, resume_from: str | None, setup: TrialSetup) -> list[dict[str, float]]:
+    """Fill the run folder from the latest checkpoint of Tune's and `resume_from` (the study's
+    latest for this trial, or for the lost trial it continues: a path in the study's filesystem),
+    if any; return its epoch rows."""
     shutil.rmtree(run_dir, ignore_errors=True)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None and resume_from:
-        checkpoint = tune.Checkpoint(resume_from)
-    if checkpoint is None:
+    restored = tune.get_checkpoint()
+    latest = latest_checkpoint(restored.path if restored is not None else None, resume_from)
+    if latest is None:
         return []
+    if restored is not None and latest == restored.path:
+        checkpoint = restored
+    else:
+        filesystem = Study(setup.storage, setup.study).fs if setup.storage else None
+        checkpoint = tune.Checkpoint(latest, filesystem=filesystem)
     with checkpoint.as_directory() as folder:
         shutil.copytree(folder, run_dir)
     return read_epoch_csv((run_dir / "metrics_epoch.csv").read_text())
@@ -125,7 +152,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     setting = str(setup.fixed.get("device", "auto"))
     device = trial_device(setting, gpu_ids, torch.cuda.is_available(), f"{node} ({socket.gethostname()})")
     run_dir = Path(os.getcwd()) / RUN_DIR
-    rows = _restore_run_dir(run_dir, config.get(RESUME_FROM))
+    rows = _restore_run_dir(run_dir, config.get(RESUME_FROM), setup)
     tune_trial_id = tune.get_context().get_trial_id()
     row_id = str(config.get(CONTINUES, tune_trial_id))  # the store's id (a continued trial keeps its own)
     seed = int(config["seed"])

@@ -167,12 +167,10 @@ def _trial_workers(ray_head) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
-def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_records_the_retry(
-    tmp_path, shared_ray, ray_head
-):
-    # Epochs of a few seconds (four times the students), so that the kill cannot miss the second.
-    slower = ["--data", "synthetic:students=1200,concepts=10,seed=3"]
-    argv = sweep_argv(tmp_path, "crashy", 2, 3, "--address", shared_ray, "--concurrent", "1", *slower)
+def _kill_the_first_trials_worker_after_its_first_epoch(tmp_path, ray_head, argv) -> tuple[int, str, str]:
+    """Run a driver of a study, one trial at a time, and SIGKILL the first trial's worker
+    once it has reported its first epoch of three (so it has a checkpoint), a whole epoch before
+    it could end and hand its worker to the next trial; the driver's exit code, output, errors."""
     driver = _driver(argv)
     deadline = time.monotonic() + GUARD_SECONDS
     killed = False
@@ -181,23 +179,59 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
             trials, epochs = tables(tmp_path, "crashy")
             running = set(trials.loc[trials["status"] == "RUNNING", "trial_id"]) if len(trials) else set()
             workers = _trial_workers(ray_head)
-            # The first trial, alone (one at a time: the second has not started), has reported its
-            # first epoch of three (so it has a checkpoint): kill its worker in the middle of its
-            # second, a whole epoch before it could end and hand its worker to the next trial.
             if len(trials) == 1 and len(epochs) == 1 and running == set(epochs["trial_id"]) and workers:
                 for pid in workers:
                     os.kill(pid, 9)
                 killed = True
             time.sleep(0.2)
         assert killed, "no trial worker was found to kill"
-        code, _, err = _finish(driver)
+        return _finish(driver)
     finally:
         kill_group(driver.pid)
+
+
+# Epochs of a few seconds (four times the students), so that the kill cannot miss the second.
+SLOWER = ("--data", "synthetic:students=1200,concepts=10,seed=3")
+
+
+def test_a_dead_workers_trial_continues_from_its_last_checkpoint_under_its_own_number(
+    tmp_path, shared_ray, ray_head
+):
+    argv = sweep_argv(tmp_path, "crashy", 1, 3, "--address", shared_ray, "--concurrent", "1", *SLOWER)
+    code, out, err = _kill_the_first_trials_worker_after_its_first_epoch(tmp_path, ray_head, argv)
     assert code == 0, err
+    trials, epochs = tables(tmp_path, "crashy")
+    assert trials["status"].item() == "COMPLETED" and sorted(epochs["epoch"]) == [1, 2, 3]
+    first = trials["trial_id"].item()
+    said = out[out.index(f"trial {first} failed: ") :].splitlines()
+    assert said[0].endswith("; retry 1 of 1: it continues from its epoch 1 checkpoint"), said[0]
+    epochs_after = [line for line in said if line.startswith(f"trial {first} epoch ")]
+    assert epochs_after[0].startswith(f"trial {first} epoch 2: ")  # not epoch 1 again
+    # The Optuna study holds the same trial, under the store's number.
+    states = {t.number: t for t in optuna_trials(tmp_path, "crashy")}
+    assert sorted(states) == sorted(trials["number"]) and {t.state.name for t in states.values()} == {
+        "COMPLETE"
+    }
+    for row in trials.to_dict("records"):
+        assert states[row["number"]].user_attrs["tune_trial_id"] == row["trial_id"]
+
+
+def test_a_trial_out_of_retries_fails_the_run_and_its_resume_records_it_under_the_retrys_number(
+    tmp_path, shared_ray, ray_head
+):
+    argv = sweep_argv(
+        tmp_path, "crashy", 2, 3, "--address", shared_ray, "--concurrent", "1", "--retries", "0", *SLOWER
+    )
+    code, _, err = _kill_the_first_trials_worker_after_its_first_epoch(tmp_path, ray_head, argv)
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("gainakt-search: 1 of 2 trials failed; the first error: ") and last.endswith(
+        f"; 'gainakt-search resume crashy --storage {tmp_path}' runs them again"
+    ), last
     trials, _ = tables(tmp_path, "crashy")
     errored = trials[trials["status"] == "ERROR"]
     assert len(errored) == 1 and len(trials) == 2, trials[["trial_id", "status", "error"]]
-    number = int(errored["number"].item())
+    trial_id, number = errored["trial_id"].item(), int(errored["number"].item())
 
     assert main(["resume", "crashy", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
     trials, epochs = tables(tmp_path, "crashy")
@@ -207,9 +241,13 @@ def test_a_trial_whose_worker_died_is_retried_on_resume_and_the_optuna_study_rec
     )
     states = {t.number: t for t in optuna_trials(tmp_path, "crashy")}
     assert states[number].state.name == "FAIL"
-    retries = [t for t in states.values() if t.user_attrs.get("retry_of") == number]
-    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
-    assert sum(t.state.name == "COMPLETE" for t in states.values()) == 2
+    (retry,) = [t for t in states.values() if t.user_attrs.get("retry_of") == number]
+    assert retry.state.name == "COMPLETE"
+    # The store's row takes the number of the Optuna trial that records the retry: a join by
+    # number pairs each completed row with its complete Optuna trial.
+    retried = trials.set_index("trial_id").loc[trial_id]
+    assert int(retried["number"]) == retry.number
+    assert all(states[n].state.name == "COMPLETE" for n in trials["number"])
 
 
 @pytest.mark.usefixtures("shared_ray")  # its in-process resumes

@@ -124,12 +124,19 @@ def test_a_failing_trial_is_stored_as_error_and_the_rest_complete(tmp_path, caps
     (tmp_path / "nan_space.py").write_text(NAN_SPACE)
     monkeypatch.syspath_prepend(str(tmp_path))
     argv = sweep_argv(tmp_path, "failing", 3, 1, "--space", "nan_space:space", "--num-cpus", "2")
-    assert main(argv) == 0
-    out = capsys.readouterr().out
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
     trials, _ = tables(tmp_path, "failing")
     failed = trials[trials["status"] == "ERROR"]
     assert len(failed) == 1 and failed["number"].item() == 1
     assert "loss is nan" in failed["error"].item()
+    # Retried once (it had no checkpoint: from the start), it fails the same way; the run says so last.
+    assert f"trial {failed['trial_id'].item()} failed: FloatingPointError: loss is nan" in out
+    assert "; retry 1 of 1: it starts again" in out
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(
+        "gainakt-search: 1 of 3 trials failed; the first error: FloatingPointError: loss is nan"
+    )
     # docs/study-folder.md's line reads a store with an errored trial (a null error beside text stopped it).
     assert len(pd.read_parquet(tmp_path / "failing" / "store" / "trials")) == 3
     assert (trials["status"] == "COMPLETED").sum() == 2
@@ -243,6 +250,36 @@ def test_mo_asha_stops_trials_at_a_rung_keeps_its_records_over_a_kill_and_the_re
         assert studied[row["number"]].values == pytest.approx([row[m] for m in OBJECTIVES])
 
 
+def test_a_trial_tunes_saved_state_knows_without_checkpoints_continues_from_the_studys_latest(
+    tmp_path, capsys, shared_ray
+):
+    """Tune saves its state once, at the start, with the first trial in it and no checkpoint of
+    it; the driver is killed once that trial has checkpoints, and the resume starts it from the
+    latest of them in the study instead of from the beginning."""
+    store = Store(Study(str(tmp_path), "stale"))
+
+    def running_with_an_epoch() -> bool:
+        trials = store.trials()
+        return bool(len(trials)) and (trials["status"] == "RUNNING").all() and len(store.epochs()) >= 1
+
+    argv = sweep_argv(tmp_path, "stale", 1, 4, "--address", shared_ray)
+    interrupt_when(argv, running_with_an_epoch, env={"TUNE_GLOBAL_CHECKPOINT_S": "100000"})
+    ((trial_id, reached),) = store.epochs().groupby("trial_id")["epoch"].max().items()
+    capsys.readouterr()
+    assert main(["resume", "stale", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"trial {trial_id} continues from its epoch {reached} checkpoint" in out
+    heard = [
+        int(line.split(":")[0].rsplit(" ", 1)[1])
+        for line in out.splitlines()
+        if line.startswith(f"trial {trial_id} epoch ")
+    ]
+    # The first epoch it reports is the next one (its last again, if it had run them all).
+    assert heard[0] == min(reached + 1, 4) and heard[-1] == 4
+    trials, epochs = tables(tmp_path, "stale")
+    assert trials["status"].item() == "COMPLETED" and sorted(epochs["epoch"]) == [1, 2, 3, 4]
+
+
 def _rows(store: Store, trial_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The trials' rows and epoch rows, wherever the store keeps them (live files or segments)."""
     trials = store.trials(trial_ids=trial_ids).set_index("trial_id").sort_index()
@@ -269,12 +306,13 @@ def test_sigkill_then_resume_finishes_exactly_the_trials_asked(
     before_trials = store.trials()
     done_before = list(before_trials[before_trials["status"] == "COMPLETED"]["trial_id"])
     rows_before = _rows(store, done_before)
-    # The next driver starts by moving the settled trials into a segment; it dies half-way through
-    # removing the files the segment replaces, and the resume after it finishes the compaction.
+    # The next driver starts by moving the settled trials into a segment; it dies while it builds
+    # the trial table's next generation (it has kept the running trial's file, at least one), and
+    # the resume after it discards that generation and moves them again.
     compacting = Store(Study(str(tmp_path), "killed"))
-    Cut(compacting, kill_at=3 + len(done_before))
-    with pytest.raises(Killed):
+    with Cut(compacting, kill_at=2), pytest.raises(Killed):
         compacting.compact(min_trials=1)
+    assert list((tmp_path / "killed" / "store").glob(".trials.g*"))[1:]  # one the link does not name
 
     assert main(["resume", "killed", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
     # The killed driver's lease had no release and a dead pid: taken over, and said.
@@ -434,7 +472,7 @@ def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_
         assert main(argv) == 0
         # The same request with device = "auto" on nodes without CUDA: the trial fails with one line.
         capsys.readouterr()
-        assert main(sweep_argv(tmp_path, "nocuda", 1, 1, *gpu, "--no-constraints")) == 1
+        assert main(sweep_argv(tmp_path, "nocuda", 1, 1, *gpu, "--no-constraints", "--retries", "0")) == 1
         # Every trial failed: the sweep says so in one line with the first error, and exits 1.
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last.startswith("gainakt-search: every trial failed (1 of 1); the first error: ")
