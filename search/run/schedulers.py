@@ -104,7 +104,7 @@ def make_scheduler(spec: SweepSpec, max_t: int, kind: str | None = None) -> Tria
     """The study's scheduler (`kind` in its place, when given) for trials of `max_t` epochs."""
     kind = kind or spec.scheduler
     if kind == "asha":  # Ray's own: ranks on AUC alone
-        return ASHAScheduler(
+        return SweepASHA(
             metric="auc",
             mode="max",
             time_attr="training_iteration",
@@ -116,10 +116,34 @@ def make_scheduler(spec: SweepSpec, max_t: int, kind: str | None = None) -> Tria
         return MultiObjectiveASHA(
             spec.objectives, spec.constraints, max_t, spec.grace_period, spec.reduction_factor
         )
-    return FIFOScheduler()
+    return SweepFIFO()
 
 
-class MultiObjectiveASHA(FIFOScheduler):
+class ForgetsRestoredDecisions(TrialScheduler):
+    """Mixed into every scheduler of a sweep: a trial Tune restores from its saved state starts
+    with no decision pending.
+
+    Tune saves, with the experiment's state, the decision a trial's result left waiting on the
+    save of its checkpoint, and a resumed run carries it out: a trial whose worker died during
+    that save (it errored, a STOP kept) came back with the STOP and ended after its first epoch.
+    """
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        controller = getattr(tune_controller, "_tune_controller", tune_controller)  # Tune's wrapper
+        for pending in ("_cached_trial_decisions", "_queued_trial_decisions"):
+            getattr(controller, pending, {}).pop(trial.trial_id, None)
+        super().on_trial_add(tune_controller, trial)
+
+
+class SweepFIFO(ForgetsRestoredDecisions, FIFOScheduler):
+    """Tune's first-in, first-out scheduler (`scheduler = "fifo"`): no trial stopped early."""
+
+
+class SweepASHA(ForgetsRestoredDecisions, ASHAScheduler):
+    """Ray Tune's ASHA (`scheduler = "asha"`): ranks trials on AUC alone."""
+
+
+class MultiObjectiveASHA(ForgetsRestoredDecisions, FIFOScheduler):
     """Ray Tune's scheduler for `scheduler = "mo-asha"`: see the module's docstring."""
 
     def __init__(

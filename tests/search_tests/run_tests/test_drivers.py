@@ -3,6 +3,7 @@ subprocesses on a real local Ray."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -216,6 +217,15 @@ def test_a_dead_workers_trial_continues_from_its_last_checkpoint_under_its_own_n
         assert states[row["number"]].user_attrs["tune_trial_id"] == row["trial_id"]
 
 
+def _leave_a_stop_pending_in_tunes_state(study_dir: Path, trial_id: str) -> None:
+    """What Tune saves when a trial's worker dies during the save of its checkpoint: a STOP
+    decision for the trial, waiting on the save."""
+    newest = max((study_dir / "tune").glob("experiment_state-*.json"))
+    state = json.loads(newest.read_text())
+    state["runner_data"]["_cached_trial_decisions"] = {trial_id: "STOP"}
+    newest.write_text(json.dumps(state))
+
+
 def test_a_trial_out_of_retries_fails_the_run_and_its_resume_records_it_under_the_retrys_number(
     tmp_path, shared_ray, ray_head
 ):
@@ -232,6 +242,10 @@ def test_a_trial_out_of_retries_fails_the_run_and_its_resume_records_it_under_th
     errored = trials[trials["status"] == "ERROR"]
     assert len(errored) == 1 and len(trials) == 2, trials[["trial_id", "status", "error"]]
     trial_id, number = errored["trial_id"].item(), int(errored["number"].item())
+    # The worker may have died while Tune saved its epoch 1 checkpoint: Tune then keeps a STOP
+    # for the trial in its saved state, and a resume carried it out after the trial's next epoch.
+    # Make that case certain.
+    _leave_a_stop_pending_in_tunes_state(tmp_path / "crashy", trial_id)
 
     assert main(["resume", "crashy", "--storage", str(tmp_path), "--num-cpus", "2"]) == 0
     trials, epochs = tables(tmp_path, "crashy")
