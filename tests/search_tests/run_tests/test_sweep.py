@@ -458,17 +458,17 @@ def _most_at_once_per_gpu(trials) -> dict[tuple[str, str], int]:
 
 
 def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_gpu(tmp_path, capsys):
-    """Nodes that declare 1 and 2 GPUs to Ray (none exists); trials of 0.25 GPU that train on the CPU."""
+    """Nodes that declare 1 and 2 GPUs to Ray (none exists); trials of half a GPU that train on the CPU."""
     import ray
     from ray.cluster_utils import Cluster
 
     ray.shutdown()  # disconnected from the session's Ray: this test's sweeps run on the cluster below
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
     try:
-        cluster.add_node(num_cpus=8, num_gpus=2)
+        cluster.add_node(num_cpus=4, num_gpus=2)
         cluster.wait_for_nodes()
-        gpu = ["--address", cluster.address, "--gpus", "0.25", "--concurrent", "12"]
-        argv = sweep_argv(tmp_path, "gpus", 12, 1, *gpu, "--set", "device=cpu", "--no-constraints")
+        gpu = ["--address", cluster.address, "--gpus", "0.5", "--concurrent", "6"]
+        argv = sweep_argv(tmp_path, "gpus", 6, 1, *gpu, "--set", "device=cpu", "--no-constraints")
         assert main(argv) == 0
         # The same request with device = "auto" on nodes without CUDA: the trial fails with one line.
         capsys.readouterr()
@@ -480,13 +480,13 @@ def test_gpu_scheduling_on_a_two_node_cluster_follows_rays_accounting_without_a_
     finally:
         cluster.shutdown()
     trials, _ = tables(tmp_path, "gpus")
-    assert (trials["status"] == "COMPLETED").sum() == 12 and set(trials["device"]) == {"cpu"}
+    assert (trials["status"] == "COMPLETED").sum() == 6 and set(trials["device"]) == {"cpu"}
     assert trials["node_id"].nunique() == 2  # trials ran on both nodes
     assert trials["gpu_ids"].str.fullmatch(r"\d+").all()  # each was given one GPU
     per_gpu = _most_at_once_per_gpu(trials)
     assert len(per_gpu) == 3  # every one of the three GPUs was used
-    assert max(per_gpu.values()) <= 4  # never more than four 0.25-GPU trials on one GPU
-    assert most_at_once(trials) == 12  # at the busiest moment every trial ran, on the GPUs of both nodes
+    assert max(per_gpu.values()) <= 2  # never more than two half-GPU trials on one GPU
+    assert most_at_once(trials) == 6  # at the busiest moment every trial ran, on the GPUs of both nodes
 
     failed, _ = tables(tmp_path, "nocuda")
     error = failed["error"].item()
