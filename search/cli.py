@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gainakt import strict_json
-from gainakt.errors import UserError
+from gainakt.errors import StorageFull, UserError, is_no_space
 
 PROG = "gainakt-search"
 
@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except StorageFull as err:
+        print(f"{PROG}: error: {err}; free space, then {err.then}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as stop:  # a second Ctrl-C, or one before the work could stop gracefully
         signum = getattr(stop, "signum", signal.SIGINT)
         print(f"{PROG}: stopped at once by {signal.Signals(signum).name}", file=sys.stderr)
@@ -49,6 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # killed by SIGPIPE has, and leave Python nothing to flush into the closed pipe at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as err:  # a full disk where no store write saw it (a run folder, a report)
+        if not is_no_space(err):
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(
+            f"{PROG}: error: {where}no space left on the device; free space, then run the command again",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _version() -> str:
@@ -581,13 +593,17 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
     spec = prepared.spec
     refuse_if_held(prepared.study)  # refused before anything is said of the study (run_sweep checks again)
     _print(views.sweep_start_line(spec, prepared.dataset.source, prepared.resumed))
-    outcome = run_sweep(
-        prepared,
-        address=args.address,
-        num_cpus=args.num_cpus,
-        connect_timeout=args.connect_timeout,
-        echo=_print,
-    )
+    try:
+        outcome = run_sweep(
+            prepared,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            connect_timeout=args.connect_timeout,
+            echo=_print,
+        )
+    except StorageFull as full:
+        full.then = f"'{views.resume_command(spec)}' continues the study"
+        raise
     trials = Store(outcome.study).trials()
     _print("\ntrials: " + views.status_counts(trials))
     if len(trials):

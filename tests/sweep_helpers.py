@@ -114,11 +114,24 @@ def signal_when(
     `ready()` holds (SIGINT to its whole process group, as a terminal's Ctrl-C; any other to the
     driver alone, as `timeout` or a scheduler does), wait for it to end, and return its exit code,
     output and errors; fails if it ends by itself first or does not end after the signal."""
-    with tempfile.TemporaryFile() as out, _driver_when(argv, ready, env, timeout, out) as (driver, errors):
+
+    def send(driver: subprocess.Popen) -> None:
         if signum == signal.SIGINT:
             os.killpg(driver.pid, signum)
         else:
             os.kill(driver.pid, signum)
+
+    return act_when(argv, ready, send, env, timeout)
+
+
+def act_when(
+    argv: list[str], ready, act, env: dict | None = None, timeout: float = 240
+) -> tuple[int, str, str]:
+    """Run `gainakt-search ARGV` as a driver of its own session, call `act(driver)` as soon as
+    `ready()` holds, wait for the driver to end, and return its exit code, output and errors; fails
+    if it ends by itself first or does not end in `timeout` seconds."""
+    with tempfile.TemporaryFile() as out, _driver_when(argv, ready, env, timeout, out) as (driver, errors):
+        act(driver)
         driver.wait(timeout=timeout)
         out.seek(0)
         errors.seek(0)

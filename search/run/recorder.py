@@ -9,6 +9,7 @@ failed. Rows of trials that had already completed are never touched again.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,8 +24,10 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from gainakt import schema as model_schema
+from gainakt.errors import StorageFull
 from search.analysis.progress import progress_line
 from search.run.searcher import StudySearcher
+from search.run.signals import ask_tune_to_stop
 from search.schema import (
     CHECKPOINT,
     CONTINUES,
@@ -69,6 +72,25 @@ def error_line(trial: Trial) -> str:
     return lines[-1][:1000] if lines else "unknown error (Ray kept no traceback)"
 
 
+def _stops_when_full(event: Callable[..., None]) -> Callable[..., None]:
+    """A Tune event whose write finds the storage full stops the sweep as a stop signal does (Tune
+    saves its state; the study resumes once space is freed) instead of ending Tune with a
+    traceback; the events after it are not recorded (a resume hears them again)."""
+
+    @functools.wraps(event)
+    def recorded(self: StoreRecorder, *args: Any, **kwargs: Any) -> None:
+        if self.storage_full is not None:
+            return
+        try:
+            event(self, *args, **kwargs)
+        except StorageFull as full:
+            self.storage_full = full
+            self.echo(f"stopping the sweep: {full}")
+            ask_tune_to_stop()
+
+    return recorded
+
+
 class StoreRecorder(Callback):
     """Bridges Tune's trial events to the study's `Store`."""
 
@@ -92,6 +114,7 @@ class StoreRecorder(Callback):
         self.trials: dict[str, dict[str, Any]] = {}
         self.epochs: dict[str, dict[int, dict[str, Any]]] = {}
         self.reconciled = False
+        self.storage_full: StorageFull | None = None  # the write that stopped the sweep
 
     def setup(
         self,
@@ -108,16 +131,19 @@ class StoreRecorder(Callback):
 
     # ------------------------------------------------------------------ events
 
+    @_stops_when_full
     def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         if not self.reconciled:
             self.reconciled = True
             self._mark_lost(trials)
 
+    @_stops_when_full
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         # A remote study's journal is a local copy: upload it as soon as a result, a completion or a
         # new trial has changed it (a size check per step), so a driver that dies loses none of it.
         self.store.study.sync_journal()
 
+    @_stops_when_full
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(_row_id(trial))
         if _settled(row):
@@ -133,6 +159,7 @@ class StoreRecorder(Callback):
         row.update(status=TrialStatus.RUNNING.value, error=None, ended_at=pd.NaT, trial_dir=trial.path)
         self._put_trial(row)
 
+    @_stops_when_full
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
@@ -160,6 +187,7 @@ class StoreRecorder(Callback):
         objectives = "  ".join(f"{o.metric} {float(epoch_row[o.metric]):.4f}" for o in self.spec.objectives)
         self.echo(f"trial {row_id} epoch {epoch}: {objectives}")
 
+    @_stops_when_full
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(_row_id(trial))
         if row is None or _settled(row):
@@ -184,6 +212,7 @@ class StoreRecorder(Callback):
         )
         self._progress()
 
+    @_stops_when_full
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         """A failed trial Tune starts again (`retries`): from its last checkpoint, if it has one."""
         row = self.trials.get(_row_id(trial))
@@ -196,6 +225,7 @@ class StoreRecorder(Callback):
             f"{trial.max_failures}: {restart}"
         )
 
+    @_stops_when_full
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         row = self.trials.get(_row_id(trial)) or self._new_row(trial)
         row.update(status=TrialStatus.ERROR.value, error=error_line(trial), ended_at=now())

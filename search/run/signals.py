@@ -55,6 +55,14 @@ def graceful_stop() -> Iterator[list[int]]:
             os.environ[TUNE_SIGINT_OFF] = tune_setting
 
 
+def ask_tune_to_stop() -> None:
+    """Have the Tune run in this process stop gracefully, as on a first stop signal (from the main
+    thread, where Tune listens; nothing elsewhere)."""
+    if TUNE_STOP is not None and threading.current_thread() is threading.main_thread():
+        if signal.getsignal(TUNE_STOP) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            os.kill(os.getpid(), TUNE_STOP)
+
+
 def exit_code(signum: int) -> int:
     """What a shell reports for a command ended by `signum`: 128 + its number."""
     return 128 + signum

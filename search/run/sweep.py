@@ -17,7 +17,7 @@ from gainakt import __version__
 from gainakt.baselines import baseline_metrics, best_mastery_corr
 from gainakt.config import flatten
 from gainakt.data import load_dataset
-from gainakt.errors import ConfigError
+from gainakt.errors import ConfigError, StorageFull, is_no_space
 from gainakt.guarantees import guaranteed_metrics, guarantees_of
 from gainakt.schema import EvalMetrics
 from gainakt.sequences import Dataset
@@ -32,6 +32,7 @@ from search.store.journal import check_journal, drop_stale_lock, drop_torn_tail
 from search.store.segments import Schemas, Store, unreadable_files
 from search.store.study import TUNE_DIR, Study
 from search.store.tables import STRING, arrow_type, setting_hints, trial_schema
+from search.store.tune_state import drop_torn_sessions, has_saved_state
 
 log = logging.getLogger("search.run.sweep")
 
@@ -285,9 +286,16 @@ def run_sweep(
         try:
             started = time.time()
             ray_start_seconds = started - ray_started
-            tuner = _tuner(prepared, journal, echo)
-            with graceful_stop() as received:
-                tuner.fit()
+            tuner, recorder = _tuner(prepared, journal, echo)
+            try:
+                with graceful_stop() as received:
+                    tuner.fit()
+            except Exception as err:
+                if recorder.storage_full is None and not is_no_space(err):
+                    raise
+                raise (recorder.storage_full or StorageFull(study.display())) from err
+            if recorder.storage_full is not None:
+                raise recorder.storage_full
             wall = time.time() - started
             Store(study, prepared.schemas).compact(min_trials=1)  # the last settled trials, in a segment
         finally:
@@ -318,7 +326,8 @@ def _trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any:
+def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> tuple[Any, Any]:
+    """The Tuner that runs (or continues) the study, and the recorder that keeps its store."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray import tune
@@ -376,7 +385,12 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
     search = StudySearchGenerator(searcher, spec.concurrent, study.fs, study.root, TUNE_DIR, spec.trials)
     storage_path, storage_fs = study.ray_storage
     tune_path = f"{storage_path}/{TUNE_DIR}"
-    if tune.Tuner.can_restore(tune_path, storage_filesystem=storage_fs):
+    if dropped := drop_torn_sessions(study):
+        echo(
+            f"{study.display()}/{TUNE_DIR}: removed Tune's state of a session cut short "
+            f"({', '.join(dropped)}); trials it knew continue from their checkpoints"
+        )
+    if tune.Tuner.can_restore(tune_path, storage_filesystem=storage_fs) and has_saved_state(study):
         echo(f"continuing study {spec.name!r} in {study.display()}")
         tuner = tune.Tuner.restore(
             tune_path,
@@ -386,7 +400,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
             storage_filesystem=storage_fs,
         )
         _bind_to_this_folder(tuner, search, recorder, scheduler)
-        return tuner
+        return tuner, recorder
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -407,7 +421,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> Any
             checkpoint_config=checkpoints,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
         ),
-    )
+    ), recorder
 
 
 def _bind_to_this_folder(tuner: Any, search: Any, recorder: Any, scheduler: Any) -> None:

@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from gainakt.errors import StorageFull, is_no_space
+
 
 def _pattern(folder: Path) -> re.Pattern[str]:
     return re.compile(rf"^\.{re.escape(folder.name)}\.g(\d{{6,}})$")
@@ -44,7 +46,11 @@ def _point(folder: Path, target: Path) -> None:
     """Make `folder` a link to `target` with one rename (the commit of a swap)."""
     staged = folder.parent / f".{folder.name}.link-{uuid.uuid4().hex[:8]}"
     os.symlink(target.name, staged)
-    os.replace(staged, folder)
+    try:
+        os.replace(staged, folder)
+    except Exception:
+        staged.unlink(missing_ok=True)
+        raise
     _sync(folder.parent)
 
 
@@ -100,13 +106,19 @@ def swap(folder: Path, remove: set[str], add: Mapping[str, bytes]) -> None:
     number = _number(old) + 1
     new = _generation(folder, number)
     new.mkdir()
-    for entry in old.iterdir():
-        if entry.name not in remove and not entry.name.startswith(".") and entry.is_file():
-            _keep(entry, new / entry.name)
-    for name, data in add.items():
-        _write(new / name, data)
-    _sync(new)
-    _point(folder, new)
+    try:
+        for entry in old.iterdir():
+            if entry.name not in remove and not entry.name.startswith(".") and entry.is_file():
+                _keep(entry, new / entry.name)
+        for name, data in add.items():
+            _write(new / name, data)
+        _sync(new)
+        _point(folder, new)
+    except Exception as err:  # the link still names the old generation: readers see no change
+        _remove(new)
+        if is_no_space(err):
+            raise StorageFull(str(new)) from err
+        raise
     for older, path in generations(folder).items():
         if older < number - 1:
             _remove(path)

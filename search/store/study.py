@@ -3,6 +3,7 @@ in it (their names and what each holds: `search.store.layout`)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 from gainakt import strict_json
-from gainakt.errors import ConfigError
+from gainakt.errors import ConfigError, StorageFull, is_no_space
 from search.spec import SweepSpec, check_name
 from search.store import layout
 
@@ -138,13 +139,21 @@ class Study:
             raise ConfigError(f"storage {self._location}: cannot be read ({first_line(err)})") from None
 
     def write_atomic(self, path: str, data: bytes) -> None:
-        """Write under a temporary name, then rename: a crash never leaves a half file at `path`."""
+        """Write under a temporary name, then rename: a crash never leaves a half file at `path`, and
+        a failed write leaves no temporary one (a full storage raises `StorageFull`)."""
         parent = path.rsplit("/", 1)[0]
         self.fs.create_dir(parent, recursive=True)
         temporary = f"{parent}/.{uuid.uuid4().hex}.tmp"
-        with self.fs.open_output_stream(temporary) as out:
-            out.write(data)
-        self.fs.move(temporary, path)
+        try:
+            with self.fs.open_output_stream(temporary) as out:
+                out.write(data)
+            self.fs.move(temporary, path)
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(temporary)
+            if is_no_space(err):
+                raise StorageFull(path) from err
+            raise
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open_input_stream(path) as handle:
