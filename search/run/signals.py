@@ -37,7 +37,7 @@ def graceful_stop() -> Iterator[list[int]]:
 
     def stop(signum: int, frame: object) -> None:
         received.append(signum)
-        if len(received) > 1 or signal.getsignal(TUNE_STOP) in (signal.SIG_DFL, signal.SIG_IGN, None):
+        if len(received) > 1 or not _tune_listens():
             raise StoppedAtOnce(signum)
         os.kill(os.getpid(), TUNE_STOP)
 
@@ -58,9 +58,13 @@ def graceful_stop() -> Iterator[list[int]]:
 def ask_tune_to_stop() -> None:
     """Have the Tune run in this process stop gracefully, as on a first stop signal (from the main
     thread, where Tune listens; nothing elsewhere)."""
-    if TUNE_STOP is not None and threading.current_thread() is threading.main_thread():
-        if signal.getsignal(TUNE_STOP) not in (signal.SIG_DFL, signal.SIG_IGN, None):
-            os.kill(os.getpid(), TUNE_STOP)
+    if TUNE_STOP is not None and threading.current_thread() is threading.main_thread() and _tune_listens():
+        os.kill(os.getpid(), TUNE_STOP)
+
+
+def _tune_listens() -> bool:
+    """Whether a Tune run in this process has its handler for `TUNE_STOP` installed."""
+    return TUNE_STOP is not None and signal.getsignal(TUNE_STOP) not in (signal.SIG_DFL, signal.SIG_IGN, None)
 
 
 def exit_code(signum: int) -> int:

@@ -114,8 +114,9 @@ def swap(folder: Path, remove: set[str], add: Mapping[str, bytes]) -> None:
             _write(new / name, data)
         _sync(new)
         _point(folder, new)
-    except Exception as err:  # the link still names the old generation: readers see no change
-        _remove(new)
+    except Exception as err:
+        if folder.resolve() != new.resolve():  # not swapped: readers still see the old generation
+            _remove(new)
         if is_no_space(err):
             raise StorageFull(str(new)) from err
         raise
