@@ -16,7 +16,7 @@ import pandas as pd
 from gainakt import schema
 from gainakt.data import load_dataset
 from gainakt.schema import LOSS_NAMES
-from search.schema import FEASIBLE, TrialStatus, param_column, violation_column
+from search.schema import FEASIBLE, GUARANTEED, TrialStatus, fixed_metrics, param_column, violation_column
 from search.spec import SweepSpec
 from search.store.segments import SEGMENT_TRIALS, Schemas, Store
 from search.store.study import Study
@@ -40,12 +40,12 @@ def fake_study(
     study.write_spec(spec)
     fingerprint = load_dataset(spec.data).fingerprint  # what `resume` and `confirm` check the data against
     study.write_data_pin(spec.data, fingerprint)
-    study.write_baselines(
-        {
-            "base_rate": {"auc": 0.64, "mastery_corr": 0.22, "mastery_pred_corr": math.nan},
-            "running_accuracy": {"auc": 0.68, "mastery_corr": 0.28, "mastery_pred_corr": 1.0},
-        }
-    )
+    baselines = {
+        "base_rate": {"auc": 0.64, "mastery_corr": 0.22, "mastery_pred_corr": math.nan},
+        "running_accuracy": {"auc": 0.68, "mastery_corr": 0.28, "mastery_pred_corr": 1.0},
+    }
+    study.write_baselines(baselines)
+    constraints = [c.resolve(baselines) for c in spec.constraints]
     violations = [violation_column(c) for c in spec.constraints]
     store = Store(study, Schemas(trials=trial_schema(violations, {}, {})))
     rng = np.random.default_rng(seed)
@@ -55,6 +55,7 @@ def fake_study(
         trial_id = f"t{number:05d}"
         status = TrialStatus.ERROR if number == trials - 1 and trials > 2 else TrialStatus.COMPLETED
         rows = []
+        free = number % 3 == 0  # every third trial has a free head: faithfulness and residual_share fixed
         for epoch in range(1, epochs + 1):
             auc = 0.6 + 0.15 * rng.random() * epoch / epochs
             mastery = rng.uniform(-0.1, 0.7)
@@ -77,7 +78,9 @@ def fake_study(
                     "neg_gain_rate": rng.uniform(0, 0.3),
                     "monotonicity_violation_rate": 0.01,
                     "mastery_recovery": 0.5,
-                    "faithfulness": 0.0 if number % 3 == 0 else 0.05 + 0.01 * epoch,  # every third free
+                    "mastery_lift": rng.uniform(-0.1, 0.1),
+                    "faithfulness": 0.0 if free else 0.04 + 0.01 * epoch,
+                    "residual_share": 1.0 if free else rng.uniform(0.0, 0.4),
                     "seconds": 1.0,
                     "checkpoint": f"{study.tune_path}/{trial_id}/checkpoint_{epoch - 1:06d}",
                     "reported_at": start + pd.Timedelta(seconds=10 * number + epoch),
@@ -96,10 +99,13 @@ def fake_study(
             "selected_epoch": best["epoch"],
             "epochs": epochs,
             **{m: best[m] for m in schema.METRICS if m in best},
+            GUARANTEED: "faithfulness,residual_share" if free else "",
         }
-        for constraint in spec.constraints:
-            row[violation_column(constraint)] = constraint.violation(float(best[constraint.metric]))
-        row[FEASIBLE] = all(c.met(float(best[c.metric])) for c in spec.constraints)
+        fixed = fixed_metrics(row[GUARANTEED])
+        for constraint in constraints:
+            value = float(best[constraint.metric])
+            row[violation_column(constraint)] = constraint.violation(value, constraint.metric in fixed)
+        row[FEASIBLE] = all(c.met(float(best[c.metric]), c.metric in fixed) for c in constraints)
         for weight in LOSS_NAMES:
             row[param_column(f"weights.{weight}")] = (
                 float(10 ** rng.uniform(-3, 0)) if rng.random() < 0.7 else 0.0

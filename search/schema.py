@@ -109,9 +109,14 @@ def exact_number(value: float) -> str:
     return short if float(short) == value else repr(value)
 
 
+def fixed_metrics(listed: Any) -> frozenset[str]:
+    """The metrics a `guaranteed` cell names (empty for an empty or missing cell)."""
+    return frozenset(m for m in listed.split(",") if m) if isinstance(listed, str) else frozenset()
+
+
 def violation_column(constraint: Any) -> str:
     """The trial table's column of a `search.spec.Constraint`."""
-    return f"{VIOLATION}{constraint.metric}{constraint.op}{exact_number(constraint.threshold)}"
+    return f"{VIOLATION}{constraint.metric}{constraint.op}{constraint.bound}"
 
 
 # The confirm table (search/run/confirm.py): where a row comes from, and a metric on a split.

@@ -4,7 +4,7 @@ name = "quickstart"                  # the study folder is STORAGE/NAME
 data = "synthetic"                   # dataset folder, CSV or synthetic[:key=value,...]
 space = "aux_weights"                # a registered space or module:function
 objectives = ["auc:max", "mastery_corr:max"]  # default: DEFAULT_OBJECTIVES below
-constraints = ["mastery_pred_corr >= 0.4"]  # default: DEFAULT_CONSTRAINTS below
+constraints = ["auc >= best_lookup", "mastery_lift > 0"]  # default: DEFAULT_CONSTRAINTS below
 trials = 8                           # in total, including failed ones
 concurrent = 2                       # trials at a time
 sampler = "tpe"                      # tpe, nsga2, gp or random
@@ -58,7 +58,7 @@ SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 SCHEDULERS: tuple[str, ...] = typing.get_args(Scheduler)
 SEED_MODES: tuple[str, ...] = typing.get_args(SeedMode)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_CONSTRAINT = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*(\S+)\s*")
+_CONSTRAINT = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*(\S+?)\s*(unless\s+fixed)?\s*")
 _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 BOUNDARY_VIOLATION = 1e-12  # the violation of a value on the threshold of a strict constraint
 MAX_TRIALS = 1_000_000
@@ -112,27 +112,52 @@ class Objective:
         return f"{self.metric}:{self.direction}"
 
 
+BEST_LOOKUP = "best_lookup"  # a threshold: the best lookup's value of the metric, on the study's fold
+
+
 @dataclass(frozen=True)
 class Constraint:
-    """A target such as `mastery_corr >= 0.4`; a NaN value never meets it."""
+    """A target such as `mastery_lift > 0` or `auc >= best_lookup`; a NaN value never meets it.
+
+    A `best_lookup` threshold is the best lookup's value of the metric on the fold the trials are
+    scored on (`baselines.json`): it is a number only once `resolve`d against the study's lookups.
+    A constraint `unless fixed` does not count for a trial whose model fixes its metric by
+    construction (`gainakt.guarantees`): `faithfulness >= 0.05 unless fixed` asks a head that reads
+    the mastery to follow it and leaves a free head, which reads none, to the other constraints.
+    Without it, the fixed value is judged like any other (`faithfulness > 0` excludes free heads).
+    """
 
     metric: str
     op: str
-    threshold: float
+    threshold: float | None  # None while a `best_lookup` threshold is unresolved
+    relative_to: str | None = None  # BEST_LOOKUP, or None for a number
+    unless_fixed: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Constraint:
         match = _CONSTRAINT.fullmatch(text)
         if match is None:
-            raise ConfigError(f"constraint {text!r}: expected 'metric >= value' (or >, <=, <)")
-        metric, op, raw = match.groups()
+            raise ConfigError(
+                f"constraint {text!r}: expected 'metric >= value' (or >, <=, <; value a number or "
+                f"{BEST_LOOKUP})"
+            )
+        metric, op, raw, unless = match.groups()
+        metric = _known_metric(metric, f"constraint {text!r}")
+        if unless:
+            return replace(cls.parse(f"{metric} {op} {raw}"), unless_fixed=True)
+        if raw == BEST_LOOKUP:
+            if metric not in schema.VERSUS_BASELINES:
+                raise ConfigError(
+                    f"constraint {text!r}: the lookups have no {metric} to compare with (they have: "
+                    f"{', '.join(schema.VERSUS_BASELINES)})"
+                )
+            return cls(metric, op, None, BEST_LOOKUP)
         try:
             threshold = float(raw)
         except ValueError:
-            raise ConfigError(f"constraint {text!r}: {raw!r} is not a number") from None
+            raise ConfigError(f"constraint {text!r}: {raw!r} is not a number or {BEST_LOOKUP}") from None
         if not math.isfinite(threshold):
             raise ConfigError(f"constraint {text!r}: the threshold must be finite")
-        metric = _known_metric(metric, f"constraint {text!r}")
         low, high = schema.METRIC_SPANS[metric]
         reachable = {
             ">=": threshold <= high,
@@ -146,24 +171,63 @@ class Constraint:
             )
         return cls(metric, op, threshold)
 
-    def met(self, value: float) -> bool:
-        return not math.isnan(value) and _OPERATORS[self.op](value, self.threshold)
+    def resolve(self, baselines: Mapping[str, Mapping[str, float]]) -> Constraint:
+        """This constraint with its `best_lookup` threshold made the best of `baselines` (name ->
+        metrics, as `baselines.json` holds them); a numeric one as it is."""
+        if self.relative_to is None:
+            return self
+        values = (float(m.get(self.metric, math.nan)) for m in baselines.values())
+        scored = [v for v in values if math.isfinite(v)]
+        if not scored:
+            raise ConfigError(
+                f"constraint {self}: no lookup of the study has a {self.metric} to compare with "
+                "(the study's baselines.json is missing or lacks it)"
+            )
+        best = max(scored) if schema.METRIC_DIRECTIONS[self.metric] == "max" else min(scored)
+        return replace(self, threshold=best)
 
-    def violation(self, value: float) -> float:
+    def _threshold(self) -> float:
+        if self.threshold is None:
+            raise RuntimeError(f"constraint {self} was used before its threshold was resolved")
+        return self.threshold
+
+    def met(self, value: float, fixed: bool = False) -> bool:
+        """Whether `value` meets the target; with `fixed` (the trial's model fixes the metric by
+        construction) a constraint `unless fixed` does not count, so it is met."""
+        if fixed and self.unless_fixed:
+            return True
+        return not math.isnan(value) and _OPERATORS[self.op](value, self._threshold())
+
+    def violation(self, value: float, fixed: bool = False) -> float:
         """How far `value` is on the wrong side of the threshold: 0 exactly when met, inf when NaN.
 
         A strict bound missed by landing on it (`faithfulness > 0` at 0) is a violation too, of
         `BOUNDARY_VIOLATION`, since Optuna and the front take a violation of 0 as met.
         """
+        if self.met(value, fixed):
+            return 0.0
         if math.isnan(value):
             return math.inf
-        if self.met(value):
-            return 0.0
-        gap = self.threshold - value if self.op in (">=", ">") else value - self.threshold
+        threshold = self._threshold()
+        gap = threshold - value if self.op in (">=", ">") else value - threshold
         return max(gap, BOUNDARY_VIOLATION)
 
+    @property
+    def bound(self) -> str:
+        """The threshold as written: a number, or `best_lookup`."""
+        return self.relative_to or exact_number(self._threshold())
+
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {exact_number(self.threshold)}"
+        """The constraint as written (its name in Optuna and the trial table): stable once resolved."""
+        return f"{self.metric} {self.op} {self.bound}" + (" unless fixed" if self.unless_fixed else "")
+
+    def shown(self) -> str:
+        """As written, with a resolved `best_lookup` threshold's value: `auc >= best_lookup (0.6975)`."""
+        if self.relative_to is not None and self.threshold is not None:
+            return f"{self.metric} {self.op} {self.bound} ({self.threshold:.4f})" + (
+                " unless fixed" if self.unless_fixed else ""
+            )
+        return str(self)
 
 
 DEFAULT_OBJECTIVES = (
@@ -171,12 +235,16 @@ DEFAULT_OBJECTIVES = (
     Objective("mastery_corr", "max"),
     Objective("neg_gain_rate", "min"),
 )
-# The seeds' 0.4 target on the quantity it was set on (the original monitor's mastery_pred_corr, not
-# mastery_corr, whose ceiling pred_corr lies below 0.4 on ASSIST2015), non-negative gains, and the
-# degeneracy guards (docs/metrics.md).
+# Criteria every head can fail, an untrained model included (docs/metrics.md, "The default
+# constraints"): predict better than the best lookup, a mastery that carries more than the best
+# lookup's, a prediction that follows its mastery where the head reads one, and the degeneracy guards.
+# The two `unless fixed` do not count where the model fixes their metric (faithfulness and
+# residual_share with a free head, residual_share with a mastery head).
 DEFAULT_CONSTRAINTS = (
-    Constraint("mastery_pred_corr", ">=", 0.4),
-    Constraint("neg_gain_rate", "<", 0.10),
+    Constraint("auc", ">=", None, BEST_LOOKUP),
+    Constraint("mastery_lift", ">", 0.0),
+    Constraint("faithfulness", ">=", 0.05, unless_fixed=True),
+    Constraint("residual_share", "<=", 0.2, unless_fixed=True),
     *(Constraint(metric, "<", limit) for metric, limit in schema.DEGENERACY_LIMITS.items()),
 )
 # The quick-start sweep: a few short epochs of a narrow model, so 8 trials fit in minutes on two cores.
@@ -293,6 +361,10 @@ class SweepSpec:
         if len({o.metric for o in out}) != len(out):
             raise ConfigError(f"objectives name a metric twice: {', '.join(given)}")
         return tuple(out)
+
+    def resolved(self, baselines: Mapping[str, Mapping[str, float]]) -> SweepSpec:
+        """This spec with every `best_lookup` threshold made a number (`Constraint.resolve`)."""
+        return replace(self, constraints=tuple(c.resolve(baselines) for c in self.constraints))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

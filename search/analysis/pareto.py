@@ -41,7 +41,16 @@ import pandas as pd
 
 from gainakt import schema as model_schema
 from gainakt.errors import ConfigError
-from search.schema import BELOW_BASELINE, DEGENERATE, FEASIBLE, PARAM, TRIAL_KEY, TrialStatus
+from search.schema import (
+    BELOW_BASELINE,
+    DEGENERATE,
+    FEASIBLE,
+    GUARANTEED,
+    PARAM,
+    TRIAL_KEY,
+    TrialStatus,
+    fixed_metrics,
+)
 from search.spec import Constraint, Objective, SweepSpec
 from search.store.segments import Store
 from search.store.study import Study
@@ -133,11 +142,22 @@ def _metric(frame: pd.DataFrame, metric: str) -> np.ndarray:
     return pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float)
 
 
+def _fixed(frame: pd.DataFrame) -> list[frozenset[str]]:
+    """Per row, the metrics its model fixes by construction (the `guaranteed` column, if any)."""
+    if GUARANTEED not in frame.columns:
+        return [frozenset()] * len(frame)
+    return [fixed_metrics(listed) for listed in frame[GUARANTEED]]
+
+
 def feasible(frame: pd.DataFrame, constraints: Sequence[Constraint]) -> pd.Series:
-    """Whether each row meets every constraint (all rows when there is none)."""
+    """Whether each row meets every constraint (all rows when there is none); a constraint on a
+    metric the row's model fixes by construction does not count for that row."""
     mask = np.ones(len(frame), dtype=bool)
+    fixed = _fixed(frame)
     for constraint in constraints:
-        mask &= np.array([constraint.met(v) for v in _metric(frame, constraint.metric)], dtype=bool)
+        values = _metric(frame, constraint.metric)
+        met = [constraint.met(v, constraint.metric in f) for v, f in zip(values, fixed, strict=True)]
+        mask &= np.array(met, dtype=bool)
     return pd.Series(mask, index=frame.index, name="feasible")
 
 
@@ -154,10 +174,12 @@ def total_violation(
 ) -> pd.Series:
     """Sum over constraints of violation / scale (the metric's spread over `frame` unless given)."""
     total = np.zeros(len(frame))
+    fixed = _fixed(frame)
     for constraint in constraints:
         values = _metric(frame, constraint.metric)
         scale = (scales or {}).get(constraint.metric, _spread(values))
-        total += np.array([constraint.violation(v) for v in values]) / scale
+        gaps = [constraint.violation(v, constraint.metric in f) for v, f in zip(values, fixed, strict=True)]
+        total += np.array(gaps) / scale
     return pd.Series(total, index=frame.index, name=VIOLATION_COLUMN)
 
 
@@ -276,13 +298,17 @@ def hypervolume_history(
 def epoch_candidates(
     epochs: pd.DataFrame, trials: pd.DataFrame, objectives: Sequence[Objective]
 ) -> pd.DataFrame:
-    """Epoch rows with a checkpoint and every objective a number, of trials that are not LOST."""
+    """Epoch rows with a checkpoint and every objective a number, of trials that are not LOST, each
+    with its trial's `guaranteed` cell (what its model fixes holds at every epoch)."""
     if not len(epochs) or "checkpoint" not in epochs.columns:
         return epochs.iloc[0:0]
     rows = epochs[epochs["checkpoint"].notna()]
     if len(trials) and "status" in trials.columns:
         lost = set(trials.loc[trials["status"] == TrialStatus.LOST, TRIAL_KEY])
         rows = rows[~rows["trial_id"].isin(lost)]
+    if GUARANTEED in trials.columns and GUARANTEED not in rows.columns:
+        fixed = trials.drop_duplicates(TRIAL_KEY).set_index(TRIAL_KEY)[GUARANTEED]
+        rows = rows.assign(**{GUARANTEED: rows[TRIAL_KEY].map(fixed)})
     return rows[np.isfinite(objective_values(rows, objectives)).all(axis=1)]
 
 
@@ -374,8 +400,10 @@ def analyse(
     reference: Mapping[str, float] | None = None,
     baselines: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Analysis:
-    """Everything at once; `baselines` maps each baseline's name to its metrics on the same split."""
-    objectives, constraints = tuple(objectives), tuple(constraints)
+    """Everything at once; `baselines` maps each baseline's name to its metrics on the same split
+    (what a `best_lookup` threshold is resolved against)."""
+    objectives = tuple(objectives)
+    constraints = tuple(c.resolve(baselines or {}) for c in constraints)
     metrics = list(dict.fromkeys([o.metric for o in objectives] + [c.metric for c in constraints]))
     baseline = baseline_values(baselines or {}, metrics)
     candidates = flags(usable(trials, objectives), baseline)

@@ -27,7 +27,7 @@ from gainakt.guarantees import guaranteed_metrics
 from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import select_epoch
 from search.run.recorder import apply_result, new_trial_row
-from search.run.sweep import row_layout, space_points, trial_setup
+from search.run.sweep import refit_baselines, row_layout, space_points, trial_setup
 from search.run.trainable import TrialSetup, trial_config
 from search.schema import (
     CHECKPOINT,
@@ -79,6 +79,11 @@ def rebuild(study: Study, journal_readable: bool = True) -> Rebuilt:
     no readable journal, every trial row made is RUNNING."""
     spec = study.read_spec()
     setup = trial_setup(spec, study)
+    baselines = study.read_baselines()
+    if not baselines and any(c.relative_to for c in spec.constraints):
+        baselines = refit_baselines(spec, setup)  # what a `best_lookup` threshold is measured against
+        study.write_baselines(baselines)
+    spec = spec.resolved(baselines)
     pin = study.read_data_pin() or {}
     source, fingerprint = str(pin.get("source")), str(pin.get("fingerprint"))
     constants, schemas = row_layout(spec, setup, space_points(spec), source, fingerprint)

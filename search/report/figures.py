@@ -298,7 +298,7 @@ def _targets(fig: go.Figure, analysis: pareto.Analysis, x: str, y: str, row: int
         style = {
             "line_dash": "dash",
             "line_color": "#d62728",
-            "annotation_text": str(constraint),
+            "annotation_text": constraint.shown(),
             "row": row,
             "col": col,
         }

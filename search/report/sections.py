@@ -48,7 +48,7 @@ def summary_lines(spec: SweepSpec, analysis: pareto.Analysis) -> list[str]:
     return [
         f"trials: {len(trials)} of {spec.trials} asked ({status_counts(trials)})",
         "objectives: " + ", ".join(str(o) for o in analysis.objectives),
-        "constraints: " + (" and ".join(str(c) for c in analysis.constraints) or "none"),
+        "constraints: " + (" and ".join(c.shown() for c in analysis.constraints) or "none"),
         (
             f"front: {len(analysis.front)} of {len(candidates)} usable trials; {feasible_count} feasible; "
             f"{len(analysis.feasible_front)} on the constrained front"
@@ -134,7 +134,7 @@ def targets(analysis: pareto.Analysis) -> Targets | None:
     the closest by total normalised violation. None without constraints."""
     if not analysis.constraints:
         return None
-    said = " and ".join(str(c) for c in analysis.constraints)
+    said = " and ".join(c.shown() for c in analysis.constraints)
     objectives = [o.metric for o in analysis.objectives]
     if len(analysis.feasible_front):
         met = int(analysis.candidates[FEASIBLE].sum())
@@ -153,4 +153,5 @@ def targets(analysis: pareto.Analysis) -> Targets | None:
         f"No trial meets {said}. The closest, by total normalised violation (each constraint's miss "
         "divided by the spread of its metric over the completed trials, summed):"
     )
-    return Targets(lead, analysis.closest, list(dict.fromkeys(columns)), met=False)
+    shown = [c for c in dict.fromkeys(columns) if c in analysis.closest.columns]
+    return Targets(lead, analysis.closest, shown, met=False)

@@ -230,7 +230,7 @@ def pareto_notes(analysis: Analysis) -> list[str]:
     """Feasibility, the closest trials when none is feasible, the hypervolume and the excluded trials."""
     lines = []
     if analysis.constraints:
-        targets = " and ".join(str(c) for c in analysis.constraints)
+        targets = " and ".join(c.shown() for c in analysis.constraints)
         feasible = int(analysis.candidates[FEASIBLE].sum()) if len(analysis.candidates) else 0
         lines.append(f"feasible ({targets}): {feasible} of {len(analysis.candidates)}")
         if len(analysis.closest):

@@ -41,6 +41,7 @@ from search.schema import (
     WANDB_RUN,
     TrialStatus,
     epoch_row_of,
+    fixed_metrics,
     param_column,
     short_label,
     stopped_by_scheduler,
@@ -360,9 +361,11 @@ def apply_result(
     the figures of its selected epoch, its constraints, where it ran; `epochs` are its epoch rows."""
     selected_epoch = int(result["selected_epoch"])
     row.update({name: float(result[name]) for name in model_schema.METRICS if name in result})
+    fixed = fixed_metrics(result.get(GUARANTEED, ""))
     for constraint in spec.constraints:
-        row[violation_column(constraint)] = constraint.violation(float(result[constraint.metric]))
-    row[FEASIBLE] = all(c.met(float(result[c.metric])) for c in spec.constraints)
+        value = float(result[constraint.metric])
+        row[violation_column(constraint)] = constraint.violation(value, constraint.metric in fixed)
+    row[FEASIBLE] = all(c.met(float(result[c.metric]), c.metric in fixed) for c in spec.constraints)
     row[GUARANTEED] = result.get(GUARANTEED, "")
     row.update(
         status=TrialStatus.RUNNING.value,

@@ -44,7 +44,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from gainakt.schema import reported_figures
 from search.analysis.pareto import reference_of, total_violation
-from search.schema import STOPPED_ITSELF, TRIAL_KEY, epoch_row_of, store_trial_id
+from search.schema import GUARANTEED, STOPPED_ITSELF, TRIAL_KEY, epoch_row_of, store_trial_id
 from search.spec import Constraint, Objective, SweepSpec
 
 
@@ -218,9 +218,10 @@ class MultiObjectiveASHA(ForgetsRestoredDecisions, FIFOScheduler):
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
-    def _metrics(self, result: Mapping[str, Any]) -> dict[str, float]:
+    def _metrics(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """The objective and constraint figures of `result`, and what its model fixes by construction."""
         names = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
-        return {m: _number(result.get(m)) for m in names}
+        return {**{m: _number(result.get(m)) for m in names}, GUARANTEED: result.get(GUARANTEED, "")}
 
     def _kept(self, rung: int, trial_id: str) -> bool:
         recorded = self.recorded[rung]

@@ -41,12 +41,14 @@ from search.schema import (
     CONTINUES,
     EPOCHS_ATTR,
     FEASIBLE,
+    GUARANTEED,
     RESUME_FROM,
     SELECTED_EPOCH_ATTR,
     STATUS_ATTR,
     TUNE_TRIAL_ATTR,
     TrialStatus,
     epoch_row_of,
+    fixed_metrics,
     stopped_by_scheduler,
 )
 from search.spec import Constraint, SeedMode, SweepSpec
@@ -96,10 +98,13 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
 
 
 def violations(constraints: Sequence[Constraint], result: Mapping[str, Any]) -> dict[str, float]:
-    """Each constraint's violation, keyed by its text (0 when met; Optuna allows no NaN)."""
+    """Each constraint's violation, keyed by its text (0 when met or fixed by the trial's model;
+    Optuna allows no NaN)."""
     out = {}
+    fixed = fixed_metrics(result.get(GUARANTEED, ""))
     for constraint in constraints:
-        gap = constraint.violation(float(result.get(constraint.metric, math.nan)))
+        value = float(result.get(constraint.metric, math.nan))
+        gap = constraint.violation(value, constraint.metric in fixed)
         out[str(constraint)] = gap if math.isfinite(gap) else NAN_VIOLATION
     return out
 

@@ -66,16 +66,29 @@ class SweepOutcome:
 SPACE_PROBES = 64  # points of the space sampled to see whether an objective can vary there
 
 
-def _refuse_guaranteed_objectives(spec: SweepSpec, setup: TrialSetup, points: list[dict[str, Any]]) -> None:
-    """An objective fixed by construction at every sampled point of the space cannot tell trials apart."""
+def _refuse_guaranteed(spec: SweepSpec, setup: TrialSetup, points: list[dict[str, Any]]) -> None:
+    """An objective or a constraint on a metric fixed by construction at every sampled point of the
+    space cannot tell trials apart (a constraint there would hold, or fail, for every trial alike)."""
     models = [trial_config(setup, settings, seed=spec.seed).model for settings in points]
+
+    def reasons(metric: str) -> str | None:
+        if not all(metric in guaranteed_metrics(m) for m in models):
+            return None
+        return "; ".join(sorted({g.reason for m in models for g in guarantees_of(m) if g.metric == metric}))
+
     for objective in spec.objectives:
-        reasons = {g.reason for m in models for g in guarantees_of(m) if g.metric == objective.metric}
-        if all(objective.metric in guaranteed_metrics(m) for m in models):
+        if (why := reasons(objective.metric)) is not None:
             raise ConfigError(
                 f"objective {objective}: holds by construction at every point of space {spec.space!r} "
-                f"({'; '.join(sorted(reasons))}), so it cannot tell trials apart; drop it or search a space "
-                "where it can vary (docs/metrics.md)"
+                f"({why}), so it cannot tell trials apart; drop it or search a space where it can vary "
+                "(docs/metrics.md)"
+            )
+    for constraint in spec.constraints:
+        if (why := reasons(constraint.metric)) is not None:
+            raise ConfigError(
+                f"constraint '{constraint}': {constraint.metric} is fixed by construction at every point "
+                f"of space {spec.space!r} ({why}), so it judges every trial alike; drop it (--constraint "
+                "replaces the default constraints) or search a space where it can vary (docs/metrics.md)"
             )
 
 
@@ -121,20 +134,35 @@ def prepare(
     points = space_points(spec)
     for settings in (points.sampled, *points.starts):  # the space's settings must be valid training settings
         trial_config(setup, settings, seed=spec.seed)
-    _refuse_guaranteed_objectives(spec, setup, points.probes)
+    _refuse_guaranteed(spec, setup, points.probes)
     if resumed:
         _check_intact(study)
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)
     if resumed:
         _check_same_data(study, dataset)
-    train, valid = dataset.split(base.fold)
-    baselines = baseline_metrics(train, valid, dataset.num_concepts)  # once, for every trial
+    baselines = fold_baselines(dataset, base.fold)  # once, for every trial
     setup = replace(setup, baseline_mastery_corr=best_mastery_corr(baselines))
+    # Thresholds relative to the lookups become numbers (the spec's text, saved, keeps `best_lookup`).
+    spec = spec.resolved({name: metrics.as_dict() for name, metrics in baselines.items()})
     constants, schemas = row_layout(spec, setup, points, dataset.source, dataset.fingerprint)
     return Prepared(
         spec, study, dataset, setup, constants, resumed, base.fold, baselines, schemas, grown_from
     )
+
+
+def fold_baselines(dataset: Dataset, fold: int) -> dict[str, EvalMetrics]:
+    """The lookups every trial is judged against: fitted on the folds but `fold`, scored on it."""
+    train, valid = dataset.split(fold)
+    return baseline_metrics(train, valid, dataset.num_concepts)
+
+
+def refit_baselines(spec: SweepSpec, setup: TrialSetup) -> dict[str, dict[str, float]]:
+    """The study's lookups fitted again from its data (what baselines.json holds), for a study that
+    lost that file."""
+    base = trial_config(setup, {}, seed=spec.seed)
+    dataset = load_dataset(spec.data, base.num_concepts)
+    return {name: m.as_dict() for name, m in fold_baselines(dataset, base.fold).items()}
 
 
 def trial_setup(spec: SweepSpec, study: Study, wandb: str = "off") -> TrialSetup:

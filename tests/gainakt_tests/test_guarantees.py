@@ -149,3 +149,20 @@ def test_a_sweep_whose_objective_holds_everywhere_in_its_space_is_refused(tmp_pa
         objectives=(Objective("auc", "max"), Objective("neg_gain_rate", "min")),
     )
     assert prepare(spec).spec.objectives == spec.objectives
+
+
+def test_a_constraint_fixed_everywhere_in_its_space_is_refused_and_one_fixed_somewhere_is_not(
+    tmp_path, capsys
+):
+    storage = tmp_path / "studies"
+    for constraint in ("neg_gain_rate < 0.1", "faithfulness >= 0.05 unless fixed"):
+        argv = ["run", "--storage", str(storage), "--space", "sweep_helpers:relu_only_space"]
+        assert main([*argv, "--objective", "auc:max", "--constraint", constraint]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"constraint '{constraint}': {constraint.split()[0]} is fixed by construction" in err
+        assert "judges every trial alike" in err and not storage.exists()
+    # the default space samples linear gains and mixed heads too: there both constraints can vary
+    spec = SweepSpec(data="synthetic:students=100", storage=str(storage))
+    assert [str(c) for c in prepare(spec).spec.constraints] == [str(c) for c in spec.constraints]
+    assert not storage.exists()

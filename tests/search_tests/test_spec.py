@@ -234,3 +234,54 @@ def test_a_constraint_threshold_is_kept_to_the_last_digit_through_spec_json(tmp_
     assert saved.threshold == 0.61234567 and str(saved) == "auc >= 0.61234567"
     assert violation_column(saved) == "violation.auc>=0.61234567"
     assert str(Constraint.parse("neg_gain_rate < 0.10")) == "neg_gain_rate < 0.1"  # short where exact
+
+
+def test_a_best_lookup_threshold_is_resolved_against_the_lookups_and_kept_as_written(tmp_path):
+    from search.schema import violation_column
+    from search.store.study import Study
+
+    auc = Constraint.parse("auc >= best_lookup")
+    assert auc.threshold is None and str(auc) == "auc >= best_lookup"
+    with pytest.raises(RuntimeError, match="before its threshold was resolved"):
+        auc.met(0.9)  # a bug, not bad input: every reader resolves first
+    lookups = {"pfa": {"auc": 0.70}, "base_rate": {"auc": 0.64}, "broken": {"auc": math.nan}}
+    resolved = auc.resolve(lookups)
+    assert resolved.threshold == 0.70 and str(resolved) == str(auc)
+    assert resolved.shown() == "auc >= best_lookup (0.7000)"
+    assert resolved.met(0.70) and not resolved.met(0.6999) and resolved.violation(0.69) == pytest.approx(0.01)
+    assert violation_column(resolved) == "violation.auc>=best_lookup"
+    # a metric the lookups score in the other direction takes their lowest value
+    loss = Constraint.parse("val_loss <= best_lookup")
+    assert loss.resolve({"a": {"val_loss": 0.61}, "b": {"val_loss": 0.58}}).threshold == 0.58
+    with pytest.raises(ConfigError, match="no lookup of the study has a auc"):
+        auc.resolve({})
+    with pytest.raises(ConfigError, match="the lookups have no faithfulness"):
+        Constraint.parse("faithfulness >= best_lookup")
+    spec = SweepSpec(name="relative", storage=str(tmp_path), constraints=(auc,))
+    Study(str(tmp_path), "relative").write_spec(spec.resolved(lookups))
+    (saved,) = Study(str(tmp_path), "relative").read_spec().constraints
+    assert saved == auc  # the spec keeps the text; each reader resolves it against baselines.json
+
+
+def test_a_constraint_unless_fixed_skips_a_trial_whose_model_fixes_its_metric():
+    import pandas as pd
+
+    from search.analysis.pareto import feasible, total_violation
+
+    plain = Constraint.parse("faithfulness > 0")
+    skipped = Constraint.parse("faithfulness >= 0.05 unless fixed")
+    assert str(skipped) == "faithfulness >= 0.05 unless fixed"
+    assert skipped.unless_fixed and not plain.unless_fixed
+    assert Constraint.parse("faithfulness >= 0.05   unless  fixed") == skipped
+    assert skipped.met(0.0, fixed=True) and skipped.violation(0.0, fixed=True) == 0.0
+    assert not skipped.met(0.0) and skipped.violation(0.01) == pytest.approx(0.04)
+    assert not plain.met(0.0, fixed=True)  # a plain constraint judges the fixed value like any other
+    rows = pd.DataFrame(
+        {
+            "faithfulness": [0.0, 0.0, 0.2, math.nan],
+            "guaranteed": ["faithfulness,residual_share", "", "", "faithfulness"],
+        }
+    )
+    assert feasible(rows, [skipped]).tolist() == [True, False, True, True]
+    assert feasible(rows, [plain]).tolist() == [False, False, True, False]
+    assert total_violation(rows, [skipped]).tolist()[:3] == pytest.approx([0.0, 0.05 / 0.2, 0.0])

@@ -115,7 +115,7 @@ def test_report_holds_every_part_and_a_markdown_summary(tmp_path, capsys):
         "Epoch-level front",
         "Provenance",
         "0123456789abcdef",
-        "mastery_pred_corr &gt;= 0.4",
+        "mastery_lift &gt; 0",
         "copy_corr &lt; 0.9",
         "checkpoint_0000",
         "baseline: running_accuracy",  # the best baseline drawn on the mastery_corr axis
@@ -381,6 +381,9 @@ def in_memory_study(
             "copy_corr": rng.uniform(0.0, 1.0, rows),
             "mastery_saturation": rng.uniform(0.0, 0.6, rows),
             "neg_gain_rate": rng.uniform(0.0, 0.3, rows),
+            "mastery_lift": rng.uniform(-0.1, 0.1, rows),
+            "faithfulness": rng.uniform(0.0, 0.2, rows),
+            "residual_share": rng.uniform(0.0, 0.4, rows),
         }
     )
     epoch_rows["checkpoint"] = epoch_rows["trial_id"] + "/checkpoint_" + epoch_rows["epoch"].astype(str)
