@@ -268,7 +268,7 @@ def baseline_observations(
     for name in BASELINES:
         before, after = estimates(fitted[name], windows)
         unpractised = unpractised_estimates(fitted[name], num_concepts)
-        out[name] = Observations.from_estimates(windows, before, after, unpractised)
+        out[name] = Observations.from_estimates(windows, before, after, unpractised, num_concepts)
     return out
 
 

@@ -119,14 +119,17 @@ class Observations:
         before: np.ndarray,
         after: np.ndarray,
         unpractised: np.ndarray | None = None,
+        num_concepts: int | None = None,
     ) -> Observations:
         """The observations of an estimator with no model inside (a baseline), laid out as a model's.
 
         `before[i]`: its estimate that interaction i is answered correctly, made before r[i] is seen
         (the mastery of the next concept, and the prediction); `after[i]`: its estimate for the same
         concept once r[i] is seen (the mastery of the concept just answered). Its gain of interaction i
-        is what r[i] changed, `after[i] - before[i]`, on the practised concept only (no gain entries
-        for the others, so no `neg_gain_rate`). Its prediction is its mastery, so nothing bypasses the
+        is what r[i] changed, `after[i] - before[i]`, on the practised concept; its estimate of every
+        other concept does not move, so with `num_concepts` (C) a position has C gain entries, all 0
+        but that one, and `neg_gain_rate` is the share of them below 0 (without it: no gain entries,
+        so no `neg_gain_rate`). Its prediction is its mastery, so nothing bypasses the
         mastery (residual 0) and moving the mastery by +-0.1 moves the prediction as much, clipped to
         [0, 1]. `unpractised[k]` [C]: its estimate for concept k before any practice of k in the
         window (for the simulator's recovery of unpractised concepts).
@@ -158,8 +161,10 @@ class Observations:
             mastery_after=after[paired],
             correct_after=windows.responses[paired],
             pair_window=window[is_pair],
-            negative_gains=np.zeros(now.size, dtype=np.int64),
-            gain_entries=np.zeros(now.size, dtype=np.int64),
+            negative_gains=(after[now] - before[now] < -metrics.NEG_GAIN_TOLERANCE).astype(np.int64)
+            if num_concepts
+            else np.zeros(now.size, dtype=np.int64),
+            gain_entries=np.full(now.size, num_concepts or 0, dtype=np.int64),
             logit=np.log(clipped / (1 - clipped)),
             residual=np.zeros(prob.size),
             sensitivity=(up + down) / 2,

@@ -688,7 +688,6 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    from search.report.terminal import confirmed_lines
     from search.run.confirm import plan_confirmation, run_confirmation
     from search.store.segments import Store
     from search.store.study import open_study
@@ -703,8 +702,20 @@ def _confirm(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         echo=_print,
     )
-    _print(confirmed_lines(Store(study).confirm(), plan.spec.objectives, plan.splits[-1]))
+    _print(_confirmed(study, plan.spec.objectives, Store(study).confirm(), plan.splits[-1]))
     return 0
+
+
+def _confirmed(study: Any, objectives: Any, table: Any, split: str) -> list[str]:
+    """`confirmed_lines` of a study's confirm table, with its constraints and what its trials fix."""
+    from search.analysis.statistics import source_fixed
+    from search.report.terminal import confirmed_lines
+    from search.schema import GUARANTEED, TRIAL_KEY
+    from search.store.segments import Store
+
+    trials = Store(study).trials(columns=[TRIAL_KEY, GUARANTEED])
+    spec = study.read_spec()
+    return confirmed_lines(table, objectives, split, spec.constraints, source_fixed(trials))
 
 
 def _add_pareto(commands: argparse._SubParsersAction) -> None:
@@ -759,7 +770,6 @@ def _pareto(args: argparse.Namespace) -> int:
     objectives = study.read_spec().named_objectives(args.objectives)
     if args.confirmed:
         from search.analysis.statistics import confirmed_split
-        from search.report.terminal import confirmed_lines
         from search.store.segments import Store
 
         table = Store(study).confirm()
@@ -767,7 +777,7 @@ def _pareto(args: argparse.Namespace) -> int:
             raise UserError(
                 f"study {args.name!r} has no confirmation runs (gainakt-search confirm {args.name})"
             )
-        _print(confirmed_lines(table, objectives, confirmed_split(table)))
+        _print(_confirmed(study, objectives, table, confirmed_split(table)))
         return 0
     _, analysis = load_analysis(study, objectives, epochs=args.epoch_level, every_setting=False)
     width = None if args.wide else terminal_width()

@@ -42,8 +42,10 @@ import pandas as pd
 from gainakt import schema as model_schema
 from gainakt.errors import ConfigError
 from search.schema import (
+    BASELINE_PREFIX,
     BELOW_BASELINE,
     DEGENERATE,
+    DOMINATED_BY,
     FEASIBLE,
     GUARANTEED,
     PARAM,
@@ -333,6 +335,56 @@ def epoch_front(
 # ---------------------------------------------------------------------------- everything at once
 
 
+# ---------------------------------------------------------------------------- baselines
+
+
+# A lookup's prediction is its estimate of the next concept: nothing bypasses it, and per concept it
+# is its own mastery (docs/metrics.md).
+LOOKUP_FIXED = "residual_share,mastery_pred_corr"
+
+
+def lookup_rows(baselines: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """One row per lookup of `baselines` (name -> metrics, as baselines.json holds them), laid out as a
+    completed trial's: `trial_id` baseline:NAME, its metrics, its `mastery_lift` against the best
+    lookup's mastery_corr (so 0 for the best), and what a lookup fixes by construction."""
+    if not baselines:
+        return pd.DataFrame(columns=[TRIAL_KEY, "status", GUARANTEED])
+    corr = [float(m.get("mastery_corr", math.nan)) for m in baselines.values()]
+    best = max((c for c in corr if math.isfinite(c)), default=math.nan)
+    rows = [
+        {
+            TRIAL_KEY: BASELINE_PREFIX + name,
+            "status": TrialStatus.COMPLETED.value,
+            **{m: float(metrics.get(m, math.nan)) for m in model_schema.METRICS},
+            "mastery_lift": float(metrics.get("mastery_corr", math.nan)) - best,
+            GUARANTEED: LOOKUP_FIXED,
+        }
+        for name, metrics in baselines.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def is_baseline(frame: pd.DataFrame) -> pd.Series:
+    """Which rows are a baseline's (a lookup, or DKT from a confirmation) rather than a trial's."""
+    return frame[TRIAL_KEY].astype(str).str.startswith(BASELINE_PREFIX)
+
+
+def dominated_by(frame: pd.DataFrame, baselines: pd.DataFrame, objectives: Sequence[Objective]) -> list[str]:
+    """Per row of `frame`, the baselines (rows of `baselines`, every objective defined) that are at
+    least as good on every objective and better on one, comma-separated by their name."""
+    if not len(frame) or not len(baselines):
+        return [""] * len(frame)
+    sign = np.array([1.0 if o.direction == "max" else -1.0 for o in objectives])
+    rows = objective_values(frame, objectives) * sign  # larger is better on every column
+    beaters = objective_values(baselines, objectives) * sign
+    names = [str(t).removeprefix(BASELINE_PREFIX) for t in baselines[TRIAL_KEY]]
+    out = []
+    for row in rows:
+        wins = (beaters >= row).all(axis=1) & (beaters > row).any(axis=1)
+        out.append(",".join(name for name, won in zip(names, wins, strict=True) if won))
+    return out
+
+
 # ---------------------------------------------------------------------------- flags
 
 
@@ -390,6 +442,12 @@ class Analysis:
     history: pd.DataFrame  # trial_id, ended_at, hypervolume, feasible_hypervolume
     epoch_front: pd.DataFrame  # with `feasible`
     baseline: Mapping[str, tuple[float, str]]  # per objective or constraint metric: best baseline value, name
+    lookups: pd.DataFrame  # the lookups with every objective defined, as rows (`lookup_rows`), `feasible`
+
+
+def _stacked(trials: pd.DataFrame, lookups: pd.DataFrame) -> pd.DataFrame:
+    """The trial rows, then the lookup rows (none: the trials as they are, their dtypes kept)."""
+    return pd.concat([trials, lookups], ignore_index=True) if len(lookups) else trials
 
 
 def analyse(
@@ -408,8 +466,19 @@ def analyse(
     baseline = baseline_values(baselines or {}, metrics)
     candidates = flags(usable(trials, objectives), baseline)
     candidates[FEASIBLE] = feasible(candidates, constraints)
+    lookups = usable(lookup_rows(baselines or {}), objectives)
+    lookups = lookups.assign(**{FEASIBLE: feasible(lookups, constraints)})
+    candidates[DOMINATED_BY] = dominated_by(candidates, lookups, objectives)
+    # The front of the trials and the lookups together: a lookup that no trial beats stands on it.
+    both = _stacked(candidates, lookups)
     # nondominated gives an empty boolean array for no candidates: an empty list would index columns.
-    candidates["front"] = nondominated(objective_values(candidates, objectives), objectives)
+    on_front = nondominated(objective_values(both, objectives), objectives)
+    candidates["front"] = on_front[: len(candidates)]
+    lookups = lookups.assign(front=on_front[len(candidates) :])
+    # The constrained front: feasible trials no baseline dominates, and the feasible lookups.
+    undominated = candidates[candidates[FEASIBLE] & (candidates[DOMINATED_BY] == "")]
+    feasible_lookups = lookups[lookups[FEASIBLE]]
+    meeting = _stacked(undominated, feasible_lookups)
     point = reference_point(trials, objectives, reference)
     epochs_front = epoch_front(epochs, trials, objectives)
     epochs_front[FEASIBLE] = feasible(epochs_front, constraints)
@@ -424,8 +493,8 @@ def analyse(
         trials=trials,
         epochs=epochs,
         candidates=candidates,
-        front=_sorted(candidates[candidates["front"]], objectives),
-        feasible_front=constrained_front(trials, objectives, constraints),
+        front=_sorted(_stacked(candidates[candidates["front"]], lookups[lookups["front"]]), objectives),
+        feasible_front=front(meeting, objectives),
         closest=closest_to_feasible(trials, objectives, constraints)
         if constraints and not any_feasible
         else candidates.iloc[0:0],
@@ -441,6 +510,7 @@ def analyse(
         history=history,
         epoch_front=epochs_front,
         baseline=baseline,
+        lookups=lookups,
     )
 
 
@@ -485,7 +555,10 @@ def load_analysis(
 def _with_settings(analysis: Analysis, store: Store, settings: Sequence[str]) -> Analysis:
     """`analysis` with the settings of the trials its fronts and closest trials show."""
     shown = {
-        t for frame in (analysis.front, analysis.feasible_front, analysis.closest) for t in frame[TRIAL_KEY]
+        t
+        for frame in (analysis.front, analysis.feasible_front, analysis.closest)
+        for t in frame[TRIAL_KEY]
+        if not str(t).startswith(BASELINE_PREFIX)  # a lookup has no settings
     }
     found = store.trials(columns=settings, trial_ids=shown) if shown else pd.DataFrame(columns=[TRIAL_KEY])
     found = found.set_index(TRIAL_KEY)[[c for c in settings if c in found.columns]]
@@ -499,6 +572,30 @@ def _with_settings(analysis: Analysis, store: Store, settings: Sequence[str]) ->
         feasible_front=joined(analysis.feasible_front),
         closest=joined(analysis.closest),
     )
+
+
+def verdict(analysis: Analysis) -> str | None:
+    """The study's first sentence when its search found nothing to pick over the baselines: every
+    feasible trial dominated by a baseline, or no feasible trial at all; None otherwise."""
+    candidates = analysis.candidates
+    if not len(candidates):
+        return None
+    meeting = candidates[candidates[FEASIBLE]]
+    if len(meeting) and (meeting[DOMINATED_BY] == "").any():
+        return None
+    objectives = ", ".join(str(o) for o in analysis.objectives)
+    if len(meeting):
+        beaters = sorted({name for listed in meeting[DOMINATED_BY] for name in listed.split(",") if name})
+        every = "the" if len(meeting) == 1 else f"every one of the {len(meeting)}"
+        return (
+            f"No trial beats the baselines: {every} feasible trial{'s' if len(meeting) > 1 else ''} is "
+            f"dominated by {', '.join(beaters)} on {objectives}."
+        )
+    named = [{n for n in listed.split(",") if n} for listed in candidates[DOMINATED_BY]]
+    beaters = sorted(set.intersection(*named))
+    beaten = f", and {', '.join(beaters)} dominates every one on {objectives}" if beaters else ""
+    usable = len(candidates)
+    return f"No trial meets the constraints: none of the {usable} usable trials is a model to pick{beaten}."
 
 
 QUALIFIED = "feasible, not degenerate and no worse than the best lookup on any objective"

@@ -8,8 +8,10 @@ and one column per metric. From it:
 - `paired_difference`: the difference of two source trials on one metric, paired on the
   (seed, fold) both have, with the t interval of its mean: common seeds cancel the noise the
   two runs share, so the paired interval is the one to judge a difference by;
-- `robust_front`: the non-dominated source trials on their means, each with the trials it is
-  not distinguishable from: those whose paired interval includes 0 on every objective.
+- `robust_table` / `robust_front`: every source on its means with the constraints applied and
+  the baselines (lookups, DKT) beside the trials; the front is the feasible sources no baseline
+  dominates and no other feasible source dominates, each trial with the trials it is not
+  distinguishable from: those whose paired interval includes 0 on every objective.
 
 With a single run there is no interval (NaN bounds); NaN runs are left out of a metric.
 """
@@ -17,15 +19,25 @@ With a single run there is no interval (NaN bounds); NaN runs are left out of a 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from gainakt.guarantees import guarantees
 from search.analysis import pareto
-from search.schema import TrialStatus, split_column
-from search.spec import Objective
+from search.schema import (
+    BASELINE_PREFIX,
+    DKT_SOURCE,
+    DOMINATED_BY,
+    FEASIBLE,
+    GUARANTEED,
+    TRIAL_KEY,
+    TrialStatus,
+    split_column,
+)
+from search.spec import Constraint, Objective
 
 CONFIDENCE = 0.95
 SOURCE, SEED, FOLD = "source", "seed", "fold"
@@ -84,9 +96,28 @@ def confirmed_split(table: pd.DataFrame) -> str:
 
 
 def confirmed_runs(table: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
-    """The completed rows of a confirm table (`search/run/confirm.py`), `split.METRIC` renamed `METRIC`."""
-    done = table[table["status"] == TrialStatus.COMPLETED.value]
-    return done.rename(columns={split_column(split, m): m for m in metrics})
+    """The completed rows of a confirm table (`search/run/confirm.py`), `split.METRIC` renamed `METRIC`;
+    a lookup's `mastery_lift` is its mastery_corr minus the best lookup's on the same fold (0 for
+    the best), as the sweep measures a trial's."""
+    done = table[table["status"] == TrialStatus.COMPLETED.value].rename(
+        columns={split_column(split, m): m for m in metrics}
+    )
+    if "mastery_lift" in metrics and "mastery_corr" in done.columns:
+        lookup = done[SOURCE].astype(str).str.startswith(BASELINE_PREFIX)
+        corr = pd.to_numeric(done["mastery_corr"], errors="coerce")
+        best = corr.where(lookup).groupby(done[FOLD]).transform("max")
+        lift = pd.to_numeric(done.get("mastery_lift", pd.Series(np.nan, index=done.index)), errors="coerce")
+        done = done.assign(mastery_lift=lift.where(~lookup, corr - best))
+    return done
+
+
+def lookup_means(runs: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Each lookup's metrics in `runs` (`confirmed_runs`), averaged over its folds: what a
+    `best_lookup` threshold is resolved against on the confirmed split."""
+    lookups = runs[runs[SOURCE].astype(str).str.startswith(BASELINE_PREFIX)]
+    numbers = lookups.drop(columns=[SOURCE]).apply(pd.to_numeric, errors="coerce")
+    means = numbers.groupby(lookups[SOURCE]).mean()
+    return {str(name).removeprefix(BASELINE_PREFIX): row.to_dict() for name, row in means.iterrows()}
 
 
 def summarize(runs: pd.DataFrame, metrics: Sequence[str], confidence: float = CONFIDENCE) -> pd.DataFrame:
@@ -95,7 +126,8 @@ def summarize(runs: pd.DataFrame, metrics: Sequence[str], confidence: float = CO
     for source, group in runs.groupby(SOURCE, sort=True):
         row: dict[str, object] = {SOURCE: source, "runs": len(group)}
         for metric in metrics:
-            estimate = Estimate.of(pd.to_numeric(group[metric], errors="coerce"), confidence)
+            values = group[metric] if metric in group.columns else pd.Series(np.nan, index=group.index)
+            estimate = Estimate.of(pd.to_numeric(values, errors="coerce"), confidence)
             row.update(
                 {f"{metric}.{part}": getattr(estimate, part) for part in ("mean", "std", "low", "high")}
             )
@@ -124,24 +156,76 @@ def distinguishable(
     return any(not paired_difference(runs, a, b, o.metric, confidence).includes(0.0) for o in objectives)
 
 
-def robust_front(
-    runs: pd.DataFrame, objectives: Sequence[Objective], confidence: float = CONFIDENCE
+def is_baseline_source(sources: pd.Series) -> pd.Series:
+    """Which sources are a baseline (a lookup, baseline:NAME, or DKT) rather than a sweep trial."""
+    text = sources.astype(str)
+    return text.str.startswith(BASELINE_PREFIX) | (text == DKT_SOURCE)
+
+
+def source_fixed(trials: pd.DataFrame) -> dict[str, str]:
+    """Per confirmed source, the metrics its model fixes by construction (a `guaranteed` cell): each
+    sweep trial's from the trial table, DKT's and the lookups' (their prediction is their mastery)."""
+    fixed = {DKT_SOURCE: ",".join(g.metric for g in guarantees("", "", kind="dkt"))}
+    if GUARANTEED in trials.columns:
+        listed = trials[GUARANTEED].fillna("").astype(str)
+        fixed.update(zip(trials[TRIAL_KEY].astype(str), listed, strict=True))
+    return fixed
+
+
+def robust_table(
+    runs: pd.DataFrame,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint] = (),
+    fixed: Mapping[str, str] | None = None,
+    confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:
-    """The source trials non-dominated on their means (`summarize` columns), best first, each with
-    the other source trials it cannot be told apart from (`indistinguishable_from`, a list)."""
-    summary = summarize(runs, [o.metric for o in objectives], confidence)
-    means = summary.rename(columns={f"{o.metric}.mean": o.metric for o in objectives})
+    """One row per source on its means (`summarize` columns renamed to the metric): `feasible` (the
+    constraints on the means; `fixed` names what each source's model fixes, a lookup's by its
+    prefix), `dominated_by` (the baselines, lookups and DKT, at least as good on every objective and
+    better on one) and `front`: the feasible sources with every objective defined that no baseline
+    dominates and no other such source dominates on the means."""
+    metrics = list(dict.fromkeys([*(o.metric for o in objectives), *(c.metric for c in constraints)]))
+    summary = summarize(runs, metrics, confidence)
+    means = summary.rename(columns={f"{m}.mean": m for m in metrics})
+    lookups = means[SOURCE].astype(str).str.startswith(BASELINE_PREFIX)
+    means[GUARANTEED] = [
+        pareto.LOOKUP_FIXED if lookup else (fixed or {}).get(str(source), "")
+        for source, lookup in zip(means[SOURCE], lookups, strict=True)
+    ]
+    means[TRIAL_KEY] = means[SOURCE]  # the row id pareto's functions read
     values = pareto.objective_values(means, objectives)
-    keep = np.isfinite(values).all(axis=1)
-    candidates = means[keep]
-    if not len(candidates):
-        return candidates.assign(**{INDISTINGUISHABLE: []})
-    front = candidates[pareto.nondominated(values[keep], objectives)].copy()
-    sources = list(summary[SOURCE])
+    usable = np.isfinite(values).all(axis=1)
+    means[FEASIBLE] = pareto.feasible(means, constraints).to_numpy() & usable
+    baselines = is_baseline_source(means[SOURCE])
+    means[DOMINATED_BY] = pareto.dominated_by(means, means[baselines & usable], objectives)
+    means.loc[baselines, DOMINATED_BY] = ""  # a baseline is shown against the trials, not flagged
+    candidates = (means[FEASIBLE] & (means[DOMINATED_BY] == "")).to_numpy()
+    on_front = np.zeros(len(means), dtype=bool)
+    if candidates.any():
+        on_front[np.flatnonzero(candidates)] = pareto.nondominated(values[candidates], objectives)
+    means["front"] = on_front
+    return means.drop(columns=[TRIAL_KEY])
+
+
+def robust_front(
+    runs: pd.DataFrame,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint] = (),
+    fixed: Mapping[str, str] | None = None,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """The sources on the front of `robust_table`, best first, each with the other sweep trials (and
+    DKT) it cannot be told apart from (`indistinguishable_from`, a list; lookups, deterministic, are
+    compared on their means alone)."""
+    table = robust_table(runs, objectives, constraints, fixed, confidence)
+    front = table[table["front"]].copy()
+    seeded = list(table.loc[~table[SOURCE].astype(str).str.startswith(BASELINE_PREFIX), SOURCE])
     front[INDISTINGUISHABLE] = [
-        [
+        []
+        if str(s).startswith(BASELINE_PREFIX)
+        else [
             other
-            for other in sources
+            for other in seeded
             if other != s and not distinguishable(runs, s, other, objectives, confidence)
         ]
         for s in front[SOURCE]
@@ -150,3 +234,15 @@ def robust_front(
     return front.sort_values(first.metric, ascending=first.direction == "min", kind="stable").reset_index(
         drop=True
     )
+
+
+def left_out(table: pd.DataFrame) -> list[str]:
+    """Why each source with every objective defined is off `robust_table`'s front while it would be
+    on it otherwise: `32966f0b (infeasible)`, `ef68b935 (dominated by dkt)`."""
+    out = []
+    for row in table[~table["front"]].to_dict("records"):
+        if row[DOMINATED_BY]:
+            out.append(f"{row[SOURCE]} (dominated by {row[DOMINATED_BY].replace(',', ', ')})")
+        elif not row[FEASIBLE] and not is_baseline_source(pd.Series([row[SOURCE]])).iloc[0]:
+            out.append(f"{row[SOURCE]} (infeasible)")
+    return out

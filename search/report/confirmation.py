@@ -10,7 +10,7 @@ split it shows.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -20,7 +20,10 @@ from search.analysis.statistics import (
     SOURCE,
     confirmed_runs,
     confirmed_split,
+    left_out,
+    lookup_means,
     robust_front,
+    robust_table,
     shown_column,
     summarize,
 )
@@ -92,11 +95,9 @@ def error_bar_figure(table: pd.DataFrame, objectives: Sequence[Objective], split
     return fig
 
 
-def confirmation_html(
-    table: pd.DataFrame,
-    spec: SweepSpec,
-) -> str:
-    """The section's HTML, its figure and tables drawn as the rest of the page's."""
+def confirmation_html(table: pd.DataFrame, spec: SweepSpec, fixed: Mapping[str, str] | None = None) -> str:
+    """The section's HTML, its figure and tables drawn as the rest of the page's; `fixed` names what
+    each source's model fixes by construction (`source_fixed`)."""
     split = confirmed_split(table)
     objectives = spec.objectives
     metrics = _metrics(table, spec, split)
@@ -113,18 +114,26 @@ def confirmation_html(
     parts = [note]
     if len(objectives) >= 2 and len(trials):
         parts.append(embed(error_bar_figure(table, objectives, split)))
-    front = robust_front(trials, objectives) if len(trials) else pd.DataFrame()
-    if len(front):
+    constraints = [c.resolve(lookup_means(runs)) for c in spec.constraints]
+    if len(trials):
+        front = robust_front(runs, objectives, constraints, fixed)
         front = front.assign(
             **{o.metric: shown_column(front, o.metric, mean=o.metric) for o in objectives},
             **{INDISTINGUISHABLE: [", ".join(v) or "-" for v in front[INDISTINGUISHABLE]]},
         )
-        parts.append("<h3>Robust front (on the means; trials no paired interval tells apart)</h3>")
+        targets = " and ".join(c.shown() for c in constraints) or "none"
+        parts.append(
+            "<h3>Robust front (on the means, the lookups and DKT beside the trials; constraints: "
+            f"{html.escape(targets)}; trials no paired interval tells apart)</h3>"
+        )
         parts.append(
             html_table(
                 front, [SOURCE, "runs", *(o.metric for o in objectives), INDISTINGUISHABLE], "robust-front"
             )
         )
+        off = left_out(robust_table(runs, objectives, constraints, fixed))
+        if off:
+            parts.append(f"<p>Left off the front: {html.escape(', '.join(off))}.</p>")
     parts.append(f"<h3>Every confirmed source on {html.escape(which)}</h3>")
     summary = summary_table(table, metrics, split)
     parts.append(html_table(summary, list(summary.columns), "confirmed"))

@@ -29,6 +29,7 @@ from search.schema import (
     BELOW_BASELINE,
     CHECKPOINT,
     DEGENERATE,
+    DOMINATED_BY,
     GUARANTEED,
     PARAM,
     TRIAL_KEY,
@@ -106,6 +107,7 @@ NOTES = "notes"
 
 
 _FLAG_WORDS = {
+    DOMINATED_BY: "dominated by",
     DEGENERATE: "degenerate",
     BELOW_BASELINE: "below the best baseline on",
     GUARANTEED: "fixed by construction",
@@ -128,7 +130,7 @@ def front_table_html(analysis: pareto.Analysis) -> str:
     frame = analysis.front
     every = front_columns(frame, analysis.objectives, analysis.constraints, detail=True)
     detail = [c for c in every if c.startswith((PARAM, VIOLATION)) or c in (CHECKPOINT, "number")]
-    flags = [c for c in (DEGENERATE, BELOW_BASELINE, GUARANTEED) if c in every]
+    flags = [c for c in (DOMINATED_BY, DEGENERATE, BELOW_BASELINE, GUARANTEED) if c in every]
     main = [c for c in every if c not in detail and c not in flags]
     if flags:  # one column of words that wraps, instead of three narrow ones
         frame = frame.assign(**{NOTES: [_notes(record, flags) for record in frame.to_dict("records")]})
@@ -136,9 +138,9 @@ def front_table_html(analysis: pareto.Analysis) -> str:
     if WANDB_RUN in frame.columns and frame[WANDB_RUN].notna().any():
         main.append(WANDB_RUN)
     note = (
-        "<p class=note>Non-dominated completed trials, best first on the first objective; "
-        "the feasible ones are marked on the left. Under each, its settings, constraint violations and "
-        "checkpoint (click to open).</p>"
+        "<p class=note>Completed trials and lookups (baseline:NAME) that none of them dominates, best "
+        "first on the first objective; the feasible ones are marked on the left. Under each trial, its "
+        "settings, constraint violations and checkpoint (click to open).</p>"
     )
     return note + html_table(frame, main, "front-table", details=detail)
 
@@ -195,7 +197,9 @@ def listed_table(frame: pd.DataFrame, columns: Sequence[str], table_id: str) -> 
 
 
 def recommendation_html(spec: SweepSpec, analysis: pareto.Analysis) -> str:
-    return "".join(f"<p>{html.escape(line)}</p>" for line in recommendation_lines(spec, analysis))
+    said = pareto.verdict(analysis)
+    lines = [f"<p><strong>{html.escape(said)}</strong></p>"] if said else []
+    return "".join(lines + [f"<p>{html.escape(line)}</p>" for line in recommendation_lines(spec, analysis)])
 
 
 def summary_html(spec: SweepSpec, analysis: pareto.Analysis) -> str:

@@ -46,6 +46,7 @@ def render_markdown(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.Da
     columns = front_columns(front, analysis.objectives, analysis.constraints)
     parts = [
         f"# Study {spec.name}: Pareto summary\n",
+        *([f"**{said}**", ""] if (said := pareto.verdict(analysis)) else []),
         *recommendation_lines(spec, analysis),
         "",
         *(f"- {line}" for line in summary_lines(spec, analysis)),

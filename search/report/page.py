@@ -28,7 +28,7 @@ from plotly.offline import get_plotlyjs
 from gainakt.errors import ConfigError
 from search.analysis import pareto
 from search.analysis.pareto import load_analysis
-from search.analysis.statistics import confirmed_split
+from search.analysis.statistics import confirmed_split, source_fixed
 from search.report.confirmation import confirmation_html
 from search.report.figures import (
     FEASIBLE_COLOUR,
@@ -104,7 +104,7 @@ def render_html(spec: SweepSpec, analysis: pareto.Analysis, confirmed: pd.DataFr
         title = (
             f"Confirmation ({'test split' if confirmed_split(confirmed) == 'test' else 'validation folds'})"
         )
-        confirmation = [(title, confirmation_html(confirmed, spec))]
+        confirmation = [(title, confirmation_html(confirmed, spec, source_fixed(analysis.trials)))]
     sections = [
         ("What to pick", recommendation_html(spec, analysis)),
         ("Summary", summary_html(spec, analysis)),

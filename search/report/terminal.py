@@ -26,6 +26,7 @@ from search.schema import (
     BELOW_BASELINE,
     CHECKPOINT,
     DEGENERATE,
+    DOMINATED_BY,
     FEASIBLE,
     GUARANTEED,
     PARAM,
@@ -115,7 +116,7 @@ def front_columns(
     columns += [CEILINGS[m] for m in metrics if m in CEILINGS]
     columns += list(CONTEXT_METRICS)
     columns += [c for c in frame.columns if c.startswith(VIOLATION)] if detail else []
-    columns += [FEASIBLE, DEGENERATE, BELOW_BASELINE, GUARANTEED, "selected_epoch"]
+    columns += [FEASIBLE, DOMINATED_BY, DEGENERATE, BELOW_BASELINE, GUARANTEED, "selected_epoch"]
     columns += [c for c in frame.columns if c.startswith(PARAM)]
     columns += [CHECKPOINT] if detail else []
     return [c for c in dict.fromkeys(columns) if c in frame.columns]
@@ -223,7 +224,8 @@ def front_lines(analysis: Analysis, width: int | None = None, wide_hint: str = "
     columns = front_columns(analysis.front, analysis.objectives, analysis.constraints)
     keep = [TRIAL_KEY, *(o.metric for o in analysis.objectives), *CONTEXT_METRICS, FEASIBLE]
     table = fitted_table(analysis.front, columns, keep, width, wide_hint)
-    return [f"non-dominated trials ({objectives}):", *table]
+    said = pareto.verdict(analysis)
+    return [*([said] if said else []), f"non-dominated trials and lookups ({objectives}):", *table]
 
 
 def pareto_notes(analysis: Analysis) -> list[str]:
@@ -361,7 +363,7 @@ def pareto_output(
     else:
         rows = analysis.feasible_front if feasible_only else analysis.front
         columns = front_columns(rows, objectives, constraints, detail=True)
-        what = "non-dominated trials"
+        what = "non-dominated trials and lookups"
     rows = rows.assign(**{FEASIBLE: pareto.feasible(rows, constraints)})
     columns = [c for c in dict.fromkeys(columns) if c in rows.columns]
     if output == "csv":
@@ -374,7 +376,8 @@ def pareto_output(
     targets = " meeting the targets" if feasible_only else ""
     keep = [TRIAL_KEY, "epoch", *(o.metric for o in objectives), *CONTEXT_METRICS, FEASIBLE]
     table = fitted_table(rows, shown, keep, width, "--wide") if len(rows) else ["none"]
-    lines = [f"{what}{targets} ({', '.join(str(o) for o in objectives)}):", *table]
+    said = None if epoch_level else pareto.verdict(analysis)
+    lines = [*([said] if said else []), f"{what}{targets} ({', '.join(str(o) for o in objectives)}):", *table]
     return "\n".join(lines + pareto_notes(analysis))
 
 
@@ -393,40 +396,56 @@ def baseline_lines(title: str, scores: Mapping[str, Mapping[str, Any]], best: st
 # ---------------------------------------------------------------------------- confirmation
 
 
-def confirmed_lines(table: pd.DataFrame, objectives: Sequence[Objective], split: str) -> list[str]:
+def confirmed_lines(
+    table: pd.DataFrame,
+    objectives: Sequence[Objective],
+    split: str,
+    constraints: Sequence[Constraint] = (),
+    fixed: Mapping[str, str] | None = None,
+) -> list[str]:
     """The robust front of a study's confirmation runs on `split` (means and 95% t intervals over
-    seeds x folds, and which trials no paired interval tells apart), then the baselines there."""
+    seeds x folds, and which trials no paired interval tells apart) with the lookups and DKT on it
+    and the constraints applied (a `best_lookup` threshold against the lookups on that split), the
+    sources left off it and why, then the lookups there."""
     from search.analysis.statistics import (
         INDISTINGUISHABLE,
         SOURCE,
         confirmed_runs,
+        left_out,
+        lookup_means,
         robust_front,
+        robust_table,
         shown_column,
     )
 
-    done = confirmed_runs(table, [o.metric for o in objectives], split)
-    runs = done[~done[SOURCE].str.startswith(BASELINE_PREFIX)]
+    metrics = list(dict.fromkeys([*(o.metric for o in objectives), *(c.metric for c in constraints)]))
+    done = confirmed_runs(table, metrics, split)
     lookups = done[done[SOURCE].str.startswith(BASELINE_PREFIX)]
     which = "test split" if split == "test" else "validation fold(s)"
-    if not len(runs):
+    if len(lookups) == len(done):
         return [f"no completed confirmation run yet ({len(table)} rows)"]
-    front = robust_front(runs, objectives)
+    resolved = [c.resolve(lookup_means(done)) for c in constraints]
+    front = robust_front(done, objectives, resolved, fixed)
     rows = pd.DataFrame(
         {
-            "trial": front[SOURCE],
+            "source": front[SOURCE],
             "runs": front["runs"],
             **{o.metric: shown_column(front, o.metric, mean=o.metric) for o in objectives},
             "not distinguishable from": [", ".join(v) or "-" for v in front[INDISTINGUISHABLE]],
         }
     )
+    targets = " and ".join(c.shown() for c in resolved) or "none"
     lines = [
-        f"robust front on the {which} ({', '.join(str(o) for o in objectives)}): mean [95% t interval] "
-        "over seeds x folds",
-        text_table(rows, list(rows.columns)),
+        f"robust front on the {which} ({', '.join(str(o) for o in objectives)}; constraints on the means: "
+        f"{targets}): mean [95% t interval] over seeds x folds",
+        text_table(rows, list(rows.columns)) if len(rows) else "none",
     ]
+    off = left_out(robust_table(done, objectives, resolved, fixed))
+    if off:
+        lines.append("left off the front: " + ", ".join(off))
     if len(lookups):
         means = lookups.groupby(SOURCE)[[o.metric for o in objectives]].mean()
-        lines.append(f"baselines on the same {which} (mean over folds):")
+        lines.append(f"lookups on the same {which} (mean over folds):")
         for name, row in means.iterrows():
             values = ", ".join(f"{o.metric} {row[o.metric]:.4f}" for o in objectives)
             lines.append(f"  {str(name).removeprefix(BASELINE_PREFIX)}: {values}")

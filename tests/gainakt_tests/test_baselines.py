@@ -310,7 +310,24 @@ def test_cli_prints_every_baseline_as_json(capsys: pytest.CaptureFixture[str]) -
     printed = strict_json.loads(capsys.readouterr().out)  # no bare NaN: strict JSON
     assert list(printed) == list(BASELINES)
     assert all(math.isfinite(printed[name]["mastery_corr"]) for name in BASELINES)
-    assert all(printed[name]["neg_gain_rate"] is None for name in BASELINES)  # a lookup has no gains: NaN
+    assert all(0 <= printed[name]["neg_gain_rate"] < 1 for name in BASELINES)
+
+
+def test_a_lookups_neg_gain_rate_counts_its_downward_updates_over_every_concept() -> None:
+    data = load_dataset(SOURCE)
+    train, valid = data.split(0)
+    fitted = fit_baselines(train, data.num_concepts)
+    scores = baseline_metrics(train, valid, data.num_concepts, fitted)
+    before, after = estimates(fitted["running_accuracy"], valid)
+    down = positions = 0
+    for start, length in zip(valid.starts, valid.lengths, strict=True):  # by hand, window by window
+        steps = slice(start, start + length - 1)  # every interaction followed by one to predict
+        down += int((after[steps] - before[steps] < -metrics.NEG_GAIN_TOLERANCE).sum())
+        positions += length - 1
+    expected = down / (positions * data.num_concepts)
+    assert expected > 0  # running accuracy falls after a wrong answer
+    assert scores["running_accuracy"].neg_gain_rate == pytest.approx(expected)
+    assert scores["base_rate"].neg_gain_rate == 0.0  # a base rate never moves
 
 
 def test_cli_table_names_the_best_baseline(capsys: pytest.CaptureFixture[str]) -> None:

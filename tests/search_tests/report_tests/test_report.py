@@ -24,7 +24,7 @@ from search.cli import main
 from search.report import figures as drawn
 from search.report.page import render_html, write_report
 from search.report.sections import MAX_LISTED, recommendation_lines
-from search.schema import TrialStatus, param_column
+from search.schema import BASELINE_PREFIX, TrialStatus, param_column
 from search.spec import SweepSpec
 from search.store.study import Study
 
@@ -66,7 +66,8 @@ def terminal_ids(output: str, header: str) -> list[str]:
     ids = []
     for line in lines[1:]:
         first = line.split(" ", 1)[0]
-        if not re.fullmatch(r"[0-9a-z_]+", first) or ":" in line.split("  ", 1)[0]:
+        lookup = first.startswith(BASELINE_PREFIX)  # a lookup on the front: baseline:pfa
+        if not re.fullmatch(r"[0-9a-z_:]+", first) or (":" in line.split("  ", 1)[0] and not lookup):
             break
         ids.append(first)
     return ids
@@ -224,14 +225,22 @@ def test_a_real_sweep_ends_with_a_report_that_agrees_with_the_terminal(tmp_path,
 # ---------------------------------------------------------------------------- confirmation
 
 
-def put_confirmation(study: Study, sources: dict[str, float], seeds: int = 3) -> None:
-    """Confirm rows as `confirm` writes them: per source a test AUC around `sources[source]`, and a
-    baseline; the other objectives fixed by the source so that the front is known."""
+PFA_TEST = {"auc": 0.70, "mastery_corr": 0.31, "neg_gain_rate": 0.0, "faithfulness": 0.1, "copy_corr": 0.6}
+
+
+def put_confirmation(study: Study, sources: dict[str, tuple[float, float]], seeds: int = 3) -> None:
+    """Confirm rows as `confirm` writes them: per source a test AUC and mastery_corr around the pair
+    given (its mastery_lift against PFA's), the other figures of the default constraints met; and
+    PFA, whose validation figures are a little lower than its test ones."""
     from search.store.segments import Store
 
     store, rng = Store(study), np.random.default_rng(0)
-    for k, (source, auc) in enumerate(sources.items()):
+    for source, (auc, corr) in sources.items():
         for seed in range(1000, 1000 + seeds):
+            figures = {"auc": auc + rng.normal(0, 0.002), "mastery_corr": corr + rng.normal(0, 0.002)}
+            figures["mastery_lift"] = figures["mastery_corr"] - PFA_TEST["mastery_corr"]
+            figures |= {"neg_gain_rate": 0.0, "faithfulness": 0.08, "residual_share": 0.1}
+            figures |= {"copy_corr": 0.5, "mastery_saturation": 0.1}
             store.put_confirm(
                 {
                     "key": f"{source}-seed{seed}-fold0",
@@ -240,11 +249,7 @@ def put_confirmation(study: Study, sources: dict[str, float], seeds: int = 3) ->
                     "fold": 0,
                     "kind": "trial",
                     "status": "COMPLETED",
-                    **{f"{split}.auc": auc + rng.normal(0, 0.002) for split in ("valid", "test")},
-                    **{
-                        f"{split}.mastery_corr": 0.1 * k + rng.normal(0, 0.002) for split in ("valid", "test")
-                    },
-                    **{f"{split}.neg_gain_rate": 0.0 for split in ("valid", "test")},
+                    **{f"{split}.{m}": v for split in ("valid", "test") for m, v in figures.items()},
                 }
             )
     store.put_confirm(
@@ -255,19 +260,16 @@ def put_confirmation(study: Study, sources: dict[str, float], seeds: int = 3) ->
             "fold": 0,
             "kind": "baseline",
             "status": "COMPLETED",
-            "valid.auc": 0.69,
-            "test.auc": 0.70,
-            "valid.mastery_corr": 0.3,
-            "test.mastery_corr": 0.31,
-            "valid.neg_gain_rate": float("nan"),
-            "test.neg_gain_rate": float("nan"),
+            **{f"valid.{m}": v - 0.01 if m in ("auc", "mastery_corr") else v for m, v in PFA_TEST.items()},
+            **{f"test.{m}": v for m, v in PFA_TEST.items()},
         }
     )
 
 
 def test_a_confirmed_study_reports_its_test_figures_with_intervals_and_the_robust_front(tmp_path):
     study = fake_study(tmp_path, "confirmed", 12)
-    put_confirmation(study, {"t00001": 0.72, "t00002": 0.70, "dkt": 0.71})
+    # t00001 beats PFA on every objective, PFA dominates t00002, DKT trades AUC for mastery_corr
+    put_confirmation(study, {"t00001": (0.72, 0.35), "t00002": (0.69, 0.2), "dkt": (0.71, 0.2)})
     written = write_report(study)
     page, summary = Path(written.html).read_text(), Path(written.markdown).read_text()
     assert "Confirmation (test split)" in page and 'id="robust-front"' in page and 'id="confirmed"' in page
@@ -277,6 +279,11 @@ def test_a_confirmed_study_reports_its_test_figures_with_intervals_and_the_robus
     # every source with its runs and its interval; the baseline, deterministic, without one
     assert re.search(r"\| t00001 \| 3 \| 0\.7\d{3} \[0\.7\d{3}, 0\.7\d{3}\] \|", summary)
     assert "| baseline:pfa | 1 | 0.7000 | 0.3100 |" in summary
+    # the robust front: constraints applied (auc >= PFA's test AUC), PFA and DKT beside the trials
+    robust = page[page.index('id="robust-front"') : page.index('id="confirmed"')]
+    assert "auc &gt;= best_lookup (0.7000)" in page
+    assert ">t00001<" in robust and ">t00002<" not in robust  # a cell of the front table
+    assert "t00002 (dominated by pfa)" in robust
     assert "Confirmation" not in Path(write_report(fake_study(tmp_path, "plain", 12)).html).read_text()
 
 
@@ -308,7 +315,7 @@ LAYOUT = """(() => {
 @pytest.mark.parametrize("width", [1000, 1400])
 def test_a_confirmed_report_opens_cleanly_its_labels_never_overlap_and_its_front_table_fits(tmp_path, width):
     study = fake_study(tmp_path, "layout", 40)  # 10 parameters and 3 objectives: 13 axes
-    put_confirmation(study, {"t00001": 0.72, "t00002": 0.70})  # with its confirmation section
+    put_confirmation(study, {"t00001": (0.72, 0.35), "t00002": (0.69, 0.2)})  # with its confirmation section
     written = Path(write_report(study).html)
     ids = table_ids(written.read_text()) + ["t00001", "t00002"]
     assert ids and "<script src=" not in written.read_text()  # plotly.js is inside the file

@@ -43,7 +43,8 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
     trial = str(store.trials()["trial_id"].iloc[0])
     assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "2", "--folds", "0,1")) == 0
     out = capsys.readouterr().out
-    assert "robust front on the test split" in out and "baselines on the same test split" in out
+    assert "robust front on the test split" in out and "lookups on the same test split" in out
+    assert "constraints on the means: auc >= best_lookup (0." in out  # the lookups of the test split
     table = store.confirm()
     every = table[table["kind"] == "trial"]
     runs = every[every["source"] == trial]
