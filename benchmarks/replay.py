@@ -210,7 +210,7 @@ class Sampled:
     def __post_init__(self) -> None:
         spec = replace(self.curves.spec, seed=self.seed, trials=self.budget)
         self.searcher = StudySearcher(
-            space=TrialSpace(spec.space, spec.seed, spec.seed_mode),
+            space=TrialSpace(spec.space, spec.seed, spec.seed_mode, spec.gains_judged),
             metric=spec.metric_names,
             mode=spec.modes,
             sampler=make_sampler(spec),

@@ -8,6 +8,7 @@ space and the sweep's checks use it before anything trains.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +29,9 @@ class ModelModes(Protocol):
 
     @property
     def kind(self) -> str: ...
+
+    @property
+    def attention(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,59 @@ def guaranteed_metrics(options: ModelModes) -> list[str]:
 def zero_losses(gains: str, mastery: str, head: str = "free") -> set[str]:
     """The auxiliary losses identically zero for this gain activation, mastery mode and head."""
     return {g.loss for g in guarantees(gains, mastery, head) if g.loss is not None}
+
+
+# The auxiliary losses that read the gains, and those that read the mastery (gainakt/losses.py).
+GAIN_LOSSES = ("non_negative", "gain_performance", "sparsity", "consistency")
+GAIN_LOSS = "gain_performance"  # the one a space turns on where nothing else would train the gains
+MASTERY_LOSSES = ("monotonicity", "mastery_performance", "mastery_performance_current", "consistency")
+# The figures that describe the gains: an untrained gain head makes them describe nothing.
+GAIN_METRICS = ("gain_corr", "neg_gain_rate", "gain_recovery")
+
+
+def inert_gains(
+    attention: str, mastery: str, head: str, gains: str, losses: Collection[str], kind: str = "gainakt2exp"
+) -> str | None:
+    """Why the gain head of this setting gets no gradient from any of its losses (the prediction's
+    and the auxiliary `losses` with a weight above 0), or None when it gets one.
+
+    With intrinsic attention the gains are the value stream the prediction reads. With legacy
+    attention they are a head beside it, read only by cumulative mastery (which a mastery or mixed
+    head, or a mastery loss, trains) and by the gain losses; a loss identically zero for the setting
+    (`zero_losses`) trains nothing.
+    """
+    if kind == "dkt" or attention == "intrinsic":
+        return None
+    active = set(losses) - zero_losses(gains, mastery, head)
+    if active & set(GAIN_LOSSES):
+        return None
+    if mastery == "cumulative" and (head != "free" or active & set(MASTERY_LOSSES)):
+        return None
+    read = (
+        "the free head does not read the mastery"
+        if mastery == "cumulative"
+        else f"{mastery} mastery does not read them"
+    )
+    return (
+        f"legacy attention's gains reach the prediction only through the mastery, {read}, and no loss "
+        "of the setting acts on them"
+    )
+
+
+def untrained_metrics(
+    attention: str, mastery: str, head: str, gains: str, losses: Collection[str], kind: str = "gainakt2exp"
+) -> tuple[str, ...]:
+    """The gain figures of a setting whose gain head no loss trains (`inert_gains`), less those its
+    model fixes by construction: the trial table's `untrained` column."""
+    if inert_gains(attention, mastery, head, gains, losses, kind) is None:
+        return ()
+    fixed = {g.metric for g in guarantees(gains, mastery, head, kind)}
+    return tuple(m for m in GAIN_METRICS if m not in fixed)
+
+
+def untrained_of(options: ModelModes, weights: Mapping[str, float]) -> tuple[str, ...]:
+    """`untrained_metrics` of a model with these auxiliary loss weights (a loss counts where > 0)."""
+    active = [name for name, weight in weights.items() if weight > 0]
+    return untrained_metrics(
+        options.attention, options.mastery, options.head, options.gains, active, options.kind
+    )

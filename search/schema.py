@@ -86,6 +86,9 @@ FEASIBLE = "feasible"  # meets every constraint
 GUARANTEED = "guaranteed"  # the metrics the trial's model fixes by construction, comma-separated
 DEGENERATE = "degenerate"  # the degeneracy guards the trial fails, comma-separated
 BELOW_BASELINE = "below_baseline"  # the metrics on which the trial does worse than the best baseline
+UNTRAINED = (
+    "untrained"  # the metrics describing a part no loss of the trial's setting trains, comma-separated
+)
 DOMINATED_BY = "dominated_by"  # the baselines that beat the trial on every objective, comma-separated
 _SECTIONS = ("weights.", "model.")  # sections of the training settings a short label drops
 

@@ -44,6 +44,7 @@ from typing import Any, Literal
 from gainakt import schema
 from gainakt.config import MAX_SEED, build, merge, read_toml, with_assignments
 from gainakt.errors import ConfigError
+from gainakt.guarantees import GAIN_METRICS
 from gainakt.presets import DEFAULT_PRESET
 from gainakt.schema import Direction
 from search.schema import exact_number
@@ -336,6 +337,12 @@ class SweepSpec:
     def train_settings(self) -> dict[str, Any]:
         """The fixed training settings on top of the preset."""
         return {k: v for k, v in self.train.items() if k != "preset"}
+
+    @property
+    def gains_judged(self) -> bool:
+        """Whether an objective or a constraint reads the gains (`gainakt.guarantees.GAIN_METRICS`)."""
+        metrics = {o.metric for o in self.objectives} | {c.metric for c in self.constraints}
+        return bool(metrics & set(GAIN_METRICS))
 
     @property
     def metric_names(self) -> list[str]:

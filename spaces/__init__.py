@@ -8,6 +8,6 @@ Optuna parameters only. A space can also be named `package.module:function`.
 """
 
 from spaces import aux_weights  # noqa: F401  (imported for its side effect: the built-in spaces register)
-from spaces.registry import Space, SpaceError, get_space, names, register, sample_once
+from spaces.registry import GAINS_JUDGED, Space, SpaceError, get_space, names, register, sample_once
 
-__all__ = ["Space", "SpaceError", "get_space", "names", "register", "sample_once"]
+__all__ = ["GAINS_JUDGED", "Space", "SpaceError", "get_space", "names", "register", "sample_once"]

@@ -6,25 +6,29 @@ from typing import Any
 
 import optuna
 
-from gainakt.guarantees import zero_losses
+from gainakt.guarantees import GAIN_LOSS, inert_gains, zero_losses
 from gainakt.schema import SEARCHED_LOSSES
-from spaces.registry import register
+from spaces.registry import GAINS_JUDGED, register
 
 WEIGHT_RANGE = (1e-3, 1.0)  # log-uniform; below 1e-3 a loss hardly moves the total, above 1 it drowns the BCE
 
 
 def sample_weights(
-    trial: optuna.Trial, switchable: bool = True, idle: frozenset[str] = frozenset()
+    trial: optuna.Trial,
+    switchable: bool = True,
+    idle: frozenset[str] = frozenset(),
+    required: frozenset[str] = frozenset(),
 ) -> dict[str, float]:
     """A weight per auxiliary loss; with `switchable`, each loss may also be switched off (weight 0).
 
     The losses in `idle` are identically zero for the trial's model (`gainakt.guarantees`): their
-    weight would do nothing, so it is not sampled and stays 0.
+    weight would do nothing, so it is not sampled and stays 0. Those in `required` are always on.
     """
     weights = {}
     for name in SEARCHED_LOSSES:
         on = name not in idle and (
-            trial.suggest_categorical(f"use_{name}", [True, False]) if switchable else True
+            name in required
+            or (trial.suggest_categorical(f"use_{name}", [True, False]) if switchable else True)
         )
         weights[f"weights.{name}"] = (
             trial.suggest_float(f"weights.{name}", *WEIGHT_RANGE, log=True) if on else 0.0
@@ -36,7 +40,8 @@ def sample_weights(
 def aux_weights(trial: optuna.Trial) -> dict[str, Any]:
     """The gain, mastery (cumulative or direct) and attention modes and the prediction head, then the
     auxiliary weights that can act on that model (a loss the modes make identically zero gets no
-    weight: the residual's only with a mixed head), and their warm-up."""
+    weight: the residual's only with a mixed head; where the study judges the gains, a setting whose
+    gains only a gain loss can train always has `gain_performance`), and their warm-up."""
     return modes_and_weights(trial, ("cumulative", "direct"))
 
 
@@ -53,8 +58,16 @@ def modes_and_weights(trial: optuna.Trial, masteries: tuple[str, ...]) -> dict[s
     mastery = trial.suggest_categorical("model.mastery", list(masteries))
     attention = trial.suggest_categorical("model.attention", ["legacy", "intrinsic"])
     head = trial.suggest_categorical("model.head", ["free", "mastery", "mixed"])
+    # Where the study judges the gains and nothing but a gain loss would train them, one is always
+    # on: every gain figure of such a trial describes a trained layer (`gainakt.guarantees.inert_gains`).
+    judged = bool(trial.user_attrs.get(GAINS_JUDGED, False))
+    needs_gain_loss = judged and inert_gains(attention, mastery, head, gains, ()) is not None
     return {
-        **sample_weights(trial, idle=frozenset(zero_losses(gains, mastery, head))),
+        **sample_weights(
+            trial,
+            idle=frozenset(zero_losses(gains, mastery, head)),
+            required=frozenset({GAIN_LOSS} if needs_gain_loss else ()),
+        ),
         "warmup_epochs": trial.suggest_int("warmup_epochs", 0, 3),
         "model.gains": gains,
         "model.mastery": mastery,

@@ -12,6 +12,9 @@ import optuna
 Space = Callable[[optuna.Trial], dict[str, Any]]
 
 _REGISTRY: dict[str, Space] = {}
+# A trial's user attribute the sweep sets before its space runs: whether the study's objectives or
+# constraints judge the gains (a space may then avoid settings whose gains no loss trains).
+GAINS_JUDGED = "gains_judged"
 
 
 class SpaceError(ValueError):
@@ -48,7 +51,9 @@ def get_space(name: str) -> Space:
     return space
 
 
-def sample_once(space: Space, seed: int = 0, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+def sample_once(
+    space: Space, seed: int = 0, fixed: dict[str, Any] | None = None, gains_judged: bool = False
+) -> dict[str, Any]:
     """Sample `space` on a throw-away in-memory study: a broken space fails here, not inside a trial.
 
     With `fixed`, those Optuna parameters take the values given (as a start point would); a name
@@ -60,6 +65,7 @@ def sample_once(space: Space, seed: int = 0, fixed: dict[str, Any] | None = None
     if fixed:
         study.enqueue_trial(fixed, skip_if_exists=False)
     trial = study.ask()
+    trial.set_user_attr(GAINS_JUDGED, gains_judged)  # as the sweep's trials have it
     try:
         with (
             warnings.catch_warnings()

@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 import pyarrow.fs as pafs
 from optuna.trial import TrialState
 
-from gainakt.guarantees import guaranteed_metrics
+from gainakt.guarantees import guaranteed_metrics, untrained_of
 from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import select_epoch
 from search.run.recorder import apply_result, new_trial_row
@@ -36,6 +36,7 @@ from search.schema import (
     STATUS_ATTR,
     TRIAL_KEY,
     TUNE_TRIAL_ATTR,
+    UNTRAINED,
     TrialStatus,
 )
 from search.spec import SweepSpec
@@ -138,11 +139,12 @@ def _trial_row(
         spec, constants, row_id, config, latest.path.rsplit("/", 1)[0], checkpoints[0].written_at
     )
     best = select_epoch(latest.rows)
-    model = trial_config(setup, config["settings"], seed=int(config["seed"])).model
+    train = trial_config(setup, config["settings"], seed=int(config["seed"]))
     result = {
         **{name: value for name, value in best.items() if name != "epoch"},
         "selected_epoch": int(best["epoch"]),
-        GUARANTEED: ",".join(guaranteed_metrics(model)),
+        GUARANTEED: ",".join(guaranteed_metrics(train.model)),
+        UNTRAINED: ",".join(untrained_of(train.model, asdict(train.weights))),
     }
     apply_result(row, spec, result, epochs)
     row["train_seconds"] = math.nan

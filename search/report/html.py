@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from search.schema import (
     GUARANTEED,
     PARAM,
     TRIAL_KEY,
+    UNTRAINED,
     VIOLATION,
     WANDB_RUN,
     TrialStatus,
@@ -54,7 +55,7 @@ def _link(where: object) -> str:
     return f'<a href="{html.escape(href)}">run</a>'
 
 
-def _td(record: dict, column: str, fixed: set[str]) -> str:
+def _td(record: dict, column: str, fixed: set[str], untrained: Collection[str] = ()) -> str:
     value = record[column]
     text = isinstance(value, str) or not isinstance(value, (int, float, np.number))
     if column == WANDB_RUN:
@@ -64,6 +65,8 @@ def _td(record: dict, column: str, fixed: set[str]) -> str:
     shown = html.escape(cell(value).replace(",", ", "))  # lists of names wrap after their commas
     # On a line of its own, so that a column of numbers stays narrow.
     fixed_note = "<br><span class=note>(by construction)</span>" if column in fixed else ""
+    if column in untrained:
+        fixed_note = "<br><span class=note>(untrained)</span>"
     return f"<td{' class=text' if text else ''}>{shown}{fixed_note}</td>"
 
 
@@ -87,7 +90,8 @@ def html_table(
     rows = []
     for record in frame.to_dict("records"):
         fixed = set(str(record.get(GUARANTEED) or "").split(","))
-        cells = "".join(_td(record, c, fixed) for c in columns)
+        untrained = set(str(record.get(UNTRAINED) or "").split(","))
+        cells = "".join(_td(record, c, fixed, untrained) for c in columns)
         feasible = (
             " class=feasible" if record.get("feasible") is True or record.get("feasible") is np.True_ else ""
         )
@@ -111,6 +115,7 @@ _FLAG_WORDS = {
     DEGENERATE: "degenerate",
     BELOW_BASELINE: "below the best baseline on",
     GUARANTEED: "fixed by construction",
+    UNTRAINED: "untrained (no loss of its setting trains its gain head)",
 }
 
 
@@ -130,7 +135,7 @@ def front_table_html(analysis: pareto.Analysis) -> str:
     frame = analysis.front
     every = front_columns(frame, analysis.objectives, analysis.constraints, detail=True)
     detail = [c for c in every if c.startswith((PARAM, VIOLATION)) or c in (CHECKPOINT, "number")]
-    flags = [c for c in (DOMINATED_BY, DEGENERATE, BELOW_BASELINE, GUARANTEED) if c in every]
+    flags = [c for c in (DOMINATED_BY, DEGENERATE, BELOW_BASELINE, GUARANTEED, UNTRAINED) if c in every]
     main = [c for c in every if c not in detail and c not in flags]
     if flags:  # one column of words that wraps, instead of three narrow ones
         frame = frame.assign(**{NOTES: [_notes(record, flags) for record in frame.to_dict("records")]})

@@ -18,14 +18,16 @@ from search.report.sections import (
     targets,
 )
 from search.report.terminal import front_columns
-from search.schema import GUARANTEED, short_label
+from search.schema import GUARANTEED, UNTRAINED, short_label
 from search.spec import SweepSpec
 
 
 def _marked(record: dict, column: str) -> str:
-    """A cell as text, marked when the trial's model fixes that metric by construction."""
+    """A cell as text, marked when the trial's model fixes that metric by construction, or when it
+    describes a part no loss of the trial's setting trains."""
     fixed = column in str(record.get(GUARANTEED) or "").split(",")
-    return cell(record[column]) + (" (by construction)" if fixed else "")
+    untrained = column in str(record.get(UNTRAINED) or "").split(",")
+    return cell(record[column]) + (" (untrained)" if untrained else " (by construction)" if fixed else "")
 
 
 def markdown_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:

@@ -31,6 +31,7 @@ from search.schema import (
     GUARANTEED,
     PARAM,
     TRIAL_KEY,
+    UNTRAINED,
     VIOLATION,
     TrialStatus,
     short_label,
@@ -116,7 +117,7 @@ def front_columns(
     columns += [CEILINGS[m] for m in metrics if m in CEILINGS]
     columns += list(CONTEXT_METRICS)
     columns += [c for c in frame.columns if c.startswith(VIOLATION)] if detail else []
-    columns += [FEASIBLE, DOMINATED_BY, DEGENERATE, BELOW_BASELINE, GUARANTEED, "selected_epoch"]
+    columns += [FEASIBLE, DOMINATED_BY, DEGENERATE, BELOW_BASELINE, GUARANTEED, UNTRAINED, "selected_epoch"]
     columns += [c for c in frame.columns if c.startswith(PARAM)]
     columns += [CHECKPOINT] if detail else []
     return [c for c in dict.fromkeys(columns) if c in frame.columns]
@@ -216,14 +217,27 @@ def check_lines(results: Sequence[Any]) -> list[str]:
 # ---------------------------------------------------------------------------- a study
 
 
+def _briefly_dominated(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its `dominated_by` lists cut to the first name and how many more (`pfa +1`), so
+    that the column fits a terminal beside the objectives."""
+    if DOMINATED_BY not in frame.columns:
+        return frame
+
+    def brief(listed: object) -> object:
+        names = [n for n in str(listed).split(",") if n] if isinstance(listed, str) else []
+        return f"{names[0]} +{len(names) - 1}" if len(names) > 1 else (names[0] if names else "")
+
+    return frame.assign(**{DOMINATED_BY: frame[DOMINATED_BY].map(brief)})
+
+
 def front_lines(analysis: Analysis, width: int | None = None, wide_hint: str = "--wide") -> list[str]:
     """The study's non-dominated trials as a terminal table, within `width` characters if given."""
     if not len(analysis.front):
         return ["no completed trial with every objective defined yet"]
     objectives = ", ".join(str(o) for o in analysis.objectives)
     columns = front_columns(analysis.front, analysis.objectives, analysis.constraints)
-    keep = [TRIAL_KEY, *(o.metric for o in analysis.objectives), *CONTEXT_METRICS, FEASIBLE]
-    table = fitted_table(analysis.front, columns, keep, width, wide_hint)
+    keep = [TRIAL_KEY, *(o.metric for o in analysis.objectives), FEASIBLE, DOMINATED_BY]
+    table = fitted_table(_briefly_dominated(analysis.front), columns, keep, width, wide_hint)
     said = pareto.verdict(analysis)
     return [*([said] if said else []), f"non-dominated trials and lookups ({objectives}):", *table]
 
@@ -374,8 +388,8 @@ def pareto_output(
         return strict_json.dumps(records, indent=2)
     shown = [c for c in columns if c not in (CHECKPOINT, "number") and not c.startswith(VIOLATION)]
     targets = " meeting the targets" if feasible_only else ""
-    keep = [TRIAL_KEY, "epoch", *(o.metric for o in objectives), *CONTEXT_METRICS, FEASIBLE]
-    table = fitted_table(rows, shown, keep, width, "--wide") if len(rows) else ["none"]
+    keep = [TRIAL_KEY, "epoch", *(o.metric for o in objectives), FEASIBLE, DOMINATED_BY]
+    table = fitted_table(_briefly_dominated(rows), shown, keep, width, "--wide") if len(rows) else ["none"]
     said = None if epoch_level else pareto.verdict(analysis)
     lines = [*([said] if said else []), f"{what}{targets} ({', '.join(str(o) for o in objectives)}):", *table]
     return "\n".join(lines + pareto_notes(analysis))

@@ -121,7 +121,8 @@ def trial_settings(study: Study, spec: SweepSpec, trial_ids: Sequence[str]) -> d
     finally:
         study.drop_journal_copy()  # read only: a remote study's journal stays in its storage alone
     space = get_space(spec.space)
-    return {tid: sample_once(space, spec.seed, params[int(numbers[tid])]) for tid in trial_ids}
+    judged = spec.gains_judged
+    return {tid: sample_once(space, spec.seed, params[int(numbers[tid])], judged) for tid in trial_ids}
 
 
 def _windows(dataset: Dataset, fold: int, split: str) -> Sequences:

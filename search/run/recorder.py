@@ -38,6 +38,7 @@ from search.schema import (
     STATUS_ATTR,
     STOPPED_ITSELF,
     TRIAL_KEY,
+    UNTRAINED,
     WANDB_RUN,
     TrialStatus,
     epoch_row_of,
@@ -338,6 +339,7 @@ def new_trial_row(
         **{violation_column(c): math.nan for c in spec.constraints},
         FEASIBLE: False,
         GUARANTEED: "",
+        UNTRAINED: "",
         **{param_column(key): value for key, value in config["settings"].items()},
         **constants,
         "node_id": None,
@@ -367,6 +369,7 @@ def apply_result(
         row[violation_column(constraint)] = constraint.violation(value, constraint.metric in fixed)
     row[FEASIBLE] = all(c.met(float(result[c.metric]), c.metric in fixed) for c in spec.constraints)
     row[GUARANTEED] = result.get(GUARANTEED, "")
+    row[UNTRAINED] = result.get(UNTRAINED, "")
     row.update(
         status=TrialStatus.RUNNING.value,
         selected_epoch=selected_epoch,

@@ -54,7 +54,7 @@ from search.schema import (
 from search.spec import Constraint, SeedMode, SweepSpec
 from search.store.segments import Store
 from search.store.study import Study
-from spaces import get_space
+from spaces import GAINS_JUDGED, get_space
 
 # What Optuna is told of a trial the scheduler stopped: its values at the epoch it selected among
 # those it ran, as a completed trial, or nothing but that it was pruned (the README says which is
@@ -77,8 +77,10 @@ class TrialSpace:
     space: str
     seed: int
     seed_mode: SeedMode = "common"
+    gains_judged: bool = False  # the study's objectives or constraints read the gains (the space's hint)
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        trial.set_user_attr(GAINS_JUDGED, self.gains_judged)
         settings = get_space(self.space)(trial)
         seed = self.seed + trial.number if self.seed_mode == "per-trial" else self.seed
         return {"settings": settings, "seed": seed, "number": trial.number}

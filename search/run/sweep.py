@@ -195,11 +195,13 @@ def space_points(spec: SweepSpec) -> SpacePoints:
 
     try:
         space = get_space(spec.space)
-        sampled = sample_once(space, seed=spec.seed)
-        starts = [sample_once(space, spec.seed, dict(point)) for point in spec.start]
+        judged = spec.gains_judged
+        sampled = sample_once(space, seed=spec.seed, gains_judged=judged)
+        starts = [sample_once(space, spec.seed, dict(point), judged) for point in spec.start]
     except SpaceError as err:
         raise ConfigError(str(err)) from None
-    return SpacePoints(sampled, starts, [sample_once(space, seed) for seed in range(SPACE_PROBES)])
+    probes = [sample_once(space, seed, gains_judged=judged) for seed in range(SPACE_PROBES)]
+    return SpacePoints(sampled, starts, probes)
 
 
 def row_layout(
@@ -381,7 +383,7 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> tup
     fresh = finished == 0 and not _journal_written(journal)
     epochs = trial_config(prepared.setup, {}, seed=0).epochs
     searcher = StudySearcher(  # the project's own Searcher over the Optuna study (see search/run/searcher.py)
-        space=TrialSpace(spec.space, spec.seed, spec.seed_mode),
+        space=TrialSpace(spec.space, spec.seed, spec.seed_mode, spec.gains_judged),
         metric=spec.metric_names,
         mode=spec.modes,
         sampler=make_sampler(spec),

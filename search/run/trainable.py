@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,12 @@ from ray import tune
 from gainakt.baselines import fold_baseline
 from gainakt.config import merge, nest
 from gainakt.errors import ConfigError
-from gainakt.guarantees import guaranteed_metrics
+from gainakt.guarantees import guaranteed_metrics, untrained_of
 from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import reported_figures
 from gainakt.sequences import Dataset
 from gainakt.train import EpochRow, TrainConfig, Trainer, make_config
-from search.schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, WANDB_RUN
+from search.schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, UNTRAINED, WANDB_RUN
 from search.store.study import TUNE_DIR, Study
 
 RUN_DIR = "run"
@@ -167,6 +167,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     if train_config.wandb_dir:
         Path(train_config.wandb_dir).mkdir(parents=True, exist_ok=True)
     guaranteed = guaranteed_metrics(train_config.model)
+    untrained = untrained_of(train_config.model, asdict(train_config.weights))
     where = {
         "node_id": node,
         "hostname": socket.gethostname(),
@@ -182,6 +183,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
             **reported_figures(rows),  # the driver, the searcher and the scheduler read these
             STOPPED_ITSELF: bool(trainer.stopped_early),  # patience, not the scheduler (run/recorder.py)
             GUARANTEED: ",".join(guaranteed),
+            UNTRAINED: ",".join(untrained),  # gain figures of a gain head no loss trains
             "epoch_row": flat,
             "trial_seconds": time.perf_counter() - began,  # training and validation in this process
             WANDB_RUN: trainer.wandb.link,

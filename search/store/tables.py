@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from gainakt import schema as model_schema
-from search.schema import CHECKPOINT, FEASIBLE, GUARANTEED, TRIAL_KEY, WANDB_RUN, split_column
+from search.schema import CHECKPOINT, FEASIBLE, GUARANTEED, TRIAL_KEY, UNTRAINED, WANDB_RUN, split_column
 
 STRING = pa.string()
 INT = pa.int64()
@@ -88,6 +88,7 @@ def trial_schema(
             *[(column, FLOAT) for column in violation_columns],
             (FEASIBLE, pa.bool_()),
             (GUARANTEED, STRING),
+            (UNTRAINED, STRING),
             *settings.items(),
             *constants.items(),
             ("node_id", STRING),

@@ -530,3 +530,25 @@ def test_a_small_study_is_drawn_in_full_without_webgl_or_samples():
     pairs = drawn.pairs_figure(analysis)
     hovers = [t for t in pairs.data if t.name and t.name.startswith("dominated")]
     assert hovers and all(t.hoverinfo == "text" and "<br>" in t.text[0] for t in hovers)
+
+
+def test_a_figure_of_an_untrained_part_is_marked_so_in_the_page_and_the_summary(tmp_path):
+    from search.report.html import html_table
+    from search.report.markdown import markdown_table
+
+    frame = pd.DataFrame(
+        {
+            "trial_id": ["t1", "t2"],
+            "neg_gain_rate": [0.31, 0.0],
+            "gain_corr": [0.02, 0.4],
+            "guaranteed": ["faithfulness", "neg_gain_rate"],
+            "untrained": ["gain_corr,neg_gain_rate,gain_recovery", ""],
+        }
+    )
+    page = html_table(frame, ["trial_id", "neg_gain_rate", "gain_corr"], "t")
+    first, second = page.split('data-trial-id="t2"')
+    assert first.count("(untrained)") == 2 and "(by construction)" not in first
+    assert "(untrained)" not in second and second.count("(by construction)") == 1
+    table = markdown_table(frame, ["trial_id", "neg_gain_rate", "gain_corr"])
+    assert "| t1 | 0.3100 (untrained) | 0.0200 (untrained) |" in table
+    assert "| t2 | 0.0000 (by construction) | 0.4000 |" in table

@@ -29,6 +29,7 @@ from sweep_helpers import (
     wandb_run_record,
 )
 
+from gainakt.guarantees import guarantees, untrained_metrics
 from search.cli import main
 from search.spec import SweepSpec
 from search.store.segments import Store
@@ -85,6 +86,15 @@ def test_sweep_fills_the_store_and_the_optuna_study(tmp_path, capsys):
             if f"param.{name}" in row:
                 assert row[f"param.{name}"] == value
         assert trained["seed"] == row["seed"]
+        # What no loss of its setting trains: nothing, since the default objectives judge the gains.
+        model, weights = trained["model"], trained["weights"]
+        modes = (model["attention"], model["mastery"], model["head"], model["gains"])
+        assert row["untrained"] == ",".join(
+            untrained_metrics(*modes, [n for n, w in weights.items() if w > 0])
+        )
+        assert row["untrained"] == "" and row["guaranteed"] == ",".join(
+            g.metric for g in guarantees(model["gains"], model["mastery"], model["head"])
+        )
         # The Optuna trial says which Tune trial it is, how it ended and its curve (optuna-dashboard).
         assert ot.user_attrs["tune_trial_id"] == row["trial_id"] and ot.user_attrs["status"] == "COMPLETED"
         assert ot.user_attrs["selected_epoch"] == row["selected_epoch"]
