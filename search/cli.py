@@ -535,7 +535,9 @@ def _add_status(commands: argparse._SubParsersAction) -> None:
 
 
 def _spec_from_args(args: argparse.Namespace):
-    from search.spec import Constraint, Objective, load_spec
+    from dataclasses import replace
+
+    from search.spec import QUICKSTART_START, Constraint, Objective, SweepSpec, load_spec
 
     spec = load_spec(args.spec)
     objectives = tuple(Objective.parse(_directed(o)) for o in args.objectives) if args.objectives else None
@@ -543,7 +545,7 @@ def _spec_from_args(args: argparse.Namespace):
         constraints: tuple | None = ()
     else:
         constraints = tuple(Constraint.parse(c) for c in args.constraints) if args.constraints else None
-    return spec.with_overrides(
+    spec = spec.with_overrides(
         name=args.name,
         data=args.data,
         space=args.space,
@@ -563,6 +565,9 @@ def _spec_from_args(args: argparse.Namespace):
         keep_checkpoints=args.keep_checkpoints,
         retries=args.retries,
     )
+    if args.spec is None and spec.space == SweepSpec().space and spec.gains_judged:
+        spec = replace(spec, start=(QUICKSTART_START,))  # the quickstart's known-good trial, first
+    return spec
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -97,9 +97,9 @@ def source_trials(study: Study, which: Sequence[str]) -> list[str]:
     chosen: list[str] = []
     for item in which:
         if item == "front":
-            chosen += list(analysis.front[TRIAL_KEY])
+            chosen += [t for t in analysis.front[TRIAL_KEY] if t in completed]  # not the lookups on it
         elif item == "feasible":
-            chosen += list(analysis.feasible_front[TRIAL_KEY])
+            chosen += [t for t in analysis.feasible_front[TRIAL_KEY] if t in completed]
         elif item in completed:
             chosen.append(item)
         else:

@@ -16,6 +16,7 @@ from conftest import REPO, connected
 from study_helpers import fake_study
 from sweep_helpers import kill_group, sweep_argv
 
+from gainakt.errors import ConfigError
 from search.cli import main
 from search.run.confirm import CONFIRM_SEED
 from search.store.segments import Store
@@ -118,3 +119,19 @@ def test_bad_confirm_input_is_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and phrase in err, (args, err)
     assert not Path(Study(str(tmp_path), "fake").confirm_dir).exists()
+
+
+def test_confirming_the_front_trains_its_trials_not_the_lookups_that_stand_on_it(tmp_path):
+    from search.analysis.pareto import load_analysis
+    from search.run.confirm import source_trials
+
+    study = fake_study(tmp_path, "beaten", 6)
+    lookups = {"pfa": {"auc": 0.99, "mastery_corr": 0.99, "neg_gain_rate": 0.0}}  # beats every trial
+    study.write_baselines(lookups)
+    front = list(load_analysis(study, epochs=False)[1].front["trial_id"])
+    assert front == ["baseline:pfa"]
+    with pytest.raises(ConfigError, match="no trial of study .beaten. qualifies"):
+        source_trials(study, ["front"])
+    study.write_baselines({"pfa": {**lookups["pfa"], "auc": 0.5}})  # now a trade-off: trials on it too
+    chosen = source_trials(study, ["front"])
+    assert chosen and not any(t.startswith("baseline:") for t in chosen)

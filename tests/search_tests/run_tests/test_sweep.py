@@ -362,7 +362,7 @@ def test_status_reads_the_store_and_wandb_logs_each_trial_offline(tmp_path, caps
         assert folder.is_dir() and folder.parent == tmp_path / "shown" / "wandb" / "wandb"
         run = wandb_run_record(folder)
         assert run.display_name == row["trial_id"] and run.run_group == "shown"
-        assert set(run.tags) == {"space:aux_weights", "sampler:tpe"}
+        assert set(run.tags) == {"space:aux_weights_deep", "sampler:tpe"}
         config = {item.key: json.loads(item.value_json) for item in run.config.update}
         assert config["trial_id"] == row["trial_id"] and config["number"] == row["number"]
         assert config["seed"] == row["seed"]
