@@ -28,12 +28,18 @@ from .schema import EvalMetrics
 from .tracer import Tracer
 from .train import TrainConfig
 
+BEST_CHECKPOINT = "best.pt"  # the epoch of the best validation AUC
+LAST_CHECKPOINT = "last.pt"  # the last epoch trained (with what resuming needs)
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Tracer, TrainConfig, dict[str, Any]]:
-    """The best model of a run folder, its configuration and the stored checkpoint."""
-    path = Path(run_dir) / "best.pt"
+
+def load_run(
+    run_dir: str | Path, device: str = "cpu", checkpoint: str = BEST_CHECKPOINT
+) -> tuple[Tracer, TrainConfig, dict[str, Any]]:
+    """The best model of a run folder (or the one `checkpoint` names), its configuration and the
+    stored checkpoint."""
+    path = Path(run_dir) / checkpoint
     if not path.is_file():
-        raise ConfigError(f"{run_dir}: no best.pt (not a finished or started run folder)")
+        raise ConfigError(f"{run_dir}: no {checkpoint} (not a finished or started run folder)")
     state = torch.load(path, map_location=device, weights_only=False)
     config = build(TrainConfig, state["config"])
     model = build_model(config.model, state["num_concepts"])

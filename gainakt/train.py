@@ -503,6 +503,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "config": self.config.to_dict(),
             "fingerprint": self.dataset.fingerprint,
+            "num_concepts": self.dataset.num_concepts,  # so that load_run can read it as it reads best.pt
         }
 
     def _load_last(self, path: Path) -> None:

@@ -65,6 +65,9 @@ class ConfirmRun:
     seed: int
     fold: int
     settings: Mapping[str, Any]
+    # Trained for exactly this many epochs and scored at the last: the epoch its sweep trial selected
+    # (on the sweep's fold), the study's epochs for DKT; the reported fold chooses no epoch.
+    epochs: int = 0
 
     @property
     def key(self) -> str:
@@ -109,6 +112,12 @@ def source_trials(study: Study, which: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def selected_epochs(study: Study, trial_ids: Sequence[str]) -> dict[str, int]:
+    """The epoch each trial selected on the sweep's fold: how long its confirmation runs train."""
+    trials = Store(study).trials(columns=[TRIAL_KEY, "selected_epoch"]).set_index(TRIAL_KEY)
+    return {tid: int(trials.loc[tid, "selected_epoch"]) for tid in trial_ids}
+
+
 def trial_settings(study: Study, spec: SweepSpec, trial_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The training settings each trial's space gave it: the space run again on its Optuna parameters."""
     from spaces import get_space, sample_once
@@ -149,10 +158,12 @@ def plan_confirmation(
             raise ConfigError(f"--folds {fold}: the data have folds 0-{int(dataset.train_valid.folds.max())}")
     sources = source_trials(study, which)
     settings = trial_settings(study, spec, sources)
+    epochs = selected_epochs(study, sources)
     if dkt:  # the standard model, with the study's fixed settings, beside the trials
         sources, settings = [*sources, DKT_SOURCE], {**settings, DKT_SOURCE: {"model.kind": "dkt"}}
+        epochs[DKT_SOURCE] = trial_config(prepared.setup, settings[DKT_SOURCE], seed=spec.seed).epochs
     runs = tuple(
-        ConfirmRun(source, CONFIRM_SEED + k, fold, settings[source])
+        ConfirmRun(source, CONFIRM_SEED + k, fold, settings[source], epochs[source])
         for source in sources
         for fold in folds
         for k in range(seeds)
@@ -199,20 +210,25 @@ def run_confirmation_trial(
     from ray import tune
 
     from gainakt.evaluate import evaluate
-    from gainakt.run_folder import load_run
+    from gainakt.run_folder import LAST_CHECKPOINT, load_run
     from gainakt.train import Trainer
 
     began = time.perf_counter()
     run = config["run"]
     device = "cuda" if ray.get_gpu_ids() else "cpu"
     out = Path(os.getcwd()) / RUN_DIR
+    # The epochs the sweep selected, no early stopping, and the last epoch scored: the reported fold
+    # neither picks an epoch nor stops the run.
     train_config = replace(
-        trial_config(setup, run["settings"], int(run["seed"]), str(out), device), fold=int(run["fold"])
+        trial_config(setup, run["settings"], int(run["seed"]), str(out), device),
+        fold=int(run["fold"]),
+        epochs=int(run["epochs"]),
+        patience=0,
     )
     shutil.rmtree(out, ignore_errors=True)  # a run stopped midway starts afresh
     trainer = Trainer(train_config, dataset, against[f"{run['fold']}/valid"])
     results = trainer.run()
-    model, _, state = load_run(out, device)
+    model, _, state = load_run(out, device, LAST_CHECKPOINT)
     metrics: dict[str, Any] = {
         "selected_epoch": int(state["epoch"]),
         "epochs_run": int(results["epochs_run"]),
@@ -300,7 +316,14 @@ def run_confirmation(
         {"cpu": plan.spec.cpus, "gpu": plan.spec.gpus},
     )
     configs = [
-        {"key": r.key, SOURCE: r.source, SEED: r.seed, FOLD: r.fold, "settings": dict(r.settings)}
+        {
+            "key": r.key,
+            SOURCE: r.source,
+            SEED: r.seed,
+            FOLD: r.fold,
+            "settings": dict(r.settings),
+            "epochs": r.epochs,
+        }
         for r in pending
     ]
     refuse_if_held(plan.study)

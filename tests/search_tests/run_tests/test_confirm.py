@@ -25,11 +25,11 @@ from search.store.study import Study
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, ray_head) -> Path:
-    """A finished three-trial sweep of one epoch each on the simulator (which has a test split), run
-    on the session's Ray."""
+    """A finished three-trial sweep of three epochs each on the simulator (which has a test split),
+    run on the session's Ray."""
     storage = tmp_path_factory.mktemp("confirm")
     connected(ray_head)
-    assert main(sweep_argv(storage, "src", 3, 1)) == 0
+    assert main(sweep_argv(storage, "src", 3, 3)) == 0
     return storage
 
 
@@ -41,7 +41,8 @@ def _confirm_argv(storage: Path, *extra: str) -> list[str]:
 @pytest.mark.usefixtures("shared_ray")  # the session's Ray for the in-process runs
 def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_front(swept, capsys):
     store = Store(Study(str(swept), "src"))
-    trial = str(store.trials()["trial_id"].iloc[0])
+    swept_trials = store.trials().sort_values("selected_epoch", kind="stable")
+    trial, selected = str(swept_trials["trial_id"].iloc[0]), int(swept_trials["selected_epoch"].iloc[0])
     assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "2", "--folds", "0,1")) == 0
     out = capsys.readouterr().out
     assert "robust front on the test split" in out and "lookups on the same test split" in out
@@ -55,6 +56,10 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
     dkt = every[every["source"] == "dkt"]  # the standard model on the same seeds and folds
     assert sorted(zip(dkt["seed"], dkt["fold"])) == pairs and (dkt["param.model.kind"] == "dkt").all()
     assert set(runs["status"]) == {"COMPLETED"}
+    # No epoch chosen on the reported folds: each run trains the epochs its trial selected on the
+    # sweep's fold, never stops early, and is scored at its last epoch; DKT trains the study's 3.
+    assert (runs["epochs_run"] == selected).all() and (runs["selected_epoch"] == selected).all()
+    assert (dkt["epochs_run"] == 3).all() and (dkt["selected_epoch"] == 3).all()
     for column in ("valid.auc", "test.auc", "valid.mastery_lift", "test.mastery_recovery_within"):
         assert runs[column].map(math.isfinite).all(), column
     assert runs["test.auc"].nunique() == 4  # other seeds and folds: other models
