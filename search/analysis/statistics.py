@@ -11,7 +11,10 @@ and one column per metric. From it:
 - `robust_table` / `robust_front`: every source on its means with the constraints applied and
   the baselines (lookups, DKT) beside the trials; the front is the feasible sources no baseline
   dominates and no other feasible source dominates, each trial with the trials it is not
-  distinguishable from: those whose paired interval includes 0 on every objective.
+  distinguishable from: no objective's paired t test rejects equality once Holm corrects for
+  every comparison the front makes;
+- `paired_comparisons`: paired differences with their raw and Holm-corrected intervals and
+  p-values (`holm`), for a page that makes several comparisons.
 
 With a single run there is no interval (NaN bounds); NaN runs are left out of a metric.
 """
@@ -135,10 +138,8 @@ def summarize(runs: pd.DataFrame, metrics: Sequence[str], confidence: float = CO
     return pd.DataFrame(rows)
 
 
-def paired_difference(
-    runs: pd.DataFrame, a: str, b: str, metric: str, confidence: float = CONFIDENCE
-) -> Estimate:
-    """Source trial a minus b on `metric`, paired on the (seed, fold) both were run with."""
+def _differences(runs: pd.DataFrame, a: str, b: str, metric: str) -> np.ndarray:
+    """a - b on `metric` for each (seed, fold) both were run with (NaN pairs left out)."""
     keys = [SEED, FOLD]
     left = runs.loc[runs[SOURCE] == a, [*keys, metric]]
     right = runs.loc[runs[SOURCE] == b, [*keys, metric]]
@@ -146,14 +147,74 @@ def paired_difference(
     difference = pd.to_numeric(both[f"{metric}_a"], errors="coerce") - pd.to_numeric(
         both[f"{metric}_b"], errors="coerce"
     )
-    return Estimate.of(difference, confidence)
+    values = difference.to_numpy(dtype=np.float64)
+    return values[np.isfinite(values)]
 
 
-def distinguishable(
-    runs: pd.DataFrame, a: str, b: str, objectives: Sequence[Objective], confidence: float = CONFIDENCE
-) -> bool:
-    """Whether a and b differ on some objective: its paired interval excludes 0."""
-    return any(not paired_difference(runs, a, b, o.metric, confidence).includes(0.0) for o in objectives)
+def paired_difference(
+    runs: pd.DataFrame, a: str, b: str, metric: str, confidence: float = CONFIDENCE
+) -> Estimate:
+    """Source trial a minus b on `metric`, paired on the (seed, fold) both were run with."""
+    return Estimate.of(_differences(runs, a, b, metric), confidence)
+
+
+def paired_p_value(runs: pd.DataFrame, a: str, b: str, metric: str) -> float:
+    """The two-sided p-value of the paired t test that a and b differ on `metric` (NaN with fewer
+    than 2 pairs; 1 or 0 when the differences are all equal: to 0 or not)."""
+    d = _differences(runs, a, b, metric)
+    if d.size < 2:
+        return math.nan
+    std = float(d.std(ddof=1))
+    if std == 0:
+        return 1.0 if float(d.mean()) == 0 else 0.0
+    from scipy import stats
+
+    t = float(d.mean()) / (std / math.sqrt(d.size))
+    return float(2 * stats.t.sf(abs(t), d.size - 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of m p-values (NaN ones left out of m and kept NaN): the i-th
+    smallest is multiplied by m - i (i from 0), made non-decreasing in that order, capped at 1."""
+    order = [i for i in np.argsort(np.asarray(p_values, dtype=float), kind="stable")]
+    order = [i for i in order if not math.isnan(p_values[i])]
+    out, running = [math.nan] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p_values[i]))
+        out[i] = running
+    return out
+
+
+COMPARISON_COLUMNS = ["a", "b", "metric", "mean", "low", "high", "p", "p_holm", "low_holm", "high_holm", "n"]
+
+
+def paired_comparisons(
+    runs: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    metrics: Sequence[str],
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """Every (a, b, metric) of `pairs` x `metrics`: the paired difference a - b with its t interval,
+    its p-value, and the same corrected by Holm across all of them: `p_holm`, and `low_holm`,
+    `high_holm`, the interval at the level Holm tests its rank at, 1 - alpha / (m - rank) for rank 0,
+    1, ... (ascending p) up to the first comparison Holm does not reject and that level after it, so
+    that it excludes 0 exactly where `p_holm` <= alpha."""
+    wanted = [(a, b, m) for a, b in pairs for m in metrics]
+    p_values = [paired_p_value(runs, a, b, m) for a, b, m in wanted]
+    adjusted = holm(p_values)
+    alpha, levels = 1 - confidence, [math.nan] * len(wanted)
+    order = [i for i in np.argsort(p_values, kind="stable") if not math.isnan(p_values[i])]
+    kept: float | None = None  # the level of the first comparison Holm does not reject, kept after it
+    for rank, i in enumerate(order):
+        levels[i] = kept if kept is not None else 1 - alpha / (len(order) - rank)
+        if kept is None and p_values[i] > alpha / (len(order) - rank):
+            kept = levels[i]
+    rows = []
+    for (a, b, metric), p, p_holm, level in zip(wanted, p_values, adjusted, levels, strict=True):
+        raw = paired_difference(runs, a, b, metric, confidence)
+        wide = raw if math.isnan(level) else paired_difference(runs, a, b, metric, level)
+        rows.append([a, b, metric, raw.mean, raw.low, raw.high, p, p_holm, wide.low, wide.high, raw.n])
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def is_baseline_source(sources: pd.Series) -> pd.Series:
@@ -215,19 +276,22 @@ def robust_front(
     confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:
     """The sources on the front of `robust_table`, best first, each with the other sweep trials (and
-    DKT) it cannot be told apart from (`indistinguishable_from`, a list; lookups, deterministic, are
-    compared on their means alone)."""
+    DKT) it cannot be told apart from (`indistinguishable_from`, a list): those whose paired
+    difference no objective's test rejects once Holm corrects for every comparison the front makes
+    (`paired_comparisons`). Lookups, deterministic, are compared on their means alone."""
     table = robust_table(runs, objectives, constraints, fixed, confidence)
     front = table[table["front"]].copy()
-    seeded = list(table.loc[~table[SOURCE].astype(str).str.startswith(BASELINE_PREFIX), SOURCE])
+    seeded = [str(s) for s in table[SOURCE] if not str(s).startswith(BASELINE_PREFIX)]
+    on_front = [str(s) for s in front[SOURCE] if not str(s).startswith(BASELINE_PREFIX)]
+    # One family of comparisons, Holm-corrected: each front source against every other seeded one,
+    # on every objective.
+    pairs = sorted({(min(s, o), max(s, o)) for s in on_front for o in seeded if o != s})
+    compared = paired_comparisons(runs, pairs, [o.metric for o in objectives], confidence)
+    differ = {frozenset((r.a, r.b)) for r in compared.itertuples() if r.p_holm <= 1 - confidence}
     front[INDISTINGUISHABLE] = [
         []
         if str(s).startswith(BASELINE_PREFIX)
-        else [
-            other
-            for other in seeded
-            if other != s and not distinguishable(runs, s, other, objectives, confidence)
-        ]
+        else [other for other in seeded if other != s and frozenset((str(s), other)) not in differ]
         for s in front[SOURCE]
     ]
     first = objectives[0]

@@ -80,3 +80,39 @@ def test_the_robust_front_marks_a_constructed_indistinguishable_pair() -> None:
     assert front.loc["d", INDISTINGUISHABLE] == []
     assert list(front.index) == ["d", "b", "a"]  # best AUC first
     assert front.loc["a", "auc.low"] < front.loc["a", "auc"] < front.loc["a", "auc.high"]
+
+
+def test_holm_adjusts_p_values_as_a_hand_computation_does() -> None:
+    from search.analysis.statistics import holm
+
+    p = [0.01, 0.04, 0.03, 0.005, math.nan]
+    # by hand: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> monotone
+    assert holm(p)[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and math.isnan(holm(p)[4])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_paired_comparisons_widen_each_interval_to_the_level_holm_tests_it_at() -> None:
+    from scipy import stats
+
+    from search.analysis.statistics import paired_comparisons
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.7, 0.01, 5)
+    shifts = {"b": 0.004, "c": 0.0015, "d": 0.0}  # a minus each: large, small, nothing
+    noisy = {k: base - v + rng.normal(0, 0.001, 5) for k, v in shifts.items()}
+    frame = runs({k: [(auc, 0.0) for auc in v] for k, v in {"a": base, **noisy}.items()})
+    table = paired_comparisons(frame, [("a", "b"), ("a", "c"), ("a", "d")], ["auc"])
+    table = table.set_index("b")
+    m, alpha = 3, 0.05
+    order = table["p"].sort_values().index
+    assert table.loc[order[0], "p_holm"] == pytest.approx(min(1, 3 * table.loc[order[0], "p"]))
+    for rank, name in enumerate(order):  # up to the first comparison Holm does not reject
+        d = frame[frame.source == "a"]["auc"].to_numpy() - frame[frame.source == name]["auc"].to_numpy()
+        level = 1 - alpha / (m - rank) if table.loc[order[:rank], "p_holm"].le(alpha).all() else None
+        if level is None:
+            break
+        low, high = stats.t.interval(level, 4, loc=d.mean(), scale=d.std(ddof=1) / math.sqrt(5))
+        assert (table.loc[name, "low_holm"], table.loc[name, "high_holm"]) == pytest.approx((low, high))
+        assert (low > 0 or high < 0) == (table.loc[name, "p_holm"] <= alpha)
+        corrected = table.loc[name, "high_holm"] - table.loc[name, "low_holm"]
+        assert corrected >= table.loc[name, "high"] - table.loc[name, "low"]  # never narrower
