@@ -674,9 +674,10 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
         confirm,
         "--folds",
         item=int,
-        default=[0],
+        default=[],
         metavar="F,...",
-        help="validation folds, comma-separated or the flag repeated (default 0)",
+        help="validation folds, comma-separated or the flag repeated (default: the two folds after the "
+        "sweep's, which it selected its trials on: 1,2 for a sweep on fold 0)",
     )
     confirm.add_argument(
         "--split",

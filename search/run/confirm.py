@@ -138,8 +138,16 @@ def _windows(dataset: Dataset, fold: int, split: str) -> Sequences:
     return dataset.split(fold)[1] if split == "valid" else dataset.test_windows()
 
 
+DEFAULT_FOLDS = 2  # validation folds a confirmation reports on unless told: the folds after the sweep's
+
+
 def plan_confirmation(
-    study: Study, which: Sequence[str], seeds: int, folds: Sequence[int], split: str, dkt: bool = True
+    study: Study,
+    which: Sequence[str],
+    seeds: int,
+    folds: Sequence[int] | None,
+    split: str,
+    dkt: bool = True,
 ) -> ConfirmPlan:
     """Validate everything a confirmation needs before Ray starts; a one-line error otherwise."""
     if not study.exists():
@@ -153,8 +161,11 @@ def plan_confirmation(
         raise DataError(
             f"{dataset.source}: no test split (test.csv or test_sequences.csv); confirm with --split valid"
         )
+    count = int(dataset.train_valid.folds.max()) + 1
+    if not folds:  # folds nothing selected on: the ones after the sweep's (which picked the trials)
+        folds = [(prepared.fold + k) % count for k in range(1, min(DEFAULT_FOLDS, count - 1) + 1)]
     for fold in folds:
-        if not 0 <= fold < int(dataset.train_valid.folds.max()) + 1:
+        if not 0 <= fold < count:
             raise ConfigError(f"--folds {fold}: the data have folds 0-{int(dataset.train_valid.folds.max())}")
     sources = source_trials(study, which)
     settings = trial_settings(study, spec, sources)

@@ -80,7 +80,7 @@ def test_a_killed_confirmation_continues_with_no_duplicate_and_no_missing_row(sw
     store = Store(Study(str(swept), "src"))
     trial = str(store.trials()["trial_id"].iloc[-1])
     argv = ["confirm", "src", "--storage", str(swept), "--address", shared_ray, "--concurrent", "1"]
-    argv += ["--trials", trial, "--seeds", "3", "--no-dkt"]
+    argv += ["--trials", trial, "--seeds", "3", "--folds", "1", "--no-dkt"]
     driver = subprocess.Popen(
         [sys.executable, "-m", "search.cli", *argv],
         stdout=subprocess.DEVNULL,
@@ -102,7 +102,7 @@ def test_a_killed_confirmation_continues_with_no_duplicate_and_no_missing_row(sw
         driver.wait()
     assert driver.returncode == -signal.SIGKILL
     assert len(before) < 3
-    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "3", "--no-dkt")) == 0
+    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "3", "--folds", "1", "--no-dkt")) == 0
     runs = store.confirm()
     runs = runs[runs["source"] == trial]
     assert sorted(runs["seed"]) == [CONFIRM_SEED, CONFIRM_SEED + 1, CONFIRM_SEED + 2]
@@ -140,3 +140,14 @@ def test_confirming_the_front_trains_its_trials_not_the_lookups_that_stand_on_it
     study.write_baselines({"pfa": {**lookups["pfa"], "auc": 0.5}})  # now a trade-off: trials on it too
     chosen = source_trials(study, ["front"])
     assert chosen and not any(t.startswith("baseline:") for t in chosen)
+
+
+@pytest.mark.slow
+def test_a_confirmation_plans_folds_the_sweep_did_not_select_on_and_the_epochs_it_selected(swept):
+    from search.run.confirm import plan_confirmation
+
+    study = Study(str(swept), "src")  # swept on fold 0 of simulated data with 5 folds, 3 epochs
+    selected = Store(study).trials().set_index("trial_id")["selected_epoch"]
+    plan = plan_confirmation(study, list(selected.index), seeds=1, folds=None, split="test")
+    assert sorted({run.fold for run in plan.runs}) == [1, 2]
+    assert {run.source: run.epochs for run in plan.runs} == {**selected.astype(int).to_dict(), "dkt": 3}

@@ -135,7 +135,7 @@ def test_a_two_node_sweep_into_a_bucket_survives_a_killed_driver_and_resumes_fro
         # A confirmation of one trial, from the bucket alone, on the same cluster.
         confirmed = store.trials().query("status == 'COMPLETED'")["trial_id"].iloc[0]
         confirm = ["confirm", "inbucket", "--storage", s3_storage, "--address", cluster.address]
-        assert main([*confirm, "--trials", confirmed, "--seeds", "2", "--no-dkt"]) == 0
+        assert main([*confirm, "--trials", confirmed, "--seeds", "2", "--folds", "1", "--no-dkt"]) == 0
     finally:
         ray.shutdown()  # this process's connection, before the cluster goes
         cluster.shutdown()
