@@ -688,6 +688,14 @@ def _add_confirm(commands: argparse._SubParsersAction) -> None:
     confirm.add_argument(
         "--no-dkt", action="store_true", help="do not train a DKT with the same seeds and folds beside them"
     )
+    confirm.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also a student-level interval per run from N resamples of the students (default 0: none; "
+        "the variation between students, which the intervals over seeds leave out)",
+    )
     confirm.add_argument("--concurrent", type=int, help="runs at a time (default: the study's)")
     _add_cluster_flags(confirm, wandb=False)
     confirm.set_defaults(handler=_confirm)
@@ -699,7 +707,9 @@ def _confirm(args: argparse.Namespace) -> int:
     from search.store.study import open_study
 
     study = open_study(args.storage, args.name)
-    plan = plan_confirmation(study, args.trials, args.seeds, args.folds, args.split, dkt=not args.no_dkt)
+    plan = plan_confirmation(
+        study, args.trials, args.seeds, args.folds, args.split, dkt=not args.no_dkt, bootstrap=args.bootstrap
+    )
     run_confirmation(
         plan,
         concurrent=args.concurrent,

@@ -114,6 +114,27 @@ def confirmed_runs(table: pd.DataFrame, metrics: Sequence[str], split: str) -> p
     return done
 
 
+STUDENT_LOW, STUDENT_HIGH = ".student_low", ".student_high"  # as `confirm --bootstrap` stores them
+
+
+def student_intervals(table: pd.DataFrame, metrics: Sequence[str], split: str) -> pd.DataFrame:
+    """Per source, each metric's student-level bootstrap interval on `split` averaged over its
+    completed runs (`confirm --bootstrap`): columns `source`, `METRIC.student_low`,
+    `METRIC.student_high`; empty when no run has one."""
+    done = table[table["status"] == TrialStatus.COMPLETED.value]
+    columns = {
+        f"{m}{edge}": f"{split_column(split, m)}{edge}"
+        for m in metrics
+        for edge in (STUDENT_LOW, STUDENT_HIGH)
+        if f"{split_column(split, m)}{edge}" in done.columns
+    }
+    if not columns or not len(done):
+        return pd.DataFrame(columns=[SOURCE])
+    values = done[list(columns.values())].apply(pd.to_numeric, errors="coerce")
+    means = values.groupby(done[SOURCE]).mean().rename(columns={v: k for k, v in columns.items()})
+    return means.dropna(how="all").reset_index()
+
+
 def lookup_means(runs: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Each lookup's metrics in `runs` (`confirmed_runs`), averaged over its folds: what a
     `best_lookup` threshold is resolved against on the confirmed split."""

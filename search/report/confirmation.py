@@ -18,6 +18,8 @@ import plotly.graph_objects as go
 from search.analysis.statistics import (
     INDISTINGUISHABLE,
     SOURCE,
+    STUDENT_HIGH,
+    STUDENT_LOW,
     confirmed_runs,
     confirmed_split,
     left_out,
@@ -25,6 +27,7 @@ from search.analysis.statistics import (
     robust_front,
     robust_table,
     shown_column,
+    student_intervals,
     summarize,
 )
 from search.report.figures import embed
@@ -134,6 +137,18 @@ def confirmation_html(table: pd.DataFrame, spec: SweepSpec, fixed: Mapping[str, 
         off = left_out(robust_table(runs, objectives, constraints, fixed))
         if off:
             parts.append(f"<p>Left off the front: {html.escape(', '.join(off))}.</p>")
+    students = student_intervals(table, [o.metric for o in objectives], split)
+    if len(students):
+        shown = pd.DataFrame({SOURCE: students[SOURCE]})
+        for o in objectives:
+            if f"{o.metric}{STUDENT_LOW}" in students.columns:
+                low, high = students[f"{o.metric}{STUDENT_LOW}"], students[f"{o.metric}{STUDENT_HIGH}"]
+                shown[o.metric] = [f"[{a:.4f}, {b:.4f}]" for a, b in zip(low, high, strict=True)]
+        parts.append(
+            "<h3>Student bootstrap (95% percentile interval of one run over resampled students, the "
+            "mean of the runs')</h3>"
+        )
+        parts.append(html_table(shown, list(shown.columns), "student-bootstrap"))
     parts.append(f"<h3>Every confirmed source on {html.escape(which)}</h3>")
     summary = summary_table(table, metrics, split)
     parts.append(html_table(summary, list(summary.columns), "confirmed"))

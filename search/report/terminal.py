@@ -424,12 +424,15 @@ def confirmed_lines(
     from search.analysis.statistics import (
         INDISTINGUISHABLE,
         SOURCE,
+        STUDENT_HIGH,
+        STUDENT_LOW,
         confirmed_runs,
         left_out,
         lookup_means,
         robust_front,
         robust_table,
         shown_column,
+        student_intervals,
     )
 
     metrics = list(dict.fromkeys([*(o.metric for o in objectives), *(c.metric for c in constraints)]))
@@ -457,6 +460,16 @@ def confirmed_lines(
     off = left_out(robust_table(done, objectives, resolved, fixed))
     if off:
         lines.append("left off the front: " + ", ".join(off))
+    students = student_intervals(table, [o.metric for o in objectives], split)
+    if len(students):
+        lines.append(f"student bootstrap on the {which} (95% percentile interval, the mean of the runs'):")
+        for row in students.to_dict("records"):
+            shown = ", ".join(
+                f"{o.metric} [{row[o.metric + STUDENT_LOW]:.4f}, {row[o.metric + STUDENT_HIGH]:.4f}]"
+                for o in objectives
+                if o.metric + STUDENT_LOW in row
+            )
+            lines.append(f"  {row[SOURCE]}: {shown}")
     if len(lookups):
         means = lookups.groupby(SOURCE)[[o.metric for o in objectives]].mean()
         lines.append(f"lookups on the same {which} (mean over folds):")

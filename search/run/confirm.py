@@ -32,7 +32,7 @@ from gainakt.batching import BatchPlan
 from gainakt.errors import ConfigError, DataError
 from gainakt.sequences import Dataset, Sequences
 from search.analysis import pareto
-from search.analysis.statistics import FOLD, SEED, SOURCE
+from search.analysis.statistics import FOLD, SEED, SOURCE, STUDENT_HIGH, STUDENT_LOW
 from search.run.cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
 from search.run.lease import held, refuse_if_held
 from search.run.recorder import error_line, open_optuna_study
@@ -86,6 +86,7 @@ class ConfirmPlan:
     splits: tuple[str, ...]  # where every model is scored: "valid", and "test" when asked for
     against: Mapping[str, float]  # "FOLD/SPLIT" -> the best baseline's mastery_corr there (mastery_lift)
     baseline_rows: tuple[Mapping[str, Any], ...]
+    bootstrap: int = 0  # student resamples per run and split for `SPLIT.METRIC.student_low/high`; 0: none
 
 
 # ---------------------------------------------------------------------------- planning
@@ -148,12 +149,15 @@ def plan_confirmation(
     folds: Sequence[int] | None,
     split: str,
     dkt: bool = True,
+    bootstrap: int = 0,
 ) -> ConfirmPlan:
     """Validate everything a confirmation needs before Ray starts; a one-line error otherwise."""
     if not study.exists():
         raise ConfigError(f"study {study.name!r} not found in {study.storage} (no {study.spec_path})")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if bootstrap < 0 or bootstrap == 1:
+        raise ConfigError(f"--bootstrap {bootstrap}: give 0 (none) or at least 2 resamples")
     prepared = prepare(study.read_spec(), must_exist=True, spec_given=False)
     spec, dataset = prepared.spec, prepared.dataset
     splits = ("valid",) if split == "valid" else ("valid", "test")
@@ -194,7 +198,9 @@ def plan_confirmation(
             for s in splits:
                 row.update({split_column(s, k): v for k, v in scores[s][name].as_dict().items()})
             baseline_rows.append(row)
-    return ConfirmPlan(study, spec, dataset, prepared.setup, runs, splits, against, tuple(baseline_rows))
+    return ConfirmPlan(
+        study, spec, dataset, prepared.setup, runs, splits, against, tuple(baseline_rows), bootstrap
+    )
 
 
 # ---------------------------------------------------------------------------- the table
@@ -215,12 +221,16 @@ def run_confirmation_trial(
     dataset: Dataset,
     splits: tuple[str, ...],
     against: Mapping[str, float],
+    bootstrap: int = 0,
 ) -> None:
-    """Train one confirmation run to its end, then score its best epoch on every split."""
+    """Train one confirmation run to its end, then score its last epoch on every split; with
+    `bootstrap` resamples, each metric's student-level interval there too (`gainakt.bootstrap`)."""
     import ray
     from ray import tune
 
-    from gainakt.evaluate import evaluate
+    from gainakt.baselines import baseline_observations
+    from gainakt.bootstrap import bootstrap_intervals
+    from gainakt.evaluate import eval_metrics, observe
     from gainakt.run_folder import LAST_CHECKPOINT, load_run
     from gainakt.train import Trainer
 
@@ -245,9 +255,18 @@ def run_confirmation_trial(
         "epochs_run": int(results["epochs_run"]),
     }
     for split in splits:
-        plan = BatchPlan(_windows(dataset, int(run["fold"]), split), 256, "bucketed", shuffle=False)
-        scores = evaluate(model, plan, device, against[f"{run['fold']}/{split}"])
+        windows = _windows(dataset, int(run["fold"]), split)
+        plan = BatchPlan(windows, 256, "bucketed", shuffle=False)
+        observed = observe(model, plan, device)
+        scores = eval_metrics(observed, against[f"{run['fold']}/{split}"])
         metrics.update({split_column(split, k): v for k, v in scores.as_dict().items()})
+        if bootstrap:
+            train = dataset.split(int(run["fold"]))[0]
+            lookups = baseline_observations(train, windows, dataset.num_concepts)
+            intervals = bootstrap_intervals(observed, lookups, bootstrap, seed=int(run["seed"]))
+            for name, interval in intervals.items():
+                metrics[f"{split_column(split, name)}{STUDENT_LOW}"] = interval.low
+                metrics[f"{split_column(split, name)}{STUDENT_HIGH}"] = interval.high
     metrics["train_seconds"] = time.perf_counter() - began
     tune.report(metrics)
 
@@ -323,6 +342,7 @@ def run_confirmation(
             dataset=plan.dataset,
             splits=plan.splits,
             against=plan.against,
+            bootstrap=plan.bootstrap,
         ),
         {"cpu": plan.spec.cpus, "gpu": plan.spec.gpus},
     )

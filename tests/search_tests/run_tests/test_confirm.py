@@ -43,8 +43,10 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
     store = Store(Study(str(swept), "src"))
     swept_trials = store.trials().sort_values("selected_epoch", kind="stable")
     trial, selected = str(swept_trials["trial_id"].iloc[0]), int(swept_trials["selected_epoch"].iloc[0])
-    assert main(_confirm_argv(swept, "--trials", trial, "--seeds", "2", "--folds", "0,1")) == 0
+    argv = _confirm_argv(swept, "--trials", trial, "--seeds", "2", "--folds", "0,1", "--bootstrap", "3")
+    assert main(argv) == 0
     out = capsys.readouterr().out
+    assert "student bootstrap on the test split" in out  # the variation between students, per run
     assert "robust front on the test split" in out and "lookups on the same test split" in out
     assert "constraints on the means: auc >= best_lookup (0." in out  # the lookups of the test split
     table = store.confirm()
@@ -63,6 +65,8 @@ def test_confirm_stores_a_row_per_trial_seed_and_fold_and_prints_the_robust_fron
     for column in ("valid.auc", "test.auc", "valid.mastery_lift", "test.mastery_recovery_within"):
         assert runs[column].map(math.isfinite).all(), column
     assert runs["test.auc"].nunique() == 4  # other seeds and folds: other models
+    low, high = runs["test.auc.student_low"], runs["test.auc.student_high"]
+    assert (0 < low).all() and (low < high).all() and (high < 1).all()  # a real interval per run
     lookups = table[table["kind"] == "baseline"]
     assert len(lookups) == 4 * 2 and set(lookups["fold"]) == {0, 1}  # four lookups on each fold
     # the settings are the trial's own, as its space gave them
@@ -118,6 +122,7 @@ def test_bad_confirm_input_is_one_line_and_exit_2(tmp_path, capsys):
         (["fake", "--trials", "t99999"], "--trials t99999: not a completed trial"),
         (["fake", "--seeds", "0"], "--seeds must be at least 1"),
         (["fake", "--folds", "7"], "--folds 7"),
+        (["fake", "--bootstrap", "1"], "--bootstrap 1: give 0 (none) or at least 2 resamples"),
     ]
     for args, phrase in cases:
         assert main(["confirm", *args[:1], "--storage", str(tmp_path), *args[1:]]) == 2
