@@ -86,9 +86,7 @@ FEASIBLE = "feasible"  # meets every constraint
 GUARANTEED = "guaranteed"  # the metrics the trial's model fixes by construction, comma-separated
 DEGENERATE = "degenerate"  # the degeneracy guards the trial fails, comma-separated
 BELOW_BASELINE = "below_baseline"  # the metrics on which the trial does worse than the best baseline
-UNTRAINED = (
-    "untrained"  # the metrics describing a part no loss of the trial's setting trains, comma-separated
-)
+UNTRAINED = "untrained"  # the metrics of a part no loss of the trial's setting trains, comma-separated
 DOMINATED_BY = "dominated_by"  # the baselines that beat the trial on every objective, comma-separated
 _SECTIONS = ("weights.", "model.")  # sections of the training settings a short label drops
 
@@ -114,7 +112,7 @@ def exact_number(value: float) -> str:
 
 
 def fixed_metrics(listed: Any) -> frozenset[str]:
-    """The metrics a `guaranteed` cell names (empty for an empty or missing cell)."""
+    """The metrics a `guaranteed` or `untrained` cell names (empty for an empty or missing cell)."""
     return frozenset(m for m in listed.split(",") if m) if isinstance(listed, str) else frozenset()
 
 

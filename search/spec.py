@@ -218,16 +218,17 @@ class Constraint:
         """The threshold as written: a number, or `best_lookup`."""
         return self.relative_to or exact_number(self._threshold())
 
+    def _written(self, bound: str) -> str:
+        return f"{self.metric} {self.op} {bound}" + (" unless fixed" if self.unless_fixed else "")
+
     def __str__(self) -> str:
         """The constraint as written (its name in Optuna and the trial table): stable once resolved."""
-        return f"{self.metric} {self.op} {self.bound}" + (" unless fixed" if self.unless_fixed else "")
+        return self._written(self.bound)
 
     def shown(self) -> str:
         """As written, with a resolved `best_lookup` threshold's value: `auc >= best_lookup (0.6975)`."""
         if self.relative_to is not None and self.threshold is not None:
-            return f"{self.metric} {self.op} {self.bound} ({self.threshold:.4f})" + (
-                " unless fixed" if self.unless_fixed else ""
-            )
+            return self._written(f"{self.bound} ({self.threshold:.4f})")
         return str(self)
 
 

@@ -364,11 +364,6 @@ def lookup_rows(baselines: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def is_baseline(frame: pd.DataFrame) -> pd.Series:
-    """Which rows are a baseline's (a lookup, or DKT from a confirmation) rather than a trial's."""
-    return frame[TRIAL_KEY].astype(str).str.startswith(BASELINE_PREFIX)
-
-
 def dominated_by(frame: pd.DataFrame, baselines: pd.DataFrame, objectives: Sequence[Objective]) -> list[str]:
     """Per row of `frame`, the baselines (rows of `baselines`, every objective defined) that are at
     least as good on every objective and better on one, comma-separated by their name."""

@@ -135,6 +135,16 @@ def student_intervals(table: pd.DataFrame, metrics: Sequence[str], split: str) -
     return means.dropna(how="all").reset_index()
 
 
+def student_text(students: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """`student_intervals` as text: `source` and, per metric it has, `[low, high]`."""
+    out = pd.DataFrame({SOURCE: students[SOURCE]})
+    for m in metrics:
+        if f"{m}{STUDENT_LOW}" in students.columns:
+            low, high = students[f"{m}{STUDENT_LOW}"], students[f"{m}{STUDENT_HIGH}"]
+            out[m] = [f"[{a:.4f}, {b:.4f}]" for a, b in zip(low, high, strict=True)]
+    return out
+
+
 def lookup_means(runs: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Each lookup's metrics in `runs` (`confirmed_runs`), averaged over its folds: what a
     `best_lookup` threshold is resolved against on the confirmed split."""
@@ -295,12 +305,15 @@ def robust_front(
     constraints: Sequence[Constraint] = (),
     fixed: Mapping[str, str] | None = None,
     confidence: float = CONFIDENCE,
+    table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The sources on the front of `robust_table`, best first, each with the other sweep trials (and
-    DKT) it cannot be told apart from (`indistinguishable_from`, a list): those whose paired
-    difference no objective's test rejects once Holm corrects for every comparison the front makes
-    (`paired_comparisons`). Lookups, deterministic, are compared on their means alone."""
-    table = robust_table(runs, objectives, constraints, fixed, confidence)
+    """The sources on the front of `robust_table` (`table`, when the caller has it), best first,
+    each with the other sweep trials (and DKT) it cannot be told apart from
+    (`indistinguishable_from`, a list): those whose paired difference no objective's test rejects
+    once Holm corrects for every comparison the front makes (`paired_comparisons`). Lookups,
+    deterministic, are compared on their means alone."""
+    if table is None:
+        table = robust_table(runs, objectives, constraints, fixed, confidence)
     front = table[table["front"]].copy()
     seeded = [str(s) for s in table[SOURCE] if not str(s).startswith(BASELINE_PREFIX)]
     on_front = [str(s) for s in front[SOURCE] if not str(s).startswith(BASELINE_PREFIX)]
@@ -325,9 +338,10 @@ def left_out(table: pd.DataFrame) -> list[str]:
     """Why each source with every objective defined is off `robust_table`'s front while it would be
     on it otherwise: `32966f0b (infeasible)`, `ef68b935 (dominated by dkt)`."""
     out = []
-    for row in table[~table["front"]].to_dict("records"):
+    off = table[~table["front"]].assign(baseline=is_baseline_source(table[SOURCE]))
+    for row in off.to_dict("records"):
         if row[DOMINATED_BY]:
             out.append(f"{row[SOURCE]} (dominated by {row[DOMINATED_BY].replace(',', ', ')})")
-        elif not row[FEASIBLE] and not is_baseline_source(pd.Series([row[SOURCE]])).iloc[0]:
+        elif not row[FEASIBLE] and not row["baseline"]:
             out.append(f"{row[SOURCE]} (infeasible)")
     return out

@@ -16,27 +16,24 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import pyarrow.fs as pafs
 from optuna.trial import TrialState
 
-from gainakt.guarantees import guaranteed_metrics, untrained_of
 from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import select_epoch
 from search.run.recorder import apply_result, new_trial_row
 from search.run.sweep import refit_baselines, row_layout, space_points, trial_setup
-from search.run.trainable import TrialSetup, trial_config
+from search.run.trainable import TrialSetup, construction_columns, trial_config
 from search.schema import (
     CHECKPOINT,
     CONTINUES,
-    GUARANTEED,
     STATUS_ATTR,
     TRIAL_KEY,
     TUNE_TRIAL_ATTR,
-    UNTRAINED,
     TrialStatus,
 )
 from search.spec import SweepSpec
@@ -143,8 +140,7 @@ def _trial_row(
     result = {
         **{name: value for name, value in best.items() if name != "epoch"},
         "selected_epoch": int(best["epoch"]),
-        GUARANTEED: ",".join(guaranteed_metrics(train.model)),
-        UNTRAINED: ",".join(untrained_of(train.model, asdict(train.weights))),
+        **construction_columns(train),
     }
     apply_result(row, spec, result, epochs)
     row["train_seconds"] = math.nan

@@ -18,8 +18,6 @@ import plotly.graph_objects as go
 from search.analysis.statistics import (
     INDISTINGUISHABLE,
     SOURCE,
-    STUDENT_HIGH,
-    STUDENT_LOW,
     confirmed_runs,
     confirmed_split,
     left_out,
@@ -28,6 +26,7 @@ from search.analysis.statistics import (
     robust_table,
     shown_column,
     student_intervals,
+    student_text,
     summarize,
 )
 from search.report.figures import embed
@@ -119,7 +118,8 @@ def confirmation_html(table: pd.DataFrame, spec: SweepSpec, fixed: Mapping[str, 
         parts.append(embed(error_bar_figure(table, objectives, split)))
     constraints = [c.resolve(lookup_means(runs)) for c in spec.constraints]
     if len(trials):
-        front = robust_front(runs, objectives, constraints, fixed)
+        robust = robust_table(runs, objectives, constraints, fixed)
+        front = robust_front(runs, objectives, constraints, fixed, table=robust)
         front = front.assign(
             **{o.metric: shown_column(front, o.metric, mean=o.metric) for o in objectives},
             **{INDISTINGUISHABLE: [", ".join(v) or "-" for v in front[INDISTINGUISHABLE]]},
@@ -134,16 +134,12 @@ def confirmation_html(table: pd.DataFrame, spec: SweepSpec, fixed: Mapping[str, 
                 front, [SOURCE, "runs", *(o.metric for o in objectives), INDISTINGUISHABLE], "robust-front"
             )
         )
-        off = left_out(robust_table(runs, objectives, constraints, fixed))
+        off = left_out(robust)
         if off:
             parts.append(f"<p>Left off the front: {html.escape(', '.join(off))}.</p>")
     students = student_intervals(table, [o.metric for o in objectives], split)
     if len(students):
-        shown = pd.DataFrame({SOURCE: students[SOURCE]})
-        for o in objectives:
-            if f"{o.metric}{STUDENT_LOW}" in students.columns:
-                low, high = students[f"{o.metric}{STUDENT_LOW}"], students[f"{o.metric}{STUDENT_HIGH}"]
-                shown[o.metric] = [f"[{a:.4f}, {b:.4f}]" for a, b in zip(low, high, strict=True)]
+        shown = student_text(students, [o.metric for o in objectives])
         parts.append(
             "<h3>Student bootstrap (95% percentile interval of one run over resampled students, the "
             "mean of the runs')</h3>"

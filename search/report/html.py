@@ -37,6 +37,7 @@ from search.schema import (
     VIOLATION,
     WANDB_RUN,
     TrialStatus,
+    fixed_metrics,
     short_label,
 )
 from search.spec import SweepSpec
@@ -55,7 +56,7 @@ def _link(where: object) -> str:
     return f'<a href="{html.escape(href)}">run</a>'
 
 
-def _td(record: dict, column: str, fixed: set[str], untrained: Collection[str] = ()) -> str:
+def _td(record: dict, column: str, fixed: Collection[str], untrained: Collection[str] = ()) -> str:
     value = record[column]
     text = isinstance(value, str) or not isinstance(value, (int, float, np.number))
     if column == WANDB_RUN:
@@ -89,8 +90,7 @@ def html_table(
     head = "".join(f"<th>{_breakable(short_label(c))}</th>" for c in columns)
     rows = []
     for record in frame.to_dict("records"):
-        fixed = set(str(record.get(GUARANTEED) or "").split(","))
-        untrained = set(str(record.get(UNTRAINED) or "").split(","))
+        fixed, untrained = fixed_metrics(record.get(GUARANTEED)), fixed_metrics(record.get(UNTRAINED))
         cells = "".join(_td(record, c, fixed, untrained) for c in columns)
         feasible = (
             " class=feasible" if record.get("feasible") is True or record.get("feasible") is np.True_ else ""

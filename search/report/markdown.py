@@ -18,15 +18,15 @@ from search.report.sections import (
     targets,
 )
 from search.report.terminal import front_columns
-from search.schema import GUARANTEED, UNTRAINED, short_label
+from search.schema import GUARANTEED, UNTRAINED, fixed_metrics, short_label
 from search.spec import SweepSpec
 
 
 def _marked(record: dict, column: str) -> str:
     """A cell as text, marked when the trial's model fixes that metric by construction, or when it
     describes a part no loss of the trial's setting trains."""
-    fixed = column in str(record.get(GUARANTEED) or "").split(",")
-    untrained = column in str(record.get(UNTRAINED) or "").split(",")
+    fixed = column in fixed_metrics(record.get(GUARANTEED))
+    untrained = column in fixed_metrics(record.get(UNTRAINED))
     return cell(record[column]) + (" (untrained)" if untrained else " (by construction)" if fixed else "")
 
 

@@ -424,8 +424,6 @@ def confirmed_lines(
     from search.analysis.statistics import (
         INDISTINGUISHABLE,
         SOURCE,
-        STUDENT_HIGH,
-        STUDENT_LOW,
         confirmed_runs,
         left_out,
         lookup_means,
@@ -433,6 +431,7 @@ def confirmed_lines(
         robust_table,
         shown_column,
         student_intervals,
+        student_text,
     )
 
     metrics = list(dict.fromkeys([*(o.metric for o in objectives), *(c.metric for c in constraints)]))
@@ -442,7 +441,8 @@ def confirmed_lines(
     if len(lookups) == len(done):
         return [f"no completed confirmation run yet ({len(table)} rows)"]
     resolved = [c.resolve(lookup_means(done)) for c in constraints]
-    front = robust_front(done, objectives, resolved, fixed)
+    robust = robust_table(done, objectives, resolved, fixed)
+    front = robust_front(done, objectives, resolved, fixed, table=robust)
     rows = pd.DataFrame(
         {
             "source": front[SOURCE],
@@ -457,19 +457,14 @@ def confirmed_lines(
         f"{targets}): mean [95% t interval] over seeds x folds",
         text_table(rows, list(rows.columns)) if len(rows) else "none",
     ]
-    off = left_out(robust_table(done, objectives, resolved, fixed))
+    off = left_out(robust)
     if off:
         lines.append("left off the front: " + ", ".join(off))
     students = student_intervals(table, [o.metric for o in objectives], split)
     if len(students):
         lines.append(f"student bootstrap on the {which} (95% percentile interval, the mean of the runs'):")
-        for row in students.to_dict("records"):
-            shown = ", ".join(
-                f"{o.metric} [{row[o.metric + STUDENT_LOW]:.4f}, {row[o.metric + STUDENT_HIGH]:.4f}]"
-                for o in objectives
-                if o.metric + STUDENT_LOW in row
-            )
-            lines.append(f"  {row[SOURCE]}: {shown}")
+        shown = student_text(students, [o.metric for o in objectives])
+        lines.append(text_table(shown, list(shown.columns)))
     if len(lookups):
         means = lookups.groupby(SOURCE)[[o.metric for o in objectives]].mean()
         lines.append(f"lookups on the same {which} (mean over folds):")

@@ -80,6 +80,16 @@ def trial_config(
     return make_config(setup.preset, **values)
 
 
+def construction_columns(train_config: TrainConfig) -> dict[str, str]:
+    """A trial's `guaranteed` (what its model fixes by construction) and `untrained` (the gain figures
+    of a gain head no loss of its setting trains) cells, as the trial table holds them."""
+    model = train_config.model
+    return {
+        GUARANTEED: ",".join(guaranteed_metrics(model)),
+        UNTRAINED: ",".join(untrained_of(model, asdict(train_config.weights))),
+    }
+
+
 def trial_device(setting: str, gpu_ids: Sequence[object], cuda_available: bool, node: str) -> str:
     """Where a trial trains, from its `device` setting and the GPUs Ray assigned it (Ray makes them
     the only ones CUDA sees, so "cuda" is the first of them)."""
@@ -166,8 +176,6 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     }
     if train_config.wandb_dir:
         Path(train_config.wandb_dir).mkdir(parents=True, exist_ok=True)
-    guaranteed = guaranteed_metrics(train_config.model)
-    untrained = untrained_of(train_config.model, asdict(train_config.weights))
     where = {
         "node_id": node,
         "hostname": socket.gethostname(),
@@ -182,8 +190,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
         metrics = {
             **reported_figures(rows),  # the driver, the searcher and the scheduler read these
             STOPPED_ITSELF: bool(trainer.stopped_early),  # patience, not the scheduler (run/recorder.py)
-            GUARANTEED: ",".join(guaranteed),
-            UNTRAINED: ",".join(untrained),  # gain figures of a gain head no loss trains
+            **construction_columns(train_config),
             "epoch_row": flat,
             "trial_seconds": time.perf_counter() - began,  # training and validation in this process
             WANDB_RUN: trainer.wandb.link,
