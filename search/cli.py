@@ -641,7 +641,9 @@ def _status(args: argparse.Namespace) -> int:
     study = open_study(args.storage, args.name)
     lease = read_lease(study)
     spec = study.read_spec()
-    trials = Store(study).trials(columns=status_columns(spec))  # never the epoch table
+    store = Store(study)
+    trials = store.trials(columns=status_columns(spec))
+    store.warn_lacking_epochs(trials)  # from the epoch folder's listing: no epoch file is opened
     _print(status_lines(spec, trials, study.display(), lease))
     return 0
 

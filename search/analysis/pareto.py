@@ -541,6 +541,7 @@ def load_analysis(
     objectives = objectives or spec.objectives
     columns = epoch_columns(objectives, spec.constraints)
     rows = store.epochs(columns=columns) if epochs else pd.DataFrame(columns=[TRIAL_KEY, "epoch", *columns])
+    store.warn_lacking_epochs(trials, rows if epochs else None)  # without epochs, from the listing
     analysis = analyse(trials, rows, objectives, spec.constraints, spec.reference, study.read_baselines())
     if every_setting or not settings:
         return spec, analysis

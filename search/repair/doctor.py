@@ -11,12 +11,20 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from gainakt.errors import ConfigError, UserError
+from search.repair.agreement import disagreements, tell_journal
 from search.repair.rebuild import missing, rebuild
-from search.run.lease import read_lease
+from search.run.lease import lease_path, read_lease
 from search.schema import CHECKPOINT, TrialStatus
 from search.store import layout
 from search.store.journal import JournalCheck, check_journal, drop_torn_tail
-from search.store.segments import Store, Unreadable, unreadable_files
+from search.store.segments import (
+    Store,
+    Unreadable,
+    held_epochs,
+    lacking_epochs,
+    undigested_segments,
+    unreadable_files,
+)
 from search.store.study import Study
 
 QUARANTINE = layout.QUARANTINE
@@ -38,10 +46,14 @@ def examine(study: Study) -> list[Finding]:
     bad = unreadable_files(study)
     findings.append(_store(study, bad))
     findings.append(_compaction(study))
-    findings.append(_journal(study))
+    journal = _journal(study)
+    findings.append(journal)
+    if journal.ok and not bad:
+        findings.append(_agreement(study))
     findings.append(_tune(study))
     if not bad:
         findings.append(_checkpoints(study))
+        findings.append(_epochs(study))
     findings.append(_rows(study))
     return findings
 
@@ -73,6 +85,10 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
         if drop_torn_tail(study.journal_path, check):
             echo(f"dropped the torn last line of {study.journal_path}")
             done += 1
+    if _lease_garbled(study):
+        study.fs.delete_file(lease_path(study))
+        echo(f"removed {lease_path(study)}, which does not parse (no driver holds the study)")
+        done += 1
     rebuilt = rebuild(study, journal_readable)
     if rebuilt.trials or rebuilt.epochs:
         echo(
@@ -80,6 +96,12 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
             f"{rebuilt.epochs} epoch row(s)"
         )
         done += 1
+    if journal_readable:
+        before = len(disagreements(study))
+        unsettled = tell_journal(study, echo)
+        done += before - len(unsettled)
+        for disagreement in unsettled:
+            echo(f"not mended: {disagreement} (neither file says enough to settle it)")
     return done
 
 
@@ -130,7 +152,20 @@ def _data(study: Study) -> Finding:
     return Finding("data", True, f"pinned to {pin.get('source')} (fingerprint {pin.get('fingerprint')})")
 
 
+def _lease_garbled(study: Study) -> bool:
+    """A lease file is there that does not parse as one."""
+    return read_lease(study) is None and study.exists_path(lease_path(study))
+
+
 def _lease(study: Study) -> Finding:
+    if _lease_garbled(study):
+        return Finding(
+            "lease",
+            False,
+            f"{lease_path(study)} does not parse as a lease; without it no driver can tell whether "
+            "another holds the study",
+            repairable=True,
+        )
     lease = read_lease(study)
     if lease is None:
         return Finding("lease", True, "no driver has held it (or one from before leases)")
@@ -153,8 +188,11 @@ def _store(study: Study, bad: list[Unreadable]) -> Finding:
             ("confirm", study.confirm_dir),
         )
     }
+    old = undigested_segments(study)
+    before = f"; {old} segment(s) from before digests, checked by their pages only" if old else ""
+    files = ", ".join(f"{n} {name} files" for name, n in counts.items())
     return Finding(
-        "store", True, ", ".join(f"{n} {name} files" for name, n in counts.items()) + ", all readable"
+        "store", True, f"{files}, all readable, page checksums and segment digests verified{before}"
     )
 
 
@@ -168,6 +206,33 @@ def _journal(study: Study) -> Finding:
     if check.torn_tail:
         return Finding("journal", False, f"{check.lines} entries and a torn last line", repairable=True)
     return Finding("journal", True, f"{check.lines} entries")
+
+
+def _agreement(study: Study) -> Finding:
+    lease = read_lease(study)
+    if lease is not None and lease.live():
+        return Finding("journal vs store", True, "not compared while a driver writes both")
+    found = disagreements(study)
+    if not found:
+        return Finding("journal vs store", True, "every trial has the same number and ending in both")
+    names = "; ".join(str(d) for d in found[:3]) + (" ..." if len(found) > 3 else "")
+    return Finding(
+        "journal vs store",
+        False,
+        f"{len(found)} trial(s) disagree: {names}",
+        repairable=any(d.mendable for d in found),
+    )
+
+
+def _epochs(study: Study) -> Finding:
+    store = Store(study)
+    trials = store.trials(columns=["status", "epochs"])
+    short = lacking_epochs(trials, held_epochs(store.epochs(columns=["epoch"])))
+    if short:
+        names = ", ".join(short[:5]) + (" ..." if len(short) > 5 else "")
+        return Finding("epochs", False, f"{len(short)} completed trial(s) lack epoch rows: {names}", True)
+    completed = int((trials["status"] == TrialStatus.COMPLETED).sum()) if len(trials) else 0
+    return Finding("epochs", True, f"all {completed} completed trials have every epoch's row")
 
 
 def _tune(study: Study) -> Finding:

@@ -111,6 +111,31 @@ def violations(constraints: Sequence[Constraint], result: Mapping[str, Any]) -> 
     return out
 
 
+def tell_ending(
+    trial: optuna.Trial,
+    status: TrialStatus,
+    values: Sequence[float] = (),
+    gaps: Mapping[str, float] | None = None,
+    selected: int | None = None,
+    pruned: bool = False,
+) -> None:
+    """Tell a running Optuna trial how its store row ended: completed or stopped with its objective
+    values and constraint violations (`violations`), or failed (ERROR)."""
+    trial.set_user_attr(STATUS_ATTR, status.value)
+    if status == TrialStatus.ERROR:
+        trial.study.tell(trial, state=TrialState.FAIL)
+        return
+    for key, value in (gaps or {}).items():
+        trial.set_constraint(key, value)
+    # optuna-dashboard 0.21 reads only the pre-Optuna-5 constraint list: say it as an attribute too
+    trial.set_user_attr(FEASIBLE, _feasible(gaps or {}))
+    trial.set_user_attr(SELECTED_EPOCH_ATTR, selected)
+    if pruned:
+        trial.study.tell(trial, state=TrialState.PRUNED)
+    else:
+        trial.study.tell(trial, list(values))
+
+
 def _as_float(value: Any) -> float:
     """`value` as a float, NaN when it is missing or not a number."""
     try:
@@ -297,25 +322,19 @@ class StudySearcher(Searcher):
         if frozen.state != TrialState.RUNNING:
             return
         trial = self._live_trial(number)
-        if complete:
-            assert result is not None
-            gaps = violations(self._constraints, result)
-            for key, value in gaps.items():
-                trial.set_constraint(key, value)
-            # optuna-dashboard 0.21 reads only the pre-Optuna-5 constraint list: say it as an attribute too
-            trial.set_user_attr(FEASIBLE, _feasible(gaps))
-            stopped = self._stopped_by_scheduler(result)
-            trial.set_user_attr(
-                STATUS_ATTR, (TrialStatus.STOPPED if stopped else TrialStatus.COMPLETED).value
-            )
-            trial.set_user_attr(SELECTED_EPOCH_ATTR, _selected(result))
-            if stopped and self._stopped_as == "pruned":
-                self.study.tell(number, state=TrialState.PRUNED)
-            else:
-                self.study.tell(number, values)
-        else:
-            trial.set_user_attr(STATUS_ATTR, TrialStatus.ERROR.value)
-            self.study.tell(number, state=TrialState.FAIL)
+        if not complete:
+            tell_ending(trial, TrialStatus.ERROR)
+            return
+        assert result is not None and values is not None
+        stopped = self._stopped_by_scheduler(result)
+        tell_ending(
+            trial,
+            TrialStatus.STOPPED if stopped else TrialStatus.COMPLETED,
+            values,
+            violations(self._constraints, result),
+            _selected(result),
+            pruned=stopped and self._stopped_as == "pruned",
+        )
 
     def _stopped_by_scheduler(self, result: Mapping[str, Any]) -> bool:
         epoch = epoch_row_of(result).get("epoch")

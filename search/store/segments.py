@@ -6,8 +6,10 @@ Layout of `store/trials/` and `store/epochs/`:
     TRIAL.parquet                 a live trial's row (running or errored: its row still changes)
     TRIAL.eNNNN.parquet           a live trial's epoch NNNN, one file per epoch (appended, never
                                   rewritten: a trial's epochs cost one small file each)
-    segment-L<level>-<id>.parquet settled trials (completed, stopped, lost: never written again),
-                                  sorted by trial_id (and epoch); the same name in both folders
+    segment-L<level>-<digest>.parquet
+                                  settled trials (completed, stopped, lost: never written again),
+                                  sorted by trial_id (and epoch); <digest> is the first 32 hex
+                                  digits of the file's SHA-256 (16 random ones before digests)
 
 Settled trials move from their live files into a segment once 64 of them are waiting (and at the
 start and end of every driver, which is how a store written before segments is migrated); when 8
@@ -34,6 +36,11 @@ what it added); the readers here apply a pending intent the same way and drop du
 so they never show a row twice or lose one (a plain reader of a bucket may, in the moment of a
 compaction). Only the driver that holds the study's lease writes.
 
+Bit rot is named, never read as data: every file is written with Parquet page checksums, which
+every read here verifies, and a segment, immutable, is named by its digest, which
+`verify_digests` (`doctor`) checks whole; the live files, rewritten as trials run, rely on their
+page checksums. A file written before checksums reads as it is.
+
 Every file of a table has the table's one schema (`search/store/tables.py`). A store written before the
 schemas is read as well, and its files are rewritten in the schema by the next driver
 (`conform_files`). The columns are documented in the README; the paths in them (`checkpoint`,
@@ -42,12 +49,12 @@ schemas is read as well, and its files are rewritten in the schema by the next d
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import math
 import re
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +78,12 @@ _warned: set[str] = set()  # unreadable files already named in this process
 SEGMENT_TRIALS = 64  # settled trials that wait in live files before they become a segment
 FAN_IN = 8  # segments of one level merged into one of the next
 SEGMENTED = ("trials", "epochs")  # the tables compaction moves into segments (confirm stays per run)
-SEGMENT = re.compile(r"^segment-L(?P<level>\d+)-[0-9a-f]+\.parquet$")
+SEGMENT = re.compile(r"^segment-L(?P<level>\d+)-(?P<id>[0-9a-f]+)\.parquet$")
+DIGEST_HEX = 32  # a segment id this long is the start of its file's SHA-256; shorter ones are random
+# Every read verifies the page checksums the writer adds (a file written without them reads as is).
+VERIFIED = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
 EPOCH_FILE = re.compile(r"^(?P<trial>.+)\.e(?P<epoch>\d{4,})\.parquet$")
 READ_ERRORS = (pa.ArrowException, OSError, ValueError)
 RETRIES = 5  # reads that meet a file a concurrent compaction removed list the folder again
@@ -111,20 +123,51 @@ class Compaction:
         return cls(add=tuple(values["add"]), remove=tuple(values["remove"]))
 
 
-def _read_table(study: Study, path: str) -> pa.Table:
-    return pq.read_table(study.fs.open_input_file(path))
+def _read_table(study: Study, path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    return pq.read_table(study.fs.open_input_file(path), columns=columns, page_checksum_verification=True)
+
+
+def segment_name(level: int, data: bytes) -> str:
+    """A segment's file name: its level and the digest of its bytes."""
+    return f"segment-L{level}-{hashlib.sha256(data).hexdigest()[:DIGEST_HEX]}.parquet"
+
+
+def digest_mismatch(path: str, data: bytes) -> str | None:
+    """Why a file's bytes do not match the digest its name carries; None when they do, or when its
+    name carries none (a live file, a segment from before digests)."""
+    match = SEGMENT.match(_name(path))
+    if match is None or len(match["id"]) != DIGEST_HEX:
+        return None
+    if hashlib.sha256(data).hexdigest()[:DIGEST_HEX] == match["id"]:
+        return None
+    return "its bytes do not match the digest in its name (changed on disk after it was written)"
 
 
 def unreadable_files(study: Study) -> list[Unreadable]:
-    """Every Parquet file of the study's store that cannot be read (all three tables)."""
+    """Every Parquet file of the study's store (all three tables) that cannot be read, fails its
+    page checksums or, for a segment, its digest."""
     bad = []
     for folder in (study.trials_dir, study.epochs_dir, study.confirm_dir):
         for path in study.list_files(folder, ".parquet"):
             try:
-                _read_table(study, path)
+                data = study.read_bytes(path)
+                pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
             except READ_ERRORS as err:
                 bad.append(Unreadable(path, first_line(err)))
+                continue
+            if reason := digest_mismatch(path, data):
+                bad.append(Unreadable(path, reason))
     return bad
+
+
+def undigested_segments(study: Study) -> int:
+    """How many of the store's segments were written before digests (named by random ids)."""
+    return sum(
+        1
+        for folder in (study.trials_dir, study.epochs_dir)
+        for path in study.list_files(folder, ".parquet")
+        if (match := SEGMENT.match(_name(path))) and len(match["id"]) != DIGEST_HEX
+    )
 
 
 def _name(path: str) -> str:
@@ -155,7 +198,7 @@ def _with_time_types(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _parquet(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
-    pq.write_table(table, buffer)
+    pq.write_table(table, buffer, write_page_checksum=True)
     return buffer.getvalue()
 
 
@@ -187,6 +230,24 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return a.keys() == b.keys() and all(
         (missing(a[k]) and missing(b[k])) or (not missing(a[k]) and a[k] == b[k]) for k in a
     )
+
+
+def lacking_epochs(trials: pd.DataFrame, held: Mapping[str, set[int]]) -> list[str]:
+    """The completed trials (rows with `status` and `epochs`) that lack one of their epochs in
+    `held` (each trial's epochs that have a row): files deleted or lost."""
+    if not len(trials) or "epochs" not in trials:
+        return []
+    completed = trials[(trials["status"] == TrialStatus.COMPLETED) & trials["epochs"].notna()]
+    return [
+        row[TRIAL_KEY]
+        for row in completed.to_dict("records")
+        if set(range(1, int(row["epochs"]) + 1)) - held.get(row[TRIAL_KEY], set())
+    ]
+
+
+def held_epochs(epochs: pd.DataFrame) -> dict[str, set[int]]:
+    """Each trial's epochs that have a row in `epochs` (`trial_id`, `epoch`)."""
+    return {k: set(v) for k, v in epochs.groupby(TRIAL_KEY)["epoch"]} if len(epochs) else {}
 
 
 class Store:
@@ -392,29 +453,31 @@ class Store:
     def _commit(self, tables: Mapping[str, pa.Table | None], remove: Sequence[str], level: int) -> None:
         """Write `tables` as segments of `level` and remove the files they replace: by a swap of
         generations on local disk, else intent first."""
-        name = f"segment-L{level}-{uuid.uuid4().hex[:16]}.parquet"
+        segments = {
+            table: (segment_name(level, data), data)
+            for table, found in tables.items()
+            if found is not None
+            for data in [_parquet(found)]
+        }
         if self.swaps:
             for table in SEGMENTED:
                 folder = self._folder(table)
                 gone = {_name(p) for p in remove if p.startswith(f"{folder}/")}
-                found = tables.get(table)
-                if gone or found is not None:
-                    added = {name: _parquet(found)} if found is not None else {}
+                added = dict([segments[table]]) if table in segments else {}
+                if gone or added:
                     generations.swap(Path(folder), gone, added)
                     self._linked.add(table)
             for path in remove:
                 self._live.pop(path, None)
             return
-        adds = {
-            f"{self._folder(table)}/{name}": found for table, found in tables.items() if found is not None
-        }
+        adds = {f"{self._folder(table)}/{name}": data for table, (name, data) in segments.items()}
         intent = Compaction(
             add=tuple(self._relative_path(p) for p in adds),
             remove=tuple(self._relative_path(p) for p in remove),
         )
         self.study.write_atomic(self.intent_path, intent.to_json())
-        for path, found in adds.items():
-            self.study.write_atomic(path, _parquet(found))
+        for path, data in adds.items():
+            self.study.write_atomic(path, data)
         for path in intent.remove:
             self._delete(self._full(path))
         self._delete(self.intent_path)
@@ -445,7 +508,7 @@ class Store:
             try:
                 found = self._live.get(path)
                 if found is None:
-                    found = pq.read_table(self.study.fs.open_input_file(path), columns=["status"])
+                    found = _read_table(self.study, path, columns=["status"])
                 status = found["status"]
             except READ_ERRORS:
                 continue
@@ -520,6 +583,30 @@ class Store:
             out.setdefault(row[TRIAL_KEY], {})[int(row["epoch"])] = row
         return out
 
+    def warn_lacking_epochs(self, trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> None:
+        """Name, once per process, the completed trials among `trials` that lack epoch rows: all of
+        them from `epochs` when given, else, from the folder's listing alone (no epoch file is
+        opened), those whose rows are still in live files."""
+        if not {"status", "epochs"} <= set(trials.columns):
+            trials = self.trials(columns=["status", "epochs"])
+        if epochs is not None:
+            short = lacking_epochs(trials, held_epochs(epochs))
+        else:
+            live = {_owner(p) for p in self.study.list_files(self.study.trials_dir, ".parquet")} - {None}
+            files = self._live_epoch_files()
+            held = {trial: set(found) for trial, found in files.items() if -1 not in found}
+            checkable = trials[TRIAL_KEY].isin(live - {t for t, found in files.items() if -1 in found})
+            short = lacking_epochs(trials[checkable], held)
+        key = f"{self.study.root}: lacking epochs {short}"
+        if not short or key in _warned:
+            return
+        _warned.add(key)
+        names = ", ".join(short[:5]) + (" ..." if len(short) > 5 else "")
+        log.warning(
+            f"warning: {len(short)} completed trial(s) lack epoch rows, their files deleted or lost: "
+            f"{names}; 'gainakt-search doctor {self.study.name}' checks the study"
+        )
+
     def _skip(self, bad: Unreadable) -> None:
         """An unreadable file is left out of every answer and named once, not fatal: one torn file
         must not hide a whole study."""
@@ -591,7 +678,7 @@ class Store:
         try:
             schemas = [pq.read_schema(self.study.fs.open_input_file(p)) for p in ordered]
             schema = _union(pa.schema([]), schemas)
-            dataset = ds.dataset(ordered, schema=schema, format="parquet", filesystem=self.study.fs)
+            dataset = ds.dataset(ordered, schema=schema, format=VERIFIED, filesystem=self.study.fs)
             return dataset.to_table(
                 columns=self._present(schema, columns), filter=self._only(schema, trial_ids)
             )

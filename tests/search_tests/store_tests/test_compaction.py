@@ -21,7 +21,7 @@ from store_helpers import Cut, Killed
 from search.schema import TrialStatus
 from search.spec import SweepSpec
 from search.store import segments as store_module
-from search.store.segments import Store
+from search.store.segments import Store, segment_name
 from search.store.study import Study
 from search.store.tables import epoch_schema, to_table
 
@@ -100,8 +100,13 @@ def test_settled_trials_move_into_segments_that_merge_by_level(tmp_path, monkeyp
     # Levels: never FAN_IN segments at one level, and merges happened.
     levels = [int(n.split("-")[1][1:]) for n in segments]
     assert max(levels) >= 2 and all(levels.count(level) < 3 for level in set(levels))
-    # The two folders hold segments of the same names; epoch files only for live trials.
-    assert set(segments) == {n for n in names(epochs_dir) if n.startswith("segment-")}
+    # Each segment is named by its level and its digest, the same levels in both folders; epoch
+    # files only for live trials.
+    epoch_segments = [n for n in names(epochs_dir) if n.startswith("segment-")]
+    for folder, found in ((trials_dir, segments), (epochs_dir, epoch_segments)):
+        for name in found:
+            assert name == segment_name(int(name.split("-")[1][1:]), (folder / name).read_bytes())
+    assert sorted(levels) == sorted(int(n.split("-")[1][1:]) for n in epoch_segments)
     live_epochs = {n.split(".")[0] for n in names(epochs_dir) if not n.startswith("segment-")}
     assert live_epochs == {n.removesuffix(".parquet") for n in live}
     # Every trial and epoch exactly once, to the Store and to pandas alike.
