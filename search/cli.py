@@ -779,13 +779,27 @@ def _add_pareto(commands: argparse._SubParsersAction) -> None:
     pareto.set_defaults(handler=_pareto)
 
 
+def _recorded_metrics(study: Any) -> tuple[str, ...]:
+    """The metrics some trial of the study holds a value of (the simulator's recovery metrics only
+    on simulated data); every metric while it has no trial."""
+    from gainakt.schema import METRICS
+    from search.store.segments import Store
+
+    store = Store(study)
+    names = [m for m in METRICS if m in store.schema("trials").names]
+    trials = store.trials(columns=names)
+    held = tuple(m for m in names if m in trials and trials[m].notna().any())
+    return held or METRICS
+
+
 def _pareto(args: argparse.Namespace) -> int:
     from search.analysis.pareto import load_analysis
     from search.report.terminal import pareto_output, terminal_width
     from search.store.study import open_study
 
     study = open_study(args.storage, args.name)
-    objectives = study.read_spec().named_objectives(args.objectives)
+    recorded = _recorded_metrics(study) if args.objectives else ()
+    objectives = study.read_spec().named_objectives(args.objectives, recorded)
     if args.confirmed:
         from search.analysis.statistics import confirmed_split
         from search.store.segments import Store

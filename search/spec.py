@@ -32,6 +32,7 @@ epochs = 4
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import operator
@@ -88,10 +89,18 @@ def check_name(name: str) -> str:
     return name
 
 
+def unknown_metric(metric: str, where: str, known: Sequence[str], of: str = "known") -> ConfigError:
+    """The one-line error for a metric not among `known` (the metrics `of` the command's context):
+    the closest names first, then all of them."""
+    close = difflib.get_close_matches(metric, known, n=2, cutoff=0.6)
+    guess = f"did you mean {' or '.join(close)}? " if close else ""
+    return ConfigError(f"{where}: unknown metric {metric!r} ({guess}{of}: {', '.join(known)})")
+
+
 def _known_metric(metric: str, where: str) -> str:
     """`metric` if it is a figure of the epoch rows that can be an objective (`gainakt.schema.METRICS`)."""
     if metric not in schema.METRICS:
-        raise ConfigError(f"{where}: unknown metric {metric!r} (known: {', '.join(schema.METRICS)})")
+        raise unknown_metric(metric, where, schema.METRICS)
     return metric
 
 
@@ -372,19 +381,30 @@ class SweepSpec:
     def modes(self) -> list[str]:
         return [o.direction for o in self.objectives]
 
-    def named_objectives(self, given: Sequence[str] | None) -> tuple[Objective, ...]:
-        """`metric:max|min` texts as objectives; a bare metric takes this study's direction for it."""
+    def named_objectives(
+        self, given: Sequence[str] | None, recorded: Sequence[str] = schema.METRICS
+    ) -> tuple[Objective, ...]:
+        """`metric:max|min` texts as objectives; a bare metric takes this study's direction for it.
+        Each must be among `recorded`, the metrics the study's trials hold."""
         if not given:
             return self.objectives
         directions = {o.metric: o for o in self.objectives}
         out = []
         for text in given:
-            if ":" not in text and text.strip() not in directions:
+            metric = text.partition(":")[0].strip()
+            if metric in schema.METRICS and metric not in recorded:
+                raise ConfigError(
+                    f"objective {text!r}: no trial of this study holds {metric} "
+                    f"(this study's metrics: {', '.join(recorded)})"
+                )
+            if metric not in recorded:
+                raise unknown_metric(metric, f"objective {text!r}", recorded, of="this study's metrics")
+            if ":" not in text and metric not in directions:
                 raise ConfigError(
                     f"objective {text!r}: not an objective of the study; "
                     f"give its direction as {text}:max or {text}:min"
                 )
-            out.append(directions[text.strip()] if ":" not in text else Objective.parse(text))
+            out.append(directions[metric] if ":" not in text else Objective.parse(text))
         if len({o.metric for o in out}) != len(out):
             raise ConfigError(f"objectives name a metric twice: {', '.join(given)}")
         return tuple(out)

@@ -19,7 +19,7 @@ from gainakt.config import flatten
 from gainakt.data import load_dataset
 from gainakt.errors import ConfigError, StorageFull, is_no_space
 from gainakt.guarantees import guaranteed_metrics, guarantees_of
-from gainakt.schema import EvalMetrics
+from gainakt.schema import METRICS, RECOVERY_METRICS, EvalMetrics
 from gainakt.sequences import Dataset
 from search.run.cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
 from search.run.lease import held, refuse_if_held
@@ -64,6 +64,23 @@ class SweepOutcome:
 
 
 SPACE_PROBES = 64  # points of the space sampled to see whether an objective can vary there
+
+
+def _refuse_simulated_only(spec: SweepSpec, dataset: Dataset) -> None:
+    """Refuse an objective or constraint on a metric that needs the simulator's ground truth
+    (`RECOVERY_METRICS`) where the data has none: every trial would score NaN."""
+    if dataset.is_synthetic:
+        return
+    for where, metric in [
+        *((f"objective {str(o)!r}", o.metric) for o in spec.objectives),
+        *((f"constraint {str(c)!r}", c.metric) for c in spec.constraints),
+    ]:
+        if metric in RECOVERY_METRICS:
+            held = ", ".join(m for m in METRICS if m not in RECOVERY_METRICS)
+            raise ConfigError(
+                f"{where}: {metric} needs the simulator's ground truth, which data {dataset.source} "
+                f"lacks (the metrics of this data: {held})"
+            )
 
 
 def _refuse_guaranteed(spec: SweepSpec, setup: TrialSetup, points: list[dict[str, Any]]) -> None:
@@ -139,6 +156,7 @@ def prepare(
         _check_intact(study)
     base = trial_config(setup, {}, seed=spec.seed)
     dataset = load_dataset(spec.data, base.num_concepts)
+    _refuse_simulated_only(spec, dataset)
     if resumed:
         _check_same_data(study, dataset)
     baselines = fold_baselines(dataset, base.fold)  # once, for every trial

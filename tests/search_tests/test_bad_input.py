@@ -133,6 +133,30 @@ CASES: dict[str, Bad] = {
         "0,a,1,1\n", "num_concepts must be from 1", "--num-concepts", "1000000000"
     ),
     "fold beyond int64": _csv(f"{10**30},a,1,1\n", "field 'fold'"),
+    # ------------------------------------------------------------------ metrics
+    "objective with a misspelt metric": _run(
+        "--objectives",
+        "acu:max",
+        expected="unknown metric 'acu' (did you mean auc or acc? known: val_loss, auc,",
+    ),
+    "objective needing the simulator on real data": Bad(
+        ("run", "--data", "{tmp}/real.csv", "--storage", "{tmp}/st", "--objectives", "mastery_recovery:max"),
+        "objective 'mastery_recovery:max': mastery_recovery needs the simulator's ground truth, which data",
+        {
+            "real.csv": (
+                CSV_HEADER + "".join(f'{i % 5},s{i},"1,2,1,3","1,0,1,1"\n' for i in range(20))
+            ).encode()
+        },
+    ),
+    "constraint needing the simulator on real data": Bad(
+        ("run", "--data", "{tmp}/real.csv", "--storage", "{tmp}/st", "--constraint", "gain_recovery > 0.1"),
+        "constraint 'gain_recovery > 0.1': gain_recovery needs the simulator's ground truth",
+        {
+            "real.csv": (
+                CSV_HEADER + "".join(f'{i % 5},s{i},"1,2,1,3","1,0,1,1"\n' for i in range(20))
+            ).encode()
+        },
+    ),
     # ------------------------------------------------------------------ train
     "train with infinite lr": _train("--set", "lr=inf", expected="'lr' must be a finite number"),
     "train with a negative seed": _train("--set", "seed=-1", expected="'seed' must be >= 0"),
@@ -177,3 +201,27 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys)
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert bad.expected in err, err
     assert _snapshot(tmp_path) == before, "a refused command wrote files"
+
+
+@pytest.mark.parametrize(
+    "objective, expected",
+    [
+        (
+            "acu",
+            "objective 'acu': unknown metric 'acu' (did you mean auc or acc? this study's metrics: val_loss,",
+        ),
+        (
+            "mastery_recovery_within:max",
+            "no trial of this study holds mastery_recovery_within (this study's metrics: val_loss,",
+        ),
+    ],
+    ids=["misspelt", "not recorded by the study"],
+)
+def test_pareto_names_only_the_metrics_its_study_recorded(objective, expected, tmp_path, capsys):
+    from study_helpers import fake_study
+
+    fake_study(tmp_path, "seen", 4)  # no mastery_recovery_within: fake trials do not record it
+    assert main(["pareto", "seen", "--storage", str(tmp_path), "--objectives", objective]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert "mastery_recovery_within" not in err.partition("this study's metrics:")[2]
