@@ -588,6 +588,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _sweep(prepared: Any, args: argparse.Namespace) -> int:
     from search.analysis.pareto import load_analysis
     from search.report import terminal as views
+    from search.report.live import SweepConsole
     from search.report.page import write_report
     from search.report.sections import recommendation_lines
     from search.run.lease import refuse_if_held
@@ -598,17 +599,21 @@ def _sweep(prepared: Any, args: argparse.Namespace) -> int:
     spec = prepared.spec
     refuse_if_held(prepared.study)  # refused before anything is said of the study (run_sweep checks again)
     _print(views.sweep_start_line(spec, prepared.dataset.source, prepared.resumed))
+    console = SweepConsole()  # a live progress bar on a terminal, a line per ended trial otherwise
     try:
         outcome = run_sweep(
             prepared,
             address=args.address,
             num_cpus=args.num_cpus,
             connect_timeout=args.connect_timeout,
-            echo=_print,
+            echo=console.echo,
+            progress=console.show,
         )
     except StorageFull as full:
         full.then = f"'{views.resume_command(spec)}' continues the study"
         raise
+    finally:
+        console.close()
     trials = Store(outcome.study).trials()
     _print("\ntrials: " + views.status_counts(trials))
     if len(trials):

@@ -19,7 +19,7 @@ from gainakt import strict_json
 from gainakt.schema import CEILINGS, CONTEXT_METRICS, RECOVERY_METRICS
 from search.analysis import pareto
 from search.analysis.pareto import Analysis
-from search.analysis.progress import duration, time_left
+from search.analysis.progress import EPOCH_COLUMNS, duration, time_left
 from search.run.lease import LeaseInfo
 from search.schema import (
     BASELINE_PREFIX,
@@ -270,7 +270,14 @@ def pareto_notes(analysis: Analysis) -> list[str]:
 
 def status_columns(spec: SweepSpec) -> list[str]:
     """The trial table's columns `status_lines` reads."""
-    return ["status", "started_at", "ended_at", FEASIBLE, *(o.metric for o in spec.objectives)]
+    return [
+        "status",
+        "started_at",
+        "ended_at",
+        FEASIBLE,
+        *EPOCH_COLUMNS,
+        *(o.metric for o in spec.objectives),
+    ]
 
 
 def status_lines(

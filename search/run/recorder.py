@@ -25,7 +25,7 @@ from ray.tune.experiment import Trial
 
 from gainakt import schema as model_schema
 from gainakt.errors import StorageFull
-from search.analysis.progress import progress_line
+from search.analysis.progress import Progress, progress_of
 from search.run.searcher import StudySearcher
 from search.run.signals import ask_tune_to_stop
 from search.schema import (
@@ -104,8 +104,12 @@ class StoreRecorder(Callback):
         journal: str,
         echo: Callable[[str], None] = print,
         continuations: StudySearcher | None = None,
+        progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.spec = spec
+        # Given `progress`, it hears of every epoch and every end (a live display); without it the
+        # progress line is echoed as each trial ends.
+        self.progress = progress
         self.continuations = continuations  # where lost trials are handed to be continued
         self.store = store
         self.constants = dict(
@@ -188,6 +192,8 @@ class StoreRecorder(Callback):
         self._put_trial(row)
         objectives = "  ".join(f"{o.metric} {float(epoch_row[o.metric]):.4f}" for o in self.spec.objectives)
         self.echo(f"trial {row_id} epoch {epoch}: {objectives}")
+        if self.progress is not None:
+            self._progress()
 
     @_stops_when_full
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -236,7 +242,11 @@ class StoreRecorder(Callback):
         self._progress()
 
     def _progress(self) -> None:
-        self.echo(progress_line(pd.DataFrame(list(self.trials.values())), self.spec))
+        progress = progress_of(pd.DataFrame(list(self.trials.values())), self.spec)
+        if self.progress is None:
+            self.echo(progress.line())
+        else:
+            self.progress(progress)
 
     def _put_trial_after_journal(self, row: dict[str, Any]) -> None:
         """Record a trial's end only once the journal that Tune's searcher has just told of it is

@@ -21,6 +21,7 @@ from gainakt.errors import ConfigError, StorageFull, is_no_space
 from gainakt.guarantees import guaranteed_metrics, guarantees_of
 from gainakt.schema import METRICS, RECOVERY_METRICS, EvalMetrics
 from gainakt.sequences import Dataset
+from search.analysis.progress import Progress
 from search.run.cluster import DEFAULT_CONNECT_TIMEOUT, ray_session
 from search.run.lease import held, refuse_if_held
 from search.run.signals import graceful_stop
@@ -302,8 +303,10 @@ def run_sweep(
     num_cpus: int | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     echo: Callable[[str], None] = print,
+    progress: Callable[[Progress], None] | None = None,
 ) -> SweepOutcome:
-    """Run (or continue) the sweep until every trial asked for has finished."""
+    """Run (or continue) the sweep until every trial asked for has finished; `progress` hears of
+    every epoch and trial end (search/run/recorder.py), else a progress line is echoed per end."""
     spec, study = prepared.spec, prepared.study
     if prepared.resumed and _finished(Store(study), spec):
         echo(
@@ -334,7 +337,7 @@ def run_sweep(
         try:
             started = time.time()
             ray_start_seconds = started - ray_started
-            tuner, recorder = _tuner(prepared, journal, echo)
+            tuner, recorder = _tuner(prepared, journal, echo, progress)
             try:
                 with graceful_stop() as received:
                     tuner.fit()
@@ -374,7 +377,12 @@ def _trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> tuple[Any, Any]:
+def _tuner(
+    prepared: Prepared,
+    journal: str,
+    echo: Callable[[str], None],
+    progress: Callable[[Progress], None] | None = None,
+) -> tuple[Any, Any]:
     """The Tuner that runs (or continues) the study, and the recorder that keeps its store."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -429,7 +437,9 @@ def _tuner(prepared: Prepared, journal: str, echo: Callable[[str], None]) -> tup
         checkpoint_score_attribute="epoch_row/auc" if spec.keep_checkpoints else None,
         checkpoint_score_order="max",
     )
-    recorder = StoreRecorder(spec, store, prepared.constants, journal, echo, continuations=searcher)
+    recorder = StoreRecorder(
+        spec, store, prepared.constants, journal, echo, continuations=searcher, progress=progress
+    )
     search = StudySearchGenerator(searcher, spec.concurrent, study.fs, study.root, TUNE_DIR, spec.trials)
     storage_path, storage_fs = study.ray_storage
     tune_path = f"{storage_path}/{TUNE_DIR}"

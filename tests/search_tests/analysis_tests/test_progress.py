@@ -50,3 +50,19 @@ def test_before_any_trial_ends_there_is_no_estimate_and_no_feasible_trial_is_sai
     )
     done = rows(("a", "COMPLETED", 0.7, 0.2, 30))
     assert progress_line(done, spec).endswith("; no feasible trial yet; about 1m00s left")
+
+
+def test_the_time_left_comes_from_the_epochs_trained_so_far_once_one_has():
+    spec = SweepSpec(trials=4, concurrent=2)
+    trials = rows(("a", "COMPLETED", 0.7, 0.2, 40), ("b", "RUNNING", float("nan"), float("nan"), None))
+    trials["fixed.epochs"] = 3
+    trials["epochs"] = [3, 1]
+    trials["train_seconds"] = [30.0, 10.0]
+    # 10 s an epoch (40 s over 4 epochs); left: b's 2 epochs and 2 trials of 3, two at a time
+    left = time_left(trials, spec)
+    assert (left.seconds, left.trials, left.per_trial) == (40.0, 3, 30.0)
+    # Before any trial has ended, the first epoch already gives an estimate.
+    first = rows(("b", "RUNNING", float("nan"), float("nan"), None)).assign(
+        **{"fixed.epochs": 3, "epochs": 1, "train_seconds": 12.0}
+    )
+    assert time_left(first, spec).seconds == (2 + 3 * 3) * 12.0 / 2
