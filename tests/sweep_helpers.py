@@ -52,8 +52,9 @@ def tables(storage: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return store.trials(), store.epochs()
 
 
-def optuna_trials(storage: Path, name: str) -> list:
-    return open_optuna_study(os.path.join(storage, name, "optuna.journal"), name).get_trials()
+def optuna_trials(storage: Path, name: str, created_as: str | None = None) -> list:
+    """The trials of study `name`'s Optuna study, which has the name the study was created under."""
+    return open_optuna_study(os.path.join(storage, name, "optuna.journal"), created_as or name).get_trials()
 
 
 def relu_only_space(trial) -> dict:

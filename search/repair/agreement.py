@@ -58,9 +58,9 @@ def _journal(study: Study) -> tuple[optuna.Study, JournalStorage] | None:
     """The study's Optuna study and its storage; None before the journal holds the study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(study.prepare_journal()))
-    if study.name not in {s.study_name for s in storage.get_all_studies()}:
+    if study.optuna_name not in {s.study_name for s in storage.get_all_studies()}:
         return None
-    return optuna.load_study(study_name=study.name, storage=storage), storage
+    return optuna.load_study(study_name=study.optuna_name, storage=storage), storage
 
 
 def disagreements(study: Study) -> list[Disagreement]:
@@ -97,7 +97,7 @@ def tell_journal(study: Study, echo: Callable[[str], None] = print) -> list[Disa
     journal = _journal(study)
     assert journal is not None
     optuna_study, storage = journal
-    study_id = storage.get_study_id_from_name(study.name)
+    study_id = storage.get_study_id_from_name(study.optuna_name)
     spec = study.read_spec().resolved(study.read_baselines())
     rows = Store(study).trial_rows()
     for disagreement in mendable:

@@ -79,7 +79,7 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
     journal_readable = True
     if study.local:
         try:
-            check = check_journal(study.journal_path, study.name)
+            check = check_journal(study.journal_path, study.optuna_name)
         except UserError:
             check, journal_readable = JournalCheck(0, b""), False  # damaged, not torn: nothing safe to do
         if drop_torn_tail(study.journal_path, check):
@@ -200,7 +200,7 @@ def _journal(study: Study) -> Finding:
     if not study.local:
         return Finding("journal", True, "remote study: checked when a resume fetches it")
     try:
-        check = check_journal(study.journal_path, study.name)
+        check = check_journal(study.journal_path, study.optuna_name)
     except UserError as err:
         return Finding("journal", False, f"{err} (restore it from a copy; it cannot be repaired here)")
     if check.torn_tail:

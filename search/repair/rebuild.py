@@ -178,11 +178,11 @@ def _endings(study: Study) -> dict[str, tuple[TrialState, str | None]]:
     journal = study.prepare_journal()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(journal))
-    if study.name not in {s.study_name for s in storage.get_all_studies()}:
+    if study.optuna_name not in {s.study_name for s in storage.get_all_studies()}:
         return {}
     told: dict[str, tuple[TrialState, str | None]] = {}
     # In number order: an errored trial's retry (a later trial with the same attributes) wins.
-    for trial in optuna.load_study(study_name=study.name, storage=storage).get_trials(deepcopy=False):
+    for trial in optuna.load_study(study_name=study.optuna_name, storage=storage).get_trials(deepcopy=False):
         if TUNE_TRIAL_ATTR in trial.user_attrs:
             told[str(trial.user_attrs[TUNE_TRIAL_ATTR])] = (trial.state, trial.user_attrs.get(STATUS_ATTR))
     return told

@@ -126,7 +126,7 @@ def trial_settings(study: Study, spec: SweepSpec, trial_ids: Sequence[str]) -> d
     numbers = Store(study).trials().set_index(TRIAL_KEY)["number"]
     refuse_if_held(study)  # a live driver on this machine may be writing the journal's local copy
     try:
-        journal = open_optuna_study(study.prepare_journal(), spec.name)
+        journal = open_optuna_study(study.prepare_journal(), study.optuna_name)
         params = {t.number: t.params for t in journal.get_trials(deepcopy=False)}
     finally:
         study.drop_journal_copy()  # read only: a remote study's journal stays in its storage alone

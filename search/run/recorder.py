@@ -297,8 +297,9 @@ class StoreRecorder(Callback):
         # Optuna trials asked for but never finished by a known or continuing trial will never be
         # told: fail them.
         storage = JournalStorage(JournalFileBackend(self.journal))
-        study = optuna.load_study(study_name=self.spec.name, storage=storage)
-        study_id = storage.get_study_id_from_name(self.spec.name)
+        name = self.store.study.optuna_name
+        study = optuna.load_study(study_name=name, storage=storage)
+        study_id = storage.get_study_id_from_name(name)
         for ot_trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if ot_trial.number not in continuing:
                 trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, ot_trial.number)

@@ -264,7 +264,7 @@ def _check_intact(study: Study) -> None:
             f"trial: run 'gainakt-search doctor {study.name} --repair' first"
         )
     if study.local:
-        check_journal(study.journal_path, study.name)
+        check_journal(study.journal_path, study.optuna_name)
 
 
 def _finished(store: Store, spec: SweepSpec) -> bool:
@@ -332,7 +332,7 @@ def run_sweep(
         journal = study.prepare_journal()
         if drop_stale_lock(journal):  # the lease proves no other driver is writing it
             echo(f"{journal}.lock: removed the journal lock a killed driver left")
-        if drop_torn_tail(journal, check_journal(journal, spec.name)):
+        if drop_torn_tail(journal, check_journal(journal, study.optuna_name)):
             echo(f"{journal}: dropped a torn last line (an entry a crash cut short; it never took effect)")
         try:
             started = time.time()
@@ -413,7 +413,7 @@ def _tuner(
         metric=spec.metric_names,
         mode=spec.modes,
         sampler=make_sampler(spec),
-        study_name=spec.name,
+        study_name=study.optuna_name,
         storage=JournalStorage(JournalFileBackend(journal)),
         constraints=spec.constraints,
         budget=TrialBudget(study.storage, study.name, spec.trials),

@@ -203,8 +203,10 @@ class Study:
             raise ConfigError(f"{self.data_path}: not readable ({err})") from None
 
     def write_spec(self, spec: SweepSpec, history: list[dict[str, Any]] | None = None) -> None:
-        """The sweep as started, and, for a study grown since (`resume --trials`), its totals."""
-        values = {**spec.to_dict(), **({HISTORY: history} if history else {})}
+        """The sweep as started, and, for a study grown since (`resume --trials`), its totals; a
+        renamed study keeps the name it was created under (`optuna_name`)."""
+        name = self.optuna_name if self.exists() else spec.name
+        values = {**spec.to_dict(), "name": name, **({HISTORY: history} if history else {})}
         self.write_atomic(self.spec_path, (json.dumps(values, indent=2) + "\n").encode())
 
     def read_history(self) -> list[dict[str, Any]]:
@@ -220,8 +222,20 @@ class Study:
             raise ConfigError(f"{self.spec_path}: not a readable spec (not a JSON object)")
         return values
 
+    @property
+    def optuna_name(self) -> str:
+        """The name the study was created under, which names its Optuna study in the journal and
+        which a renamed folder keeps; commands take and print the folder's name (`name`)."""
+        try:
+            return str(self._spec_values().get("name", self.name))
+        except FileNotFoundError:  # a study being created: it takes its folder's name
+            return self.name
+
     def read_spec(self) -> SweepSpec:
+        """The spec as saved, named by the study's folder (a renamed study answers to its new name)
+        and stored where the study is now."""
         values = self._spec_values()
+        values["name"] = self.name
         values.pop(HISTORY, None)
         values.setdefault("seed_mode", "per-trial")  # a study saved before seed_mode seeded each trial
         values["storage"] = self.storage  # where the study is now: copied or moved, not where it began

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -78,10 +79,11 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 # Both resumes run in one Ray session, where Tune stages a restored run's state in a folder named
 # by the time the run first started, the same for the copy and the moved study: the second resume
 # must restore its own state, not the one the copy's resume left there (it did, and ran a trial
-# short: StudySearchGenerator.restore_from_dir).
+# short: StudySearchGenerator.restore_from_dir). The moved study is also renamed, and repaired
+# under its new name before it resumes (the journal keeps its Optuna study under the old name).
 @pytest.mark.usefixtures("shared_ray")
 def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_touches_the_old(
-    tmp_path, shared_ray
+    tmp_path, shared_ray, capsys
 ):
     origin = tmp_path / "origin"
     study = Study(str(origin), "roaming")
@@ -100,26 +102,45 @@ def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_tou
     copied.mkdir()
     subprocess.run(["cp", "-a", str(origin / "roaming"), str(copied)], check=True)
     moved.mkdir()
-    (origin / "roaming").rename(moved / "roaming")
-    untouched = _listing(moved / "roaming")
+    (origin / "roaming").rename(moved / "renamed")
+    places = {copied: "roaming", moved: "renamed"}
+    # The moved study's journal ends in a torn line, which doctor --repair drops.
+    journal = moved / "renamed" / "optuna.journal"
+    journal.write_bytes(journal.read_bytes() + b'{"op_code": 6, "worker_id": "w", "trial_id": 9, "va')
+    untouched = _listing(moved / "renamed")
 
     assert main(["resume", "roaming", "--storage", str(copied), "--num-cpus", "2"]) == 0
-    assert _listing(moved / "roaming") == untouched, "the copy's resume wrote into the moved study"
+    assert _listing(moved / "renamed") == untouched, "the copy's resume wrote into the moved study"
     assert not (origin / "roaming").exists(), "the copy's resume wrote into the study's first place"
     copy_saved = {p.name for p in (copied / "roaming" / "tune").iterdir() if p.is_file()}
-    copy_saved -= {p.name for p in (moved / "roaming" / "tune").iterdir() if p.is_file()}
-    assert main(["resume", "roaming", "--storage", str(moved), "--num-cpus", "2"]) == 0
+    copy_saved -= {p.name for p in (moved / "renamed" / "tune").iterdir() if p.is_file()}
+    capsys.readouterr()
+    main(["doctor", "renamed", "--storage", str(moved), "--repair"])
+    out = capsys.readouterr().out
+    assert f"dropped the torn last line of {journal}" in out and "OK    journal: " in out, out
+    assert "OK    journal vs store: every trial has the same number and ending in both" in out, out
+    assert main(["resume", "renamed", "--storage", str(moved), "--num-cpus", "2"]) == 0
+    out = capsys.readouterr().out
+    # It answers to its new name, and so do its hints (the lease names the old driver's command).
+    assert "continuing study 'renamed'" in out and f"gainakt-search pareto renamed --storage {moved}" in out
+    assert not re.search(r"gainakt-search (resume|pareto|confirm|report|status) roaming", out), out
     assert not (origin / "roaming").exists()
     # No state file the copy's resume saved reached the moved study's experiment folder.
-    assert copy_saved and not copy_saved & {p.name for p in (moved / "roaming" / "tune").iterdir()}
-    for storage in (copied, moved):
-        trials, epochs = tables(storage, "roaming")
+    assert copy_saved and not copy_saved & {p.name for p in (moved / "renamed" / "tune").iterdir()}
+    for storage, name in places.items():
+        trials, epochs = tables(storage, name)
         assert (trials["status"] == "COMPLETED").sum() == 3, trials[["trial_id", "status"]]
         assert not epochs.duplicated(["trial_id", "epoch"]).any()
-        assert sum(t.state.name == "COMPLETE" for t in optuna_trials(storage, "roaming")) == 3
-        here = str(storage / "roaming")
+        assert (
+            not pd.read_parquet(storage / name / "store" / "epochs").duplicated(["trial_id", "epoch"]).any()
+        )
+        assert (
+            sum(t.state.name == "COMPLETE" for t in optuna_trials(storage, name, created_as="roaming")) == 3
+        )
+        here = str(storage / name)
         assert all(str(p).startswith(here) for p in trials["checkpoint"].dropna()), trials["checkpoint"]
         assert all(Path(p).is_dir() for p in trials["checkpoint"].dropna())
+    assert main(["doctor", "renamed", "--storage", str(moved)]) == 0, capsys.readouterr().out
 
 
 @pytest.mark.usefixtures("shared_ray")  # the driver's checks against a running Ray, in this process
