@@ -2,7 +2,8 @@
 the unreadable store files are in quarantine/).
 
 A trial's Tune folder (`tune/TRIAL/`) holds `params.json`, its Tune config (number, seed,
-settings), and a checkpoint per kept epoch, each with the run's `metrics_epoch.csv` up to that
+settings; each checkpoint has a copy, for a trial whose driver was killed before Tune wrote it),
+and a checkpoint per kept epoch, each with the run's `metrics_epoch.csv` up to that
 epoch. The epoch rows are those of the trial's latest checkpoint, each pointing at its own
 checkpoint where that was kept; the trial row is made from them as the driver makes it from the
 trial's results (`search/run/recorder.py`). How a trial ended is what the Optuna journal says (the
@@ -27,7 +28,7 @@ from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import select_epoch
 from search.run.recorder import apply_result, new_trial_row
 from search.run.sweep import refit_baselines, row_layout, space_points, trial_setup
-from search.run.trainable import TrialSetup, construction_columns, trial_config
+from search.run.trainable import TRIAL_CONFIG, TrialSetup, construction_columns, trial_config
 from search.schema import (
     CHECKPOINT,
     CONTINUES,
@@ -194,19 +195,29 @@ def _trial_folders(study: Study) -> dict[str, tuple[Mapping[str, Any], list[_Che
     found: dict[str, tuple[Mapping[str, Any], list[_Checkpoint]]] = {}
     selector = pafs.FileSelector(study.tune_path, allow_not_found=True)
     for folder in study.fs.get_file_info(selector):
-        params = f"{folder.path}/params.json"
-        if folder.type != pafs.FileType.Directory or not study.exists_path(params):
+        if folder.type != pafs.FileType.Directory:
             continue
-        config = json.loads(study.read_bytes(params))
-        if "number" not in config or "settings" not in config:
+        own = _checkpoints(study, folder.path)
+        config = _tune_config(study, folder.path, own)
+        if config is None or "number" not in config or "settings" not in config:
             continue
         row_id = str(config.get(CONTINUES, folder.base_name))
-        checkpoints = found.get(row_id, (config, []))[1] + _checkpoints(study, folder.path)
+        checkpoints = found.get(row_id, (config, []))[1] + own
         if checkpoints:
             # Epoch order; an epoch trained twice (a continued trial redid it) last as written last.
             ordered = sorted(checkpoints, key=lambda c: (int(c.rows[-1]["epoch"]), c.written_at))
             found[row_id] = (config, ordered)
     return found
+
+
+def _tune_config(study: Study, trial_dir: str, checkpoints: list[_Checkpoint]) -> dict[str, Any] | None:
+    """The trial's Tune config: Tune's params.json, else the copy in its newest checkpoint."""
+    newest_first = sorted(checkpoints, key=lambda c: int(c.rows[-1]["epoch"]), reverse=True)
+    for path in [f"{trial_dir}/params.json", *(f"{c.path}/{TRIAL_CONFIG}" for c in newest_first)]:
+        if study.exists_path(path):
+            config: dict[str, Any] = json.loads(study.read_bytes(path))
+            return config
+    return None
 
 
 def _checkpoints(study: Study, trial_dir: str) -> list[_Checkpoint]:

@@ -10,6 +10,7 @@ epoch itself travels under `epoch_row`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -36,6 +37,9 @@ from search.schema import CONTINUES, GUARANTEED, RESUME_FROM, STOPPED_ITSELF, UN
 from search.store.study import TUNE_DIR, Study
 
 RUN_DIR = "run"
+# The trial's Tune config, in every checkpoint: Tune writes its own params.json into the study
+# only when it syncs the trial folder, which a killed driver may never have done.
+TRIAL_CONFIG = "tune_config.json"
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup, dataset: Dataset) -> No
     device = trial_device(setting, gpu_ids, torch.cuda.is_available(), f"{node} ({socket.gethostname()})")
     run_dir = Path(os.getcwd()) / RUN_DIR
     rows = _restore_run_dir(run_dir, config.get(RESUME_FROM), setup)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / TRIAL_CONFIG).write_text(json.dumps(config, default=str))
     tune_trial_id = tune.get_context().get_trial_id()
     row_id = str(config.get(CONTINUES, tune_trial_id))  # the store's id (a continued trial keeps its own)
     seed = int(config["seed"])

@@ -104,9 +104,14 @@ def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_tou
     moved.mkdir()
     (origin / "roaming").rename(moved / "renamed")
     places = {copied: "roaming", moved: "renamed"}
-    # The moved study's journal ends in a torn line, which doctor --repair drops.
+    # The moved study's journal ends in a torn line, which doctor --repair drops, and it loses a
+    # completed trial's row, which doctor --repair rebuilds from the trial's checkpoint (Tune had
+    # not yet written the trial's params.json) as completed, as the journal says under the old name.
     journal = moved / "renamed" / "optuna.journal"
     journal.write_bytes(journal.read_bytes() + b'{"op_code": 6, "worker_id": "w", "trial_id": 9, "va')
+    trials, _ = tables(moved, "renamed")
+    lost = trials.loc[trials["status"] == "COMPLETED", "trial_id"].iloc[0]
+    (Path(Study(str(moved), "renamed").trials_dir) / f"{lost}.parquet").unlink()
     untouched = _listing(moved / "renamed")
 
     assert main(["resume", "roaming", "--storage", str(copied), "--num-cpus", "2"]) == 0
@@ -119,6 +124,8 @@ def test_a_killed_study_copied_and_moved_resumes_in_each_new_place_and_never_tou
     out = capsys.readouterr().out
     assert f"dropped the torn last line of {journal}" in out and "OK    journal: " in out, out
     assert "OK    journal vs store: every trial has the same number and ending in both" in out, out
+    assert "rebuilt from the trials' checkpoints: 1 trial row(s)" in out, out
+    assert tables(moved, "renamed")[0].set_index("trial_id").loc[lost, "status"] == "COMPLETED"
     assert main(["resume", "renamed", "--storage", str(moved), "--num-cpus", "2"]) == 0
     out = capsys.readouterr().out
     # It answers to its new name, and so do its hints (the lease names the old driver's command).
