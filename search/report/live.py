@@ -44,6 +44,14 @@ class SweepConsole:
         self._bar.set_postfix_str(details, refresh=False)
         self._bar.refresh()
 
+    # Tune pickles the sweep's callbacks, and with them this console's methods: a copy writes plain
+    # lines to standard output (a stream and a bar do not pickle).
+    def __getstate__(self) -> dict[str, object]:
+        return {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(live=False)  # type: ignore[misc]
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

@@ -45,3 +45,12 @@ def test_on_a_terminal_one_bar_is_redrawn_below_the_messages():
     assert "trial a epoch 1: auc 0.6900\n" in text
     assert text.index("trial a epoch 1") < text.rindex("1/4 trials ended")  # the bar stays below
     assert "progress: " not in text  # no plain lines beside the bar
+
+
+def test_a_console_pickles_as_tune_pickles_the_sweeps_callbacks():
+    import pickle
+
+    console = SweepConsole(io.StringIO(), live=True)
+    console.show(progress(1))
+    copy = pickle.loads(pickle.dumps(console.show))
+    assert copy.__self__.live is False and copy.__self__.out is not None
