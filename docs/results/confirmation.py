@@ -3,15 +3,19 @@
     .venv/bin/python docs/results/confirmation.py studies/assist2015 [--against dkt] [--out docs/results]
 
 Prints, as Markdown: per source (trial, DKT, baseline) the mean [95% t interval] over its seeds x
-folds of each metric below; the paired differences of every trial against each `--against`
-source (DKT by default) on the same seeds and folds; and writes NAME_confirmed.png (AUC against
+folds of each metric below; the student-level bootstrap intervals where the runs have them
+(`confirm --bootstrap`); the paired differences of every trial against each `--against` source
+(DKT by default) on the same seeds and folds, with their Holm-corrected intervals and p-values
+across every comparison printed; and writes NAME_confirmed.png (AUC against
 mastery_lift, with the intervals as error bars). Needs matplotlib (`pip install -e ".[docs]"`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -24,9 +28,11 @@ from search.analysis.statistics import (
     SOURCE,
     confirmed_runs,
     confirmed_split,
-    paired_difference,
+    paired_comparisons,
     shown,
     shown_column,
+    student_intervals,
+    student_text,
     summarize,
 )
 from search.report.markdown import markdown_table  # noqa: E402  (after matplotlib.use above)
@@ -45,23 +51,48 @@ METRICS = (
 )
 
 
-def tables(runs: pd.DataFrame, against: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The summary (one row per source) and every trial's paired differences against `against`."""
+PAIRED = ("auc", "mastery_corr", "mastery_lift")  # the metrics every trial is paired on
+
+
+def tables(runs: pd.DataFrame, against: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The summary (one row per source) and the paired differences of every trial against each of
+    `against` on PAIRED, Holm-corrected across all of them (the comparisons the page makes)."""
     summary = summarize(runs, METRICS)
     shown_summary = pd.DataFrame(
         {SOURCE: summary[SOURCE], "runs": summary["runs"], **{m: shown_column(summary, m) for m in METRICS}}
     )
     lookups = shown_summary[SOURCE].astype(str).str.startswith(BASELINE_PREFIX)
     shown_summary.loc[lookups, "faithfulness"] = "-"  # a lookup's answer is its mastery: nothing to read
-    trials = [s for s in summary[SOURCE] if s != against and not str(s).startswith(BASELINE_PREFIX)]
-    differences = []
-    for source in trials:
-        row: dict[str, object] = {SOURCE: f"{source} - {against}"}
-        for metric in ("auc", "mastery_corr", "mastery_lift"):
-            d = paired_difference(runs, source, against, metric)
-            row[metric] = shown(d.mean, d.low, d.high)
-        differences.append(row)
-    return shown_summary, pd.DataFrame(differences)
+    pairs = [
+        (str(source), reference)
+        for reference in against
+        for source in summary[SOURCE]
+        if source not in against and not str(source).startswith(BASELINE_PREFIX)
+    ]
+    compared = paired_comparisons(runs, pairs, PAIRED)
+    compared = compared[(compared["n"] > 0) & compared["mean"].notna()]
+    differences = pd.DataFrame(
+        {
+            "pair": [f"{a} - {b}" for a, b in zip(compared["a"], compared["b"], strict=True)],
+            "metric": compared["metric"],
+            "difference [95% t]": [
+                shown(m, lo, hi)
+                for m, lo, hi in zip(compared["mean"], compared["low"], compared["high"], strict=True)
+            ],
+            "Holm-corrected interval": [
+                "-" if math.isnan(lo) else f"[{lo:+.4f}, {hi:+.4f}]"
+                for lo, hi in zip(compared["low_holm"], compared["high_holm"], strict=True)
+            ],
+            "p (Holm)": [_p(p) for p in compared["p_holm"]],
+        }
+    )
+    return shown_summary, differences
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "-"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def plot(runs: pd.DataFrame, out: Path) -> None:
@@ -101,13 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     split = confirmed_split(table)
     runs = confirmed_runs(table, METRICS, split)
     folds = ", ".join(str(f) for f in sorted(runs["fold"].unique()))
-    for k, against in enumerate(args.against):
-        summary, differences = tables(runs, against)
-        if k == 0:
-            print(f"## Confirmed on {split} (folds {folds}): mean [95% t interval] over seeds x folds\n")
-            print(markdown_table(summary, list(summary.columns)))
-        print(f"\n## Paired differences against {against} (same seeds and folds)\n")
-        print(markdown_table(differences, list(differences.columns)))
+    summary, differences = tables(runs, args.against)
+    print(f"## Confirmed on {split} (folds {folds}): mean [95% t interval] over seeds x folds\n")
+    print(markdown_table(summary, list(summary.columns)))
+    students = student_text(student_intervals(table, METRICS, split), METRICS)
+    if len(students):
+        print(f"\n## Student-level 95% intervals on {split} (bootstrap over students, mean of each run's)\n")
+        print(markdown_table(students, list(students.columns)))
+    against = ", ".join(args.against)
+    print(
+        f"\n## Paired differences against {against} (same seeds and folds), Holm-corrected across "
+        f"all {len(differences)}\n"
+    )
+    print(markdown_table(differences, list(differences.columns)))
     picture = Path(args.out) / f"{folder.name}_confirmed.png"
     plot(runs, picture)
     print(f"\npicture: {picture}")

@@ -33,6 +33,7 @@ def test_the_page_tables_pair_each_trial_with_the_reference_on_the_same_seeds(co
     for source, level in (("dkt", 0.72), ("t1", 0.73)):
         for k in range(5):
             metrics = {f"valid.{m}": level + shared[k] for m in confirmation.METRICS}
+            metrics.update({"valid.auc.student_low": level - 0.01, "valid.auc.student_high": level + 0.01})
             store.put_confirm(
                 {
                     "key": f"{source}-{k}",
@@ -55,7 +56,11 @@ def test_the_page_tables_pair_each_trial_with_the_reference_on_the_same_seeds(co
     )
     assert confirmation.main([str(tmp_path / "page"), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    # The shared seed noise cancels in the pair: t1 - dkt is 0.01 exactly, with no spread.
-    assert "| t1 - dkt | 0.0100 [0.0100, 0.0100] |" in out
+    # The shared seed noise cancels in the pair: t1 - dkt is 0.01 exactly, with no spread, on each
+    # of the three metrics paired, which Holm corrects together.
+    assert "Holm-corrected across all 3" in out
+    assert "| t1 - dkt | auc | 0.0100 [0.0100, 0.0100] | [+0.0100, +0.0100] | < 0.0001 |" in out
+    # The student-level interval, beside the one over seeds.
+    assert "| t1 | [0.7200, 0.7400] |" in out and "| dkt | [0.7100, 0.7300] |" in out
     assert "## Confirmed on valid (folds 1)" in out and "| baseline:pfa | 1 | 0.7000 |" in out
     assert (tmp_path / "page_confirmed.png").stat().st_size > 0
