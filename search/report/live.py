@@ -4,12 +4,14 @@ time a trial ends."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import TextIO
 
 from tqdm import tqdm
 
 from search.analysis.progress import Progress
+from search.report.terminal import terminal_width
 
 BAR_FORMAT = "{desc} |{bar:20}| {n}/{total} trials ended{postfix}"  # tqdm puts ", " before a postfix
 
@@ -38,7 +40,15 @@ class SweepConsole:
         details = "; ".join([f"{progress.failed} failed, {progress.running} running", *progress.details])
         if self._bar is None:
             self._bar = tqdm(
-                total=progress.asked, file=self.out, desc="progress", bar_format=BAR_FORMAT, leave=True
+                total=progress.asked,
+                file=self.out,
+                desc="progress",
+                bar_format=BAR_FORMAT,
+                leave=True,
+                # tqdm draws nothing on a terminal that reports no size (a pty nobody sized):
+                # the width falls back on $COLUMNS, then 100, and the one bar needs one row
+                ncols=terminal_width(),
+                nrows=max(shutil.get_terminal_size().lines, 2),
             )
         self._bar.n = progress.ended
         self._bar.set_postfix_str(details, refresh=False)

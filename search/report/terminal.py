@@ -62,8 +62,9 @@ def text_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
 
 
 def terminal_width() -> int:
-    """The terminal's width (or $COLUMNS); 100 where the output is not a terminal."""
-    return shutil.get_terminal_size((100, 24)).columns
+    """The terminal's width (or $COLUMNS); 100 where the output is not a terminal or one that
+    reports no width (a pty nobody sized)."""
+    return shutil.get_terminal_size((100, 24)).columns or 100
 
 
 def fitting_columns(
