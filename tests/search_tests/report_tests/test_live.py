@@ -28,7 +28,8 @@ def test_without_a_terminal_each_ended_trial_gives_one_plain_line_and_epochs_non
     ]
 
 
-def test_on_a_terminal_one_bar_is_redrawn_below_the_messages():
+def test_on_a_terminal_one_bar_is_redrawn_below_the_messages(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the bar is cut to the terminal's width
     out = io.StringIO()
     console = SweepConsole(out, live=True)
     console.show(progress(0))
@@ -54,3 +55,13 @@ def test_a_console_pickles_as_tune_pickles_the_sweeps_callbacks():
     console.show(progress(1))
     copy = pickle.loads(pickle.dumps(console.show))
     assert copy.__self__.live is False and copy.__self__.out is not None
+
+
+def test_the_bar_fits_the_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    out = io.StringIO()
+    console = SweepConsole(out, live=True)
+    console.show(progress(1))
+    console.close()
+    frames = [f for f in out.getvalue().replace("\n", "\r").split("\r") if f.startswith("progress |")]
+    assert frames and all(len(f) <= 60 for f in frames), frames
