@@ -37,7 +37,10 @@ class SweepConsole:
                 self._shown = (progress.ended, progress.failed)
                 self.echo(progress.line())
             return
-        details = "; ".join([f"{progress.failed} failed, {progress.running} running", *progress.details])
+        # The time left before the best trial, which a narrow terminal cuts first.
+        details = "; ".join(
+            [f"{progress.failed} failed, {progress.running} running", *progress.details[::-1]]
+        )
         if self._bar is None:
             self._bar = tqdm(
                 total=progress.asked,

@@ -40,7 +40,7 @@ def test_on_a_terminal_one_bar_is_redrawn_below_the_messages(monkeypatch):
     frames = [frame for frame in text.replace("\n", "\r").split("\r") if frame.startswith("progress |")]
     assert any("| 0/4 trials ended, 0 failed, 2 running; about 1m35s left" in f for f in frames), frames
     assert (
-        "| 1/4 trials ended, 0 failed, 2 running; best feasible auc 0.7200 (b); about 1m35s left"
+        "| 1/4 trials ended, 0 failed, 2 running; about 1m35s left; best feasible auc 0.7200 (b)"
         in frames[-1]
     )
     assert "trial a epoch 1: auc 0.6900\n" in text
