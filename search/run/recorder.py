@@ -226,7 +226,12 @@ class StoreRecorder(Callback):
         row = self.trials.get(_row_id(trial))
         if row is None or _settled(row):
             return
-        _, epoch = self._last_checkpoint(row[TRIAL_KEY])
+        checkpoint, epoch = self._last_checkpoint(row[TRIAL_KEY])
+        if checkpoint is not None:
+            # Read when Tune starts the trial's new actor (`run_trial`), which takes the later of
+            # this and Tune's own checkpoint: a worker killed while Tune saved a checkpoint leaves
+            # Tune with none, or an older one, though the study holds it.
+            trial.config[RESUME_FROM] = checkpoint
         restart = f"it continues from its epoch {epoch} checkpoint" if epoch else "it starts again"
         self.echo(
             f"trial {row[TRIAL_KEY]} failed: {error_line(trial)}; retry {trial.num_failures} of "
