@@ -102,8 +102,10 @@ def confirmed_runs(table: pd.DataFrame, metrics: Sequence[str], split: str) -> p
     """The completed rows of a confirm table (`search/run/confirm.py`), `split.METRIC` renamed `METRIC`;
     a lookup's `mastery_lift` is its mastery_corr minus the best lookup's on the same fold (0 for
     the best), as the sweep measures a trial's."""
+    # A lookup's lift needs the lookups' mastery_corr, asked for or not.
+    named = [*metrics, *(["mastery_corr"] if "mastery_lift" in metrics else [])]
     done = table[table["status"] == TrialStatus.COMPLETED.value].rename(
-        columns={split_column(split, m): m for m in metrics}
+        columns={split_column(split, m): m for m in named}
     )
     if "mastery_lift" in metrics and "mastery_corr" in done.columns:
         lookup = done[SOURCE].astype(str).str.startswith(BASELINE_PREFIX)

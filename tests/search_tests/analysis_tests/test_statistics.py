@@ -116,3 +116,41 @@ def test_paired_comparisons_widen_each_interval_to_the_level_holm_tests_it_at() 
         assert (low > 0 or high < 0) == (table.loc[name, "p_holm"] <= alpha)
         corrected = table.loc[name, "high_holm"] - table.loc[name, "low_holm"]
         assert corrected >= table.loc[name, "high"] - table.loc[name, "low"]  # never narrower
+
+
+def test_a_lookups_lift_is_measured_even_when_mastery_corr_is_not_asked_for() -> None:
+    """The ASSIST2015 study ranks on auc, mastery_lift and monotonicity only: its lookups' lift (0 for
+    PFA, the best) was NaN, which left PFA off the robust front."""
+    from search.analysis.statistics import confirmed_runs
+
+    rows = [
+        {
+            "source": "baseline:pfa",
+            "seed": -1,
+            "fold": 1,
+            "status": "COMPLETED",
+            "valid.auc": 0.70,
+            "valid.mastery_corr": 0.30,
+        },
+        {
+            "source": "baseline:base_rate",
+            "seed": -1,
+            "fold": 1,
+            "status": "COMPLETED",
+            "valid.auc": 0.64,
+            "valid.mastery_corr": 0.22,
+        },
+        {
+            "source": "t1",
+            "seed": 1000,
+            "fold": 1,
+            "status": "COMPLETED",
+            "valid.auc": 0.72,
+            "valid.mastery_corr": 0.35,
+            "valid.mastery_lift": 0.05,
+        },
+    ]
+    runs = confirmed_runs(pd.DataFrame(rows), ["auc", "mastery_lift"], "valid").set_index("source")
+    assert runs.loc["baseline:pfa", "mastery_lift"] == 0.0
+    assert runs.loc["baseline:base_rate", "mastery_lift"] == pytest.approx(-0.08)
+    assert runs.loc["t1", "mastery_lift"] == 0.05
