@@ -5,9 +5,10 @@
 Prints, as Markdown: per source (trial, DKT, baseline) the mean [95% t interval] over its seeds x
 folds of each metric below; the student-level bootstrap intervals where the runs have them
 (`confirm --bootstrap`); the paired differences of every trial against each `--against` source
-(DKT by default) on the same seeds and folds, with their Holm-corrected intervals and p-values
-across every comparison printed; and writes NAME_confirmed.png (AUC against
-mastery_lift, with the intervals as error bars). Needs matplotlib (`pip install -e ".[docs]"`).
+(DKT by default) on the same seeds and folds, on the study's objectives, with their
+Holm-corrected intervals and p-values across every comparison printed; and writes
+NAME_confirmed.png (AUC against mastery_lift, with the intervals as error bars). Needs
+matplotlib (`pip install -e ".[docs]"`).
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ METRICS = (
 )
 
 
-PAIRED = ("auc", "mastery_corr", "mastery_lift")  # the metrics every trial is paired on
-
-
-def tables(runs: pd.DataFrame, against: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def tables(
+    runs: pd.DataFrame, against: Sequence[str], paired: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The summary (one row per source) and the paired differences of every trial against each of
-    `against` on PAIRED, Holm-corrected across all of them (the comparisons the page makes)."""
+    `against` on the metrics `paired` (the study's objectives), Holm-corrected across all of them
+    (the comparisons the page makes)."""
     summary = summarize(runs, METRICS)
     shown_summary = pd.DataFrame(
         {SOURCE: summary[SOURCE], "runs": summary["runs"], **{m: shown_column(summary, m) for m in METRICS}}
@@ -69,7 +70,7 @@ def tables(runs: pd.DataFrame, against: Sequence[str]) -> tuple[pd.DataFrame, pd
         for source in summary[SOURCE]
         if source not in against and not str(source).startswith(BASELINE_PREFIX)
     ]
-    compared = paired_comparisons(runs, pairs, PAIRED)
+    compared = paired_comparisons(runs, pairs, paired)
     compared = compared[(compared["n"] > 0) & compared["mean"].notna()]
     differences = pd.DataFrame(
         {
@@ -103,11 +104,11 @@ def plot(runs: pd.DataFrame, out: Path) -> None:
         x, y = row["auc.mean"], row["mastery_lift.mean"]
         xerr = [[x - row["auc.low"]], [row["auc.high"] - x]]
         yerr = [[y - row["mastery_lift.low"]], [row["mastery_lift.high"] - y]]
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3)
-        ax.annotate(str(row[SOURCE]), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=str(row[SOURCE]))
     ax.axhline(0.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("AUC (mean, 95% t interval)")
     ax.set_ylabel("mastery_lift over the best lookup")
+    ax.legend(fontsize=8, loc="lower left")  # a legend: close models' labels would overlap
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -130,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{folder}: no confirmation runs", file=sys.stderr)
         return 2
     split = confirmed_split(table)
-    runs = confirmed_runs(table, METRICS, split)
+    objectives = [o.metric for o in study.read_spec().objectives]
+    runs = confirmed_runs(table, list(dict.fromkeys([*METRICS, *objectives])), split)
     folds = ", ".join(str(f) for f in sorted(runs["fold"].unique()))
-    summary, differences = tables(runs, args.against)
+    summary, differences = tables(runs, args.against, [m for m in objectives if m in runs.columns])
     print(f"## Confirmed on {split} (folds {folds}): mean [95% t interval] over seeds x folds\n")
     print(markdown_table(summary, list(summary.columns)))
     students = student_text(student_intervals(table, METRICS, split), METRICS)
