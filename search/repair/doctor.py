@@ -25,7 +25,7 @@ from search.store.segments import (
     undigested_segments,
     unreadable_files,
 )
-from search.store.study import Study
+from search.store.study import Study, first_few
 
 QUARANTINE = layout.QUARANTINE
 
@@ -124,7 +124,7 @@ def _rows(study: Study) -> Finding:
     lacking = missing(study)
     if not lacking:
         return Finding("rows", True, "every trial with a checkpoint has its rows")
-    names = ", ".join(lacking[:5]) + (" ..." if len(lacking) > 5 else "")
+    names = first_few(lacking, 5)
     return Finding(
         "rows",
         False,
@@ -178,7 +178,7 @@ def _lease(study: Study) -> Finding:
 
 def _store(study: Study, bad: list[Unreadable]) -> Finding:
     if bad:
-        names = "; ".join(f"{b.path} ({b.reason})" for b in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        names = first_few([f"{b.path} ({b.reason})" for b in bad], 3, "; ")
         return Finding("store", False, f"{len(bad)} unreadable file(s): {names}", repairable=True)
     counts = {
         name: len(study.list_files(folder, ".parquet"))
@@ -215,7 +215,7 @@ def _agreement(study: Study) -> Finding:
     found = disagreements(study)
     if not found:
         return Finding("journal vs store", True, "every trial has the same number and ending in both")
-    names = "; ".join(str(d) for d in found[:3]) + (" ..." if len(found) > 3 else "")
+    names = first_few([str(d) for d in found], 3, "; ")
     return Finding(
         "journal vs store",
         False,
@@ -229,8 +229,9 @@ def _epochs(study: Study) -> Finding:
     trials = store.trials(columns=["status", "epochs"])
     short = lacking_epochs(trials, held_epochs(store.epochs(columns=["epoch"])))
     if short:
-        names = ", ".join(short[:5]) + (" ..." if len(short) > 5 else "")
-        return Finding("epochs", False, f"{len(short)} completed trial(s) lack epoch rows: {names}", True)
+        return Finding(
+            "epochs", False, f"{len(short)} completed trial(s) lack epoch rows: {first_few(short, 5)}", True
+        )
     completed = int((trials["status"] == TrialStatus.COMPLETED).sum()) if len(trials) else 0
     return Finding("epochs", True, f"all {completed} completed trials have every epoch's row")
 

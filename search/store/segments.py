@@ -38,7 +38,7 @@ compaction). Only the driver that holds the study's lease writes.
 
 Bit rot is named, never read as data: every file is written with Parquet page checksums, which
 every read here verifies, and a segment, immutable, is named by its digest, which
-`verify_digests` (`doctor`) checks whole; the live files, rewritten as trials run, rely on their
+`unreadable_files` (`doctor`) checks whole; the live files, rewritten as trials run, rely on their
 page checksums. A file written before checksums reads as it is.
 
 Every file of a table has the table's one schema (`search/store/tables.py`). A store written before the
@@ -69,7 +69,7 @@ import pyarrow.parquet as pq
 
 from search.schema import ENDED_STATUSES, PATH_COLUMNS, TIME_COLUMNS, TRIAL_KEY, TrialStatus
 from search.store import generations, layout
-from search.store.study import Study, first_line
+from search.store.study import Study, first_few, first_line
 from search.store.tables import conform, epoch_schema, to_table, widen
 
 log = logging.getLogger("search.store.segments")
@@ -127,9 +127,13 @@ def _read_table(study: Study, path: str, columns: Sequence[str] | None = None) -
     return pq.read_table(study.fs.open_input_file(path), columns=columns, page_checksum_verification=True)
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:DIGEST_HEX]
+
+
 def segment_name(level: int, data: bytes) -> str:
     """A segment's file name: its level and the digest of its bytes."""
-    return f"segment-L{level}-{hashlib.sha256(data).hexdigest()[:DIGEST_HEX]}.parquet"
+    return f"segment-L{level}-{_digest(data)}.parquet"
 
 
 def digest_mismatch(path: str, data: bytes) -> str | None:
@@ -138,7 +142,7 @@ def digest_mismatch(path: str, data: bytes) -> str | None:
     match = SEGMENT.match(_name(path))
     if match is None or len(match["id"]) != DIGEST_HEX:
         return None
-    if hashlib.sha256(data).hexdigest()[:DIGEST_HEX] == match["id"]:
+    if _digest(data) == match["id"]:
         return None
     return "its bytes do not match the digest in its name (changed on disk after it was written)"
 
@@ -601,10 +605,9 @@ class Store:
         if not short or key in _warned:
             return
         _warned.add(key)
-        names = ", ".join(short[:5]) + (" ..." if len(short) > 5 else "")
         log.warning(
             f"warning: {len(short)} completed trial(s) lack epoch rows, their files deleted or lost: "
-            f"{names}; 'gainakt-search doctor {self.study.name}' checks the study"
+            f"{first_few(short, 5)}; 'gainakt-search doctor {self.study.name}' checks the study"
         )
 
     def _skip(self, bad: Unreadable) -> None:

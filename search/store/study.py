@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +31,11 @@ def is_uri(storage: str) -> bool:
 def first_line(err: Exception) -> str:
     """Why a storage operation failed, in one line."""
     return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def first_few(items: Sequence[str], at_most: int, separator: str = ", ") -> str:
+    """`items` joined, the first `at_most` of them and " ..." where there are more."""
+    return separator.join(items[:at_most]) + (" ..." if len(items) > at_most else "")
 
 
 class Study:
