@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+import pandas as pd
 from optuna.trial import TrialState
 
+from search.run.recorder import journal_study
 from search.run.searcher import tell_ending, violations
 from search.schema import TRIAL_KEY, TUNE_TRIAL_ATTR, TrialStatus
 from search.store.segments import Store
@@ -54,26 +54,20 @@ class Disagreement:
         return f"trial {self.trial_id}{number}: {self.store} in the store, {self.journal} in the journal"
 
 
-def _journal(study: Study) -> tuple[optuna.Study, JournalStorage] | None:
-    """The study's Optuna study and its storage; None before the journal holds the study."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(study.prepare_journal()))
-    if study.optuna_name not in {s.study_name for s in storage.get_all_studies()}:
-        return None
-    return optuna.load_study(study_name=study.optuna_name, storage=storage), storage
-
-
 def disagreements(study: Study) -> list[Disagreement]:
     """Every trial whose store row and Optuna trial (the one of the row's number) disagree, and every
     trial the journal completed that the store lacks; empty for a study with no journal yet."""
-    journal = _journal(study)
-    trials = Store(study).trials(columns=["number", "status"])
-    if journal is None or not len(trials):
+    journal = journal_study(study)
+    return [] if journal is None else _compare(journal[0], Store(study).trials(columns=["number", "status"]))
+
+
+def _compare(optuna_study: optuna.Study, trials: pd.DataFrame) -> list[Disagreement]:
+    if not len(trials):
         return []
-    by_number = {t.number: t for t in journal[0].get_trials(deepcopy=False)}
+    by_number = {t.number: t for t in optuna_study.get_trials(deepcopy=False)}
     found = []
     for row in trials.to_dict("records"):
-        number = None if _missing(row.get("number")) else int(row["number"])
+        number = None if pd.isna(row.get("number")) else int(row["number"])
         told = by_number.get(number) if number is not None else None
         if told is None or told.user_attrs.get(TUNE_TRIAL_ATTR) != row[TRIAL_KEY]:
             found.append(Disagreement(row[TRIAL_KEY], number, row["status"], ABSENT))
@@ -87,19 +81,22 @@ def disagreements(study: Study) -> list[Disagreement]:
     return found
 
 
-def tell_journal(study: Study, echo: Callable[[str], None] = print) -> list[Disagreement]:
+def tell_journal(
+    study: Study, echo: Callable[[str], None] = print
+) -> tuple[list[Disagreement], list[Disagreement]]:
     """Tell the journal how each mendable trial ended, from its store row (values, constraint
-    violations, selected epoch, as the searcher tells them); the disagreements left."""
-    found = disagreements(study)
+    violations, selected epoch, as the searcher tells them); the disagreements told, and those left."""
+    journal = journal_study(study)
+    if journal is None:
+        return [], []
+    optuna_study, storage = journal
+    rows = Store(study).trial_rows()
+    found = _compare(optuna_study, pd.DataFrame(list(rows.values())))
     mendable = [d for d in found if d.mendable]
     if not mendable:
-        return found
-    journal = _journal(study)
-    assert journal is not None
-    optuna_study, storage = journal
+        return [], found
     study_id = storage.get_study_id_from_name(study.optuna_name)
     spec = study.read_spec().resolved(study.read_baselines())
-    rows = Store(study).trial_rows()
     for disagreement in mendable:
         row = rows[disagreement.trial_id]
         assert disagreement.number is not None
@@ -109,11 +106,7 @@ def tell_journal(study: Study, echo: Callable[[str], None] = print) -> list[Disa
         status = TrialStatus(row["status"])
         if status != TrialStatus.ERROR and not all(math.isfinite(v) for v in values):
             status = TrialStatus.ERROR  # what the searcher tells of a trial without its objectives
-        selected = None if _missing(row.get("selected_epoch")) else int(row["selected_epoch"])
+        selected = None if pd.isna(row.get("selected_epoch")) else int(row["selected_epoch"])
         tell_ending(trial, status, values, violations(spec.constraints, row), selected)
         echo(f"told the journal that trial {disagreement.trial_id} (#{disagreement.number}) ended {status}")
-    return [d for d in found if not d.mendable]
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return mendable, [d for d in found if not d.mendable]

@@ -97,9 +97,8 @@ def repair(study: Study, echo: Callable[[str], None] = print) -> int:
         )
         done += 1
     if journal_readable:
-        before = len(disagreements(study))
-        unsettled = tell_journal(study, echo)
-        done += before - len(unsettled)
+        told, unsettled = tell_journal(study, echo)
+        done += len(told)
         for disagreement in unsettled:
             echo(f"not mended: {disagreement} (neither file says enough to settle it)")
     return done

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from gainakt.run_folder import read_epoch_csv
 from gainakt.schema import select_epoch
-from search.run.recorder import apply_result, new_trial_row
+from search.run.recorder import apply_result, journal_study, new_trial_row
 from search.run.sweep import refit_baselines, row_layout, space_points, trial_setup
 from search.run.trainable import TRIAL_CONFIG, TrialSetup, construction_columns, trial_config
 from search.schema import (
@@ -172,18 +172,12 @@ def _ending(told: tuple[TrialState, str | None] | None, last_written: pd.Timesta
 
 def _endings(study: Study) -> dict[str, tuple[TrialState, str | None]]:
     """Each store trial's Optuna trial: its state and the status the searcher gave it."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    journal = study.prepare_journal()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(journal))
-    if study.optuna_name not in {s.study_name for s in storage.get_all_studies()}:
+    journal = journal_study(study)
+    if journal is None:
         return {}
     told: dict[str, tuple[TrialState, str | None]] = {}
     # In number order: an errored trial's retry (a later trial with the same attributes) wins.
-    for trial in optuna.load_study(study_name=study.optuna_name, storage=storage).get_trials(deepcopy=False):
+    for trial in journal[0].get_trials(deepcopy=False):
         if TUNE_TRIAL_ATTR in trial.user_attrs:
             told[str(trial.user_attrs[TUNE_TRIAL_ATTR])] = (trial.state, trial.user_attrs.get(STATUS_ATTR))
     return told

@@ -51,6 +51,7 @@ from search.schema import (
 )
 from search.spec import SweepSpec
 from search.store.segments import Store
+from search.store.study import Study
 
 LOST_MESSAGE = (
     "unknown to the restored Tuner (started after its last saved state) with no checkpoint left to "
@@ -64,6 +65,16 @@ def now() -> pd.Timestamp:
 
 def open_optuna_study(journal: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(journal)))
+
+
+def journal_study(study: Study) -> tuple[optuna.Study, JournalStorage] | None:
+    """The study's Optuna study, under the name it was created with, and its journal storage (a
+    fresh copy of a remote study's journal); None before the journal holds it."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(study.prepare_journal()))
+    if study.optuna_name not in {s.study_name for s in storage.get_all_studies()}:
+        return None
+    return optuna.load_study(study_name=study.optuna_name, storage=storage), storage
 
 
 def error_line(trial: Trial) -> str:
