@@ -392,12 +392,12 @@ class SweepSpec:
         out = []
         for text in given:
             metric = text.partition(":")[0].strip()
-            if metric in schema.METRICS and metric not in recorded:
-                raise ConfigError(
-                    f"objective {text!r}: no trial of this study holds {metric} "
-                    f"(this study's metrics: {', '.join(recorded)})"
-                )
             if metric not in recorded:
+                if metric in schema.METRICS:
+                    raise ConfigError(
+                        f"objective {text!r}: no trial of this study holds {metric} "
+                        f"(this study's metrics: {', '.join(recorded)})"
+                    )
                 raise unknown_metric(metric, f"objective {text!r}", recorded, of="this study's metrics")
             if ":" not in text and metric not in directions:
                 raise ConfigError(

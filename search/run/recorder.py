@@ -237,12 +237,9 @@ class StoreRecorder(Callback):
         row = self.trials.get(_row_id(trial))
         if row is None or _settled(row):
             return
-        checkpoint, epoch = self._last_checkpoint(row[TRIAL_KEY])
-        if checkpoint is not None:
-            # Read when Tune starts the trial's new actor (`run_trial`), which takes the later of
-            # this and Tune's own checkpoint: a worker killed while Tune saved a checkpoint leaves
-            # Tune with none, or an older one, though the study holds it.
-            trial.config[RESUME_FROM] = checkpoint
+        # A worker killed while Tune saved a checkpoint leaves Tune with none, or an older one,
+        # though the study holds it.
+        _, epoch = self._start_from_latest(trial, row[TRIAL_KEY])
         restart = f"it continues from its epoch {epoch} checkpoint" if epoch else "it starts again"
         self.echo(
             f"trial {row[TRIAL_KEY]} failed: {error_line(trial)}; retry {trial.num_failures} of "
@@ -328,10 +325,19 @@ class StoreRecorder(Callback):
         row = self.trials.get(_row_id(trial))
         if trial.status != Trial.PENDING or row is None or _settled(row):
             return
-        checkpoint, epoch = self._last_checkpoint(row[TRIAL_KEY])
-        if checkpoint is not None and trial.config.get(RESUME_FROM) != checkpoint:
-            trial.config[RESUME_FROM] = checkpoint  # read when Tune starts its actor (`run_trial`)
+        changed, epoch = self._start_from_latest(trial, row[TRIAL_KEY])
+        if changed:
             self.echo(f"trial {row[TRIAL_KEY]} continues from its epoch {epoch} checkpoint")
+
+    def _start_from_latest(self, trial: Trial, row_id: str) -> tuple[bool, int | None]:
+        """Hand the trial the study's latest checkpoint of it (`RESUME_FROM`, read when Tune starts
+        its actor: `run_trial` takes the later of it and Tune's own); whether that changed its
+        config, and the checkpoint's epoch (None without one)."""
+        checkpoint, epoch = self._last_checkpoint(row_id)
+        if checkpoint is None or trial.config.get(RESUME_FROM) == checkpoint:
+            return False, epoch
+        trial.config[RESUME_FROM] = checkpoint
+        return True, epoch
 
     def _last_checkpoint(self, row_id: str) -> tuple[str | None, int | None]:
         """The latest epoch checkpoint of a trial that is still there (a path in the study's

@@ -37,6 +37,18 @@ def _run(*flags: str, expected: str) -> Bad:
     return Bad(("run", "--data", DATA, "--storage", "{tmp}/st", *flags), expected)
 
 
+# Real data (no simulator, so no ground truth) in pyKT's format: 20 students over 5 folds.
+REAL_CSV = CSV_HEADER + "".join(f'{i % 5},s{i},"1,2,1,3","1,0,1,1"\n' for i in range(20))
+
+
+def _run_real(*flags: str, expected: str) -> Bad:
+    return Bad(
+        ("run", "--data", "{tmp}/real.csv", "--storage", "{tmp}/st", *flags),
+        expected,
+        {"real.csv": REAL_CSV.encode()},
+    )
+
+
 def _csv(rows: str, expected: str, *flags: str) -> Bad:
     return Bad(
         ("data", "check", "{tmp}/bad.csv", *flags), expected, {"bad.csv": (CSV_HEADER + rows).encode()}
@@ -139,23 +151,16 @@ CASES: dict[str, Bad] = {
         "acu:max",
         expected="unknown metric 'acu' (did you mean auc or acc? known: val_loss, auc,",
     ),
-    "objective needing the simulator on real data": Bad(
-        ("run", "--data", "{tmp}/real.csv", "--storage", "{tmp}/st", "--objectives", "mastery_recovery:max"),
-        "objective 'mastery_recovery:max': mastery_recovery needs the simulator's ground truth, which data",
-        {
-            "real.csv": (
-                CSV_HEADER + "".join(f'{i % 5},s{i},"1,2,1,3","1,0,1,1"\n' for i in range(20))
-            ).encode()
-        },
+    "objective needing the simulator on real data": _run_real(
+        "--objectives",
+        "mastery_recovery:max",
+        expected="objective 'mastery_recovery:max': mastery_recovery needs the simulator's ground truth, "
+        "which data",
     ),
-    "constraint needing the simulator on real data": Bad(
-        ("run", "--data", "{tmp}/real.csv", "--storage", "{tmp}/st", "--constraint", "gain_recovery > 0.1"),
-        "constraint 'gain_recovery > 0.1': gain_recovery needs the simulator's ground truth",
-        {
-            "real.csv": (
-                CSV_HEADER + "".join(f'{i % 5},s{i},"1,2,1,3","1,0,1,1"\n' for i in range(20))
-            ).encode()
-        },
+    "constraint needing the simulator on real data": _run_real(
+        "--constraint",
+        "gain_recovery > 0.1",
+        expected="constraint 'gain_recovery > 0.1': gain_recovery needs the simulator's ground truth",
     ),
     # ------------------------------------------------------------------ train
     "train with infinite lr": _train("--set", "lr=inf", expected="'lr' must be a finite number"),
