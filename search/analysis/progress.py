@@ -114,7 +114,3 @@ def progress_of(trials: pd.DataFrame, spec: SweepSpec) -> Progress:
             else f"best feasible {metric} {top[metric]:.4f} ({top[TRIAL_KEY]})"
         )
     return Progress(ended, spec.trials, failed, running, best, time_left(trials, spec))
-
-
-def progress_line(trials: pd.DataFrame, spec: SweepSpec) -> str:
-    return progress_of(trials, spec).line()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from search.analysis.progress import progress_line, time_left
+from search.analysis.progress import progress_of, time_left
 from search.spec import Constraint, SweepSpec
 
 T0 = pd.Timestamp("2026-12-05 10:00", tz="UTC")
@@ -38,18 +38,18 @@ def test_the_progress_line_counts_names_the_best_feasible_trial_and_estimates_th
     )
     # 5 trials not ended, 2 at a time: 3 waves of the mean 60 s
     assert time_left(trials, spec).seconds == 180
-    assert progress_line(trials, spec) == (
+    assert progress_of(trials, spec).line() == (
         "progress: 3 of 8 trials ended (1 failed), 1 running; best feasible auc 0.7200 (b); about 3m00s left"
     )
 
 
 def test_before_any_trial_ends_there_is_no_estimate_and_no_feasible_trial_is_said_so():
     spec = SweepSpec(trials=4, constraints=(Constraint.parse("mastery_corr >= 0.9"),))
-    assert progress_line(rows(("a", "RUNNING", float("nan"), float("nan"), None)), spec) == (
+    assert progress_of(rows(("a", "RUNNING", float("nan"), float("nan"), None)), spec).line() == (
         "progress: 0 of 4 trials ended (0 failed), 1 running"
     )
     done = rows(("a", "COMPLETED", 0.7, 0.2, 30))
-    assert progress_line(done, spec).endswith("; no feasible trial yet; about 1m00s left")
+    assert progress_of(done, spec).line().endswith("; no feasible trial yet; about 1m00s left")
 
 
 def test_the_time_left_comes_from_the_epochs_trained_so_far_once_one_has():
